@@ -1,0 +1,3 @@
+from nowait.cli import main
+
+main()

@@ -1,0 +1,96 @@
+"""Plain values shared by every layer: usage, tiers, routes. No I/O here."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+
+class Tier(StrEnum):
+    """Which price list a request is billed on."""
+
+    STANDARD = "standard"
+    BATCH = "batch"
+
+
+class Route(StrEnum):
+    """Where a request is sent."""
+
+    REALTIME = "realtime"
+    BATCH = "batch"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A route plus the reasons for it, in plain words."""
+
+    route: Route
+    reasons: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token counts of one or more Messages API calls, split the way they are billed.
+
+    `input_tokens` is the uncached input only, as the Messages API reports it; cache writes and
+    cache reads are separate counts.
+    """
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_write_5m_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    cache_read_tokens: int = 0
+
+    def __post_init__(self) -> None:
+        for name in (
+            "input_tokens",
+            "output_tokens",
+            "cache_write_5m_tokens",
+            "cache_write_1h_tokens",
+            "cache_read_tokens",
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+
+    @property
+    def prompt_tokens(self) -> int:
+        """Everything the model read: uncached input + cache writes + cache reads."""
+        return (
+            self.input_tokens
+            + self.cache_write_5m_tokens
+            + self.cache_write_1h_tokens
+            + self.cache_read_tokens
+        )
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.cache_write_5m_tokens + other.cache_write_5m_tokens,
+            self.cache_write_1h_tokens + other.cache_write_1h_tokens,
+            self.cache_read_tokens + other.cache_read_tokens,
+        )
+
+    @classmethod
+    def from_api(cls, usage: Mapping[str, Any]) -> Usage:
+        """Read a Messages API `usage` object (a dict, as in JSON).
+
+        When only the legacy `cache_creation_input_tokens` total is present, the writes are
+        counted as 5-minute writes, the API's default TTL.
+        """
+        creation = usage.get("cache_creation") or {}
+        write_5m = creation.get("ephemeral_5m_input_tokens")
+        write_1h = creation.get("ephemeral_1h_input_tokens")
+        if write_5m is None and write_1h is None:
+            write_5m, write_1h = usage.get("cache_creation_input_tokens") or 0, 0
+        return cls(
+            input_tokens=int(usage.get("input_tokens") or 0),
+            output_tokens=int(usage.get("output_tokens") or 0),
+            cache_write_5m_tokens=int(write_5m or 0),
+            cache_write_1h_tokens=int(write_1h or 0),
+            cache_read_tokens=int(usage.get("cache_read_input_tokens") or 0),
+        )
