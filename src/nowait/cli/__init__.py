@@ -1,4 +1,9 @@
-"""The command line: parse, call the library, render. `main` is the one error boundary."""
+"""The command line: parse, call the library, render. `main` is the one error boundary.
+
+Each area's commands live in a module of this package (`cli/prices.py`, ...) that adds them to
+`app`; `_register_commands` imports them. Commands raise `NowaitError`s; `main` turns those into
+a message on stderr and an exit code (2 for bad input), never a traceback.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,6 @@ import typer
 from rich.console import Console
 from typer._click import exceptions as click_exc
 
-from nowait import pricing
 from nowait.errors import NowaitError
 
 app = typer.Typer(
@@ -46,31 +50,6 @@ def _group() -> None:
     """Find the Claude work nobody is waiting for, and run it at batch price."""
 
 
-@app.command("prices")
-def prices_command(
-    prices: PricesOption = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-) -> None:
-    """Print the price table with its date."""
-    from nowait import render
-
-    table = pricing.load_table(prices)
-    if json_out:
-        import json
-
-        rows = {
-            "as_of": table.as_of.isoformat(),
-            "currency": table.currency,
-            "batch_discount": str(table.batch_discount),
-            "models": {
-                p.model: {i: str(getattr(p.rates, i)) for i in pricing.ITEMS} for p in table
-            },
-        }
-        typer.echo(json.dumps(rows, indent=2))
-        return
-    stdout().print(render.prices_table(table))
-
-
 def _show_warning(
     message: Warning | str,
     category: type[Warning],
@@ -82,9 +61,15 @@ def _show_warning(
     print(f"nowait: warning: {message}", file=sys.stderr)
 
 
+def _register_commands() -> None:
+    """Import the command modules; each adds its commands to `app`."""
+    from nowait.cli import prices  # noqa: F401
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; every nowait error becomes a clear message and an exit code, no traceback."""
     warnings.showwarning = _show_warning
+    _register_commands()
     try:
         result = app(args=argv, standalone_mode=False, prog_name="nowait")
     except click_exc.NoArgsIsHelpError as exc:
