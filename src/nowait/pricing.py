@@ -162,19 +162,7 @@ def cost_breakdown(
     Long-context rates are chosen from this usage's own prompt size, so pass one call's usage
     (or a per-call average) when a model has long-context pricing.
     """
-    table = table or default_table()
-    price = table.lookup(model)
-    if price is None:
-        warn_unknown_model(model)
-        return None
-    rates = price.rates_for(usage.prompt_tokens).scaled(table.tier_factor(tier))
-    return CostBreakdown(
-        input=usage.input_tokens * rates.input / MILLION,
-        output=usage.output_tokens * rates.output / MILLION,
-        cache_write_5m=usage.cache_write_5m_tokens * rates.cache_write_5m / MILLION,
-        cache_write_1h=usage.cache_write_1h_tokens * rates.cache_write_1h / MILLION,
-        cache_read=usage.cache_read_tokens * rates.cache_read / MILLION,
-    )
+    return cost_of_totals(usage, 1, model, tier, table)
 
 
 def cost(
@@ -183,6 +171,37 @@ def cost(
     """Exact USD cost of one API call's usage on `tier`; `None` for an unknown model."""
     breakdown = cost_breakdown(usage, model, tier, table)
     return None if breakdown is None else breakdown.total
+
+
+def cost_of_totals(
+    usage: Usage,
+    requests: int,
+    model: str,
+    tier: Tier = Tier.STANDARD,
+    table: PriceTable | None = None,
+) -> CostBreakdown | None:
+    """Exact cost of `requests` calls whose usage adds up to `usage`.
+
+    Long-context rates are chosen from the average prompt per call, since only totals are known.
+    """
+    table = table or default_table()
+    price = table.lookup(model)
+    if price is None:
+        warn_unknown_model(model)
+        return None
+    average_prompt = usage.prompt_tokens // requests if requests > 0 else 0
+    rates = price.rates_for(average_prompt).scaled(table.tier_factor(tier))
+    return _priced(usage, rates)
+
+
+def _priced(usage: Usage, rates: Rates) -> CostBreakdown:
+    return CostBreakdown(
+        input=usage.input_tokens * rates.input / MILLION,
+        output=usage.output_tokens * rates.output / MILLION,
+        cache_write_5m=usage.cache_write_5m_tokens * rates.cache_write_5m / MILLION,
+        cache_write_1h=usage.cache_write_1h_tokens * rates.cache_write_1h / MILLION,
+        cache_read=usage.cache_read_tokens * rates.cache_read / MILLION,
+    )
 
 
 # --- loading -------------------------------------------------------------------------------
