@@ -1,8 +1,8 @@
 """The dated price table and the exact cost of a usage.
 
 Costs are `Decimal` US dollars computed from token counts and per-million-token rates; nothing
-is rounded on the way. A model the table does not know costs `None` (with one visible
-`UnknownModelWarning` per model), never a guess.
+is rounded on the way. A model the table does not know costs `None` (with a visible
+`UnknownModelWarning`), never a guess.
 """
 
 from __future__ import annotations
@@ -140,18 +140,13 @@ def model_id_candidates(model: str) -> Iterator[str]:
         yield undated
 
 
-_warned: set[str] = set()
-
-
 def warn_unknown_model(model: str) -> None:
-    """Warn once per model that its cost is unknown."""
-    if model not in _warned:
-        _warned.add(model)
-        warnings.warn(
-            f"no price for model {model!r}: its cost is unknown (add it with --prices)",
-            UnknownModelWarning,
-            stacklevel=3,
-        )
+    """Warn that a model's cost is unknown (Python shows each model's warning once per place)."""
+    warnings.warn(
+        f"no price for model {model!r}: its cost is unknown (add it with --prices)",
+        UnknownModelWarning,
+        stacklevel=3,
+    )
 
 
 def cost_breakdown(

@@ -7,6 +7,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from rich.table import Table
 
 from nowait.pricing import PriceTable
+from nowait.worksheet import WorksheetResult
 
 
 def usd(amount: Decimal | None, places: int = 2) -> str:
@@ -60,3 +61,78 @@ def prices_table(table: PriceTable) -> Table:
             row = [f"{a}\n{rate(b)}" for a, b in zip(row, long_cells, strict=True)]
         out.add_row(name, *row, f"{rate(batch.input)} / {rate(batch.output)}")
     return out
+
+
+_VERDICT_STYLE = {"realtime": "cyan", "batch": "green", "split": "yellow", "review": "magenta"}
+
+
+def worksheet_table(result: WorksheetResult) -> Table:
+    """Each workload's verdict, reasons and monthly money; totals at the bottom."""
+    out = Table(title="Where each workload belongs (monthly, list prices)", show_lines=True)
+    out.add_column("workload")
+    out.add_column("verdict")
+    for column in ("now", "after move", "with caching", "saved"):
+        out.add_column(column, justify="right")
+    out.add_column("why", ratio=1)
+    for row in result.rows:
+        money = row.money
+        verdict = row.classification.verdict.value
+        out.add_row(
+            row.workload.name,
+            f"[{_VERDICT_STYLE[verdict]}]{verdict}[/]",
+            usd(money.current),
+            usd(money.after_batch),
+            usd(money.after_cache),
+            usd(money.saved),
+            "; ".join(row.classification.reasons),
+        )
+    out.add_row(
+        "[bold]total[/]",
+        "",
+        usd(result.total("current")),
+        usd(result.total("after_batch")),
+        usd(result.total("after_cache")),
+        f"[bold]{usd(result.total('saved'))}[/]",
+        "",
+    )
+    share = result.batchable_share
+    review = [
+        f"{row.workload.name} would save {usd(row.if_batch.saved)}/month if nobody waits"
+        for row in result.rows
+        if row.if_batch is not None
+    ]
+    out.caption = (
+        f"Batchable share of spend: {percent(share)}. Savings stack: batch halves every item, "
+        "caching then discounts the cached prompt of what remains (discounts multiply)."
+        + ("\nTo review: " + "; ".join(review) + "." if review else "")
+    )
+    return out
+
+
+def percent(share: Decimal | None) -> str:
+    if share is None:
+        return "unknown"
+    return f"{(share * 100).quantize(Decimal('0.1'), rounding=ROUND_HALF_UP)}%"
+
+
+def money_json(amount: Decimal | None) -> str | None:
+    """Exact decimal string for JSON (no float rounding); null when unknown."""
+    return None if amount is None else str(amount)
+
+
+def worksheet_json(result: WorksheetResult) -> dict[str, object]:
+    attributes = ("current", "after_batch", "after_cache", "saved", "batchable_current")
+    return {
+        "workloads": [
+            {
+                "name": row.workload.name,
+                "verdict": row.classification.verdict.value,
+                "reasons": list(row.classification.reasons),
+                "monthly_usd": {a: money_json(getattr(row.money, a)) for a in attributes},
+                "saved_if_batch_usd": money_json(row.if_batch.saved) if row.if_batch else None,
+            }
+            for row in result.rows
+        ],
+        "totals_usd": {a: money_json(result.total(a)) for a in attributes},
+        "batchable_share": money_json(result.batchable_share),
+    }

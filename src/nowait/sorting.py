@@ -141,12 +141,12 @@ def _deadline_reason(
     if needed_within < BATCH_WINDOW:
         return (
             Verdict.BATCH,
-            f"needed within {human_duration(needed_within)}: fits a batch, with nowait's "
-            "deadline guard finishing late requests in real time",
+            f"needed within {human_duration(needed_within)}: a batch fits, and the deadline "
+            "guard finishes a late one in real time",
         )
     return (
         Verdict.BATCH,
-        f"needed within {human_duration(needed_within)}: beyond the 24 h batch window",
+        f"needed within {human_duration(needed_within)}: the 24 h batch limit fits",
     )
 
 

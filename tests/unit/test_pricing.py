@@ -90,7 +90,7 @@ def test_dated_and_provider_ids_resolve_to_the_same_price() -> None:
 def test_unknown_model_costs_none_with_a_warning() -> None:
     with pytest.warns(UnknownModelWarning, match="claude-imaginary-9"):
         assert cost(Usage(input_tokens=10), "claude-imaginary-9") is None
-    assert cost_breakdown(Usage(), "claude-imaginary-9") is None
+        assert cost_breakdown(Usage(), "claude-imaginary-9") is None
 
 
 def test_usage_from_api_reads_cache_fields() -> None:

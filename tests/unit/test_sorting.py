@@ -43,7 +43,7 @@ H = timedelta(hours=1)
         (
             Facts(Trigger.BACKFILL, Waiter.NOBODY, needed_within=72 * H),
             Verdict.BATCH,
-            "beyond the 24 h batch window",
+            "24 h batch limit fits",
         ),
         # Triggered by a user is not awaited by a user.
         (

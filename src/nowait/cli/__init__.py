@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from typer._click import exceptions as click_exc
 
+from nowait import pricing
 from nowait.errors import NowaitError
 
 app = typer.Typer(
@@ -63,12 +64,16 @@ def _show_warning(
 
 def _register_commands() -> None:
     """Import the command modules; each adds its commands to `app`."""
-    from nowait.cli import prices  # noqa: F401
+    from nowait.cli import (
+        prices,  # noqa: F401
+        worksheet,  # noqa: F401
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; every nowait error becomes a clear message and an exit code, no traceback."""
     warnings.showwarning = _show_warning
+    warnings.filterwarnings("default", category=pricing.UnknownModelWarning)
     _register_commands()
     try:
         result = app(args=argv, standalone_mode=False, prog_name="nowait")

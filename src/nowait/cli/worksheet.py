@@ -1,0 +1,53 @@
+"""`nowait worksheet`: sort hand-described workloads and price the move."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from nowait import pricing, render, worksheet
+from nowait.cli import PricesOption, app, stdout
+from nowait.errors import InputError
+
+
+@app.command("worksheet")
+def worksheet_command(
+    file: Annotated[
+        Path | None, typer.Argument(help="Worksheet TOML (see --template).", show_default=False)
+    ] = None,
+    template: Annotated[
+        bool, typer.Option("--template", help="Write a commented starter worksheet to FILE.")
+    ] = False,
+    output_format: Annotated[
+        str, typer.Option("--format", help="table or json.", metavar="FORMAT")
+    ] = "table",
+    prices: PricesOption = None,
+) -> None:
+    """Classify workloads as realtime, batch, split or review, and price the move."""
+    if template:
+        _write_template(file)
+        return
+    if file is None:
+        raise InputError("missing worksheet file", expected="nowait worksheet FILE (or --template)")
+    if output_format not in ("table", "json"):
+        raise InputError(f"got {output_format!r}", field="--format", expected="table or json")
+    table = pricing.load_table(prices)
+    result = worksheet.evaluate(worksheet.read_worksheet(file), table)
+    if output_format == "json":
+        typer.echo(json.dumps(render.worksheet_json(result), indent=2))
+    else:
+        stdout().print(render.worksheet_table(result))
+
+
+def _write_template(file: Path | None) -> None:
+    text = worksheet.template_text()
+    if file is None:
+        typer.echo(text, nl=False)
+        return
+    if file.exists():
+        raise InputError("already exists; not overwriting", file=file)
+    file.write_text(text, "utf-8")
+    typer.echo(f"wrote {file}: edit it, then run `nowait worksheet {file}`", err=True)
