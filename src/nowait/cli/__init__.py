@@ -65,6 +65,7 @@ def _show_warning(
 def _register_commands() -> None:
     """Import the command modules; each adds its commands to `app`."""
     from nowait.cli import (
+        demo,  # noqa: F401
         prices,  # noqa: F401
         worksheet,  # noqa: F401
     )
