@@ -13,9 +13,9 @@ from nowait.cli import app, stdout
 
 @app.command("demo")
 def demo_command(
-    out: Annotated[
-        Path, typer.Option("--out", help="Directory for the demo's files.")
-    ] = Path("nowait-demo"),
+    out: Annotated[Path, typer.Option("--out", help="Directory for the demo's files.")] = Path(
+        "nowait-demo"
+    ),
 ) -> None:
     """Sort the bundled example workloads and show what moving them saves."""
     console = stdout()
