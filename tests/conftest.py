@@ -40,3 +40,14 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Iterator[object]:
         return CliResult(code, captured.out, captured.err)
 
     yield run
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn() -> Iterator[str]:
+    """DSN of a real PostgreSQL server started for this test session (skips if not installed)."""
+    from pgserver import pg_bin_dir, postgres_server
+
+    if pg_bin_dir() is None:
+        pytest.skip("PostgreSQL is not installed (scripts/system-deps installs it)")
+    with postgres_server() as dsn:
+        yield dsn
