@@ -51,3 +51,37 @@ def postgres_dsn() -> Iterator[str]:
         pytest.skip("PostgreSQL is not installed (scripts/system-deps installs it)")
     with postgres_server() as dsn:
         yield dsn
+
+
+@pytest.fixture
+def fake_clock() -> object:
+    from nowait.clock import FakeClock
+
+    return FakeClock()
+
+
+@pytest.fixture
+def emulator_server(fake_clock: object) -> Iterator[object]:
+    """The emulator on a free localhost port, on a fake clock the test moves."""
+    from nowait.emulator import EmulatorServer
+
+    with EmulatorServer(clock=fake_clock) as server:  # type: ignore[arg-type]
+        yield server
+
+
+@pytest.fixture
+def sdk_for() -> Iterator[object]:
+    """`sdk_for(server, **options)`: an SDK client on the emulator, closed after the test."""
+    import anthropic
+
+    made: list[anthropic.Anthropic] = []
+
+    def make(server: object, **options: object) -> anthropic.Anthropic:
+        options.setdefault("api_key", "test-key")
+        options.setdefault("_strict_response_validation", True)
+        made.append(anthropic.Anthropic(base_url=server.base_url, **options))  # type: ignore[attr-defined, arg-type]
+        return made[-1]
+
+    yield make
+    for client in made:
+        client.close()

@@ -12,6 +12,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from nowait.durations import parse_duration
 from nowait.errors import InputError
 from nowait.models import Usage
 from nowait.pricing import PriceTable
@@ -143,17 +144,6 @@ _DEFERRED_FIELDS = {
     "avg_output_tokens",
     "cache_share",
 }
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hr|d|day|days|w)\s*$")
-_UNIT_SECONDS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600}
-_UNIT_SECONDS |= {"d": 86400, "day": 86400, "days": 86400, "w": 604800}
-
-
-def parse_duration(text: str) -> timedelta:
-    """`90s`, `15m`, `6h`, `2d`, `1w` → timedelta; ValueError otherwise."""
-    match = _DURATION.match(text)
-    if not match:
-        raise ValueError(text)
-    return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
 
 
 class _Reader:

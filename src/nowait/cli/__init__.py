@@ -66,6 +66,7 @@ def _register_commands() -> None:
     """Import the command modules; each adds its commands to `app`."""
     from nowait.cli import (
         demo,  # noqa: F401
+        emulator,  # noqa: F401
         prices,  # noqa: F401
         worksheet,  # noqa: F401
     )

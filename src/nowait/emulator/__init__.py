@@ -1,0 +1,16 @@
+"""A local Anthropic API (Messages + Message Batches) that the official SDK runs against."""
+
+from nowait.emulator.app import create_app
+from nowait.emulator.config import EmulatorConfig, Faults, RateLimit, Turnaround
+from nowait.emulator.server import EmulatorServer
+from nowait.emulator.state import Emulator
+
+__all__ = [
+    "Emulator",
+    "EmulatorConfig",
+    "EmulatorServer",
+    "Faults",
+    "RateLimit",
+    "Turnaround",
+    "create_app",
+]

@@ -1,0 +1,312 @@
+"""The HTTP face of the emulator: the routes of the Messages and Message Batches APIs.
+
+Every response carries a `request-id` header; every error uses the API's envelope. A
+`?beta=true` query (sent by 0.x/1.x SDKs) is ignored on every route.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import anyio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from nowait.clock import Clock
+from nowait.emulator.apierror import ApiError, envelope, invalid
+from nowait.emulator.batches import Batch
+from nowait.emulator.config import EmulatorConfig
+from nowait.emulator.fakemodel import count_tokens, ids_from, words_in_chunks
+from nowait.emulator.state import Emulator
+from nowait.emulator.validation import check_version
+
+Handler = Callable[[Request, "_Call"], Awaitable[Response]]
+_ids = random.Random()
+
+
+class _Call:
+    """What every handler needs: the emulator, the API version, betas, the request id."""
+
+    def __init__(
+        self, emulator: Emulator, version: str, betas: frozenset[str], request_id: str
+    ) -> None:
+        self.emulator = emulator
+        self.version = version
+        self.betas = betas
+        self.request_id = request_id
+
+
+def create_app(config: EmulatorConfig | None = None, clock: Clock | None = None) -> Starlette:
+    """The ASGI app. Its knob handle is `app.state.emulator`."""
+    emulator = Emulator(config, clock)
+
+    def route(path: str, name: str, handler: Handler, method: str) -> Route:
+        async def endpoint(request: Request) -> Response:
+            return await _serve(request, emulator, name, handler)
+
+        return Route(path, endpoint, methods=[method])
+
+    app = Starlette(
+        routes=[
+            route("/v1/messages", "messages", _messages, "POST"),
+            route("/v1/messages/count_tokens", "count_tokens", _count_tokens, "POST"),
+            route("/v1/messages/batches", "batches.create", _create_batch, "POST"),
+            route("/v1/messages/batches", "batches.list", _list_batches, "GET"),
+            route("/v1/messages/batches/{batch_id}", "batches.retrieve", _retrieve_batch, "GET"),
+            route("/v1/messages/batches/{batch_id}", "batches.delete", _delete_batch, "DELETE"),
+            route(
+                "/v1/messages/batches/{batch_id}/cancel", "batches.cancel", _cancel_batch, "POST"
+            ),
+            route("/v1/messages/batches/{batch_id}/results", "batches.results", _results, "GET"),
+        ]
+    )
+    app.add_exception_handler(404, _not_found)
+    app.add_exception_handler(405, _not_found)
+    app.state.emulator = emulator
+    return app
+
+
+async def _serve(request: Request, emulator: Emulator, name: str, handler: Handler) -> Response:
+    request_id = "req_" + ids_from(_ids)
+    emulator.calls[name] += 1
+    try:
+        _authenticate(request, emulator)
+        version = check_version(request.headers.get("anthropic-version"))
+        betas = frozenset(
+            b.strip() for b in request.headers.get("anthropic-beta", "").split(",") if b.strip()
+        )
+        fault = emulator.take_fault(name)
+        if fault is not None and not fault.midstream:
+            headers = (
+                {"retry-after": f"{fault.retry_after:g}"} if fault.retry_after is not None else {}
+            )
+            raise ApiError(
+                fault.status,
+                "Overloaded" if fault.status == 529 else "Internal server error",
+                headers=headers,
+            )
+        response = await handler(request, _Call(emulator, version, betas, request_id))
+        if fault is not None and isinstance(response, StreamingResponse):
+            response = _midstream_failure(request_id)
+    except ApiError as error:
+        response = JSONResponse(
+            envelope(error.type, error.message, request_id), error.status, headers=error.headers
+        )
+    response.headers["request-id"] = request_id
+    return response
+
+
+def _authenticate(request: Request, emulator: Emulator) -> None:
+    key = request.headers.get("x-api-key")
+    if key is None:
+        auth = request.headers.get("authorization", "")
+        key = auth[7:].strip() if auth.lower().startswith("bearer ") else None
+    allowed = emulator.config.api_keys
+    if not key:
+        raise ApiError(401, "x-api-key header is required")
+    if allowed is not None and key not in allowed:
+        raise ApiError(401, "invalid x-api-key")
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    request_id = "req_" + ids_from(_ids)
+    body = envelope(
+        "not_found_error", f"Not found: {request.method} {request.url.path}", request_id
+    )
+    return JSONResponse(body, 404, headers={"request-id": request_id})
+
+
+async def _json_body(request: Request, limit: int) -> Any:
+    declared = request.headers.get("content-length")
+    size = 0
+    chunks: list[bytes] = []
+    too_big = declared is not None and declared.isdigit() and int(declared) > limit
+    async for chunk in request.stream():
+        size += len(chunk)
+        too_big = too_big or size > limit
+        if not too_big:
+            chunks.append(chunk)
+        else:
+            chunks.clear()  # keep draining so the client reads our answer, but hold nothing
+    if too_big:
+        raise ApiError(413, f"Request exceeds the maximum allowed number of bytes ({limit}).")
+    try:
+        return json.loads(b"".join(chunks) or b"null")
+    except ValueError as exc:
+        raise invalid(f"body: Invalid JSON: {exc}") from None
+
+
+# ---- messages -------------------------------------------------------------------------------
+async def _messages(request: Request, call: _Call) -> Response:
+    emulator = call.emulator
+    params = emulator.check_message(
+        await _json_body(request, emulator.config.max_messages_bytes), call.version
+    )
+    headers = emulator.admit(params)
+    delay = _real_seconds(emulator.clock, emulator.config.realtime_latency)
+    if delay > 0:
+        await anyio.sleep(delay)
+    message, more = emulator.run_message(params, call.betas)
+    headers.update(more)
+    if params.get("stream"):
+        return StreamingResponse(_sse(message), media_type="text/event-stream", headers=headers)
+    return JSONResponse(message, headers=headers)
+
+
+def _real_seconds(clock: Clock, emulated: float) -> float:
+    """Real seconds to wait for `emulated` seconds: none on a fake clock, less on a fast one."""
+    if emulated <= 0 or type(clock).__name__ == "FakeClock":
+        return 0.0
+    return emulated / float(getattr(clock, "scale", 1.0))
+
+
+def _event(name: str, data: dict[str, Any]) -> bytes:
+    return f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+async def _sse(message: dict[str, Any]) -> AsyncIterator[bytes]:
+    usage = message["usage"]
+    start = {**message, "content": [], "stop_reason": None, "stop_sequence": None}
+    start["usage"] = {**usage, "output_tokens": 1}
+    yield _event("message_start", {"type": "message_start", "message": start})
+    yield _event("ping", {"type": "ping"})
+    for index, block in enumerate(message["content"]):
+        if block["type"] == "text":
+            yield _event(
+                "content_block_start",
+                {
+                    "type": "content_block_start",
+                    "index": index,
+                    "content_block": {"type": "text", "text": ""},
+                },
+            )
+            for piece in words_in_chunks(block["text"]):
+                delta = {"type": "text_delta", "text": piece}
+                yield _event(
+                    "content_block_delta",
+                    {"type": "content_block_delta", "index": index, "delta": delta},
+                )
+        else:
+            yield _event(
+                "content_block_start",
+                {
+                    "type": "content_block_start",
+                    "index": index,
+                    "content_block": {**block, "input": {}},
+                },
+            )
+            delta = {"type": "input_json_delta", "partial_json": json.dumps(block.get("input", {}))}
+            yield _event(
+                "content_block_delta",
+                {"type": "content_block_delta", "index": index, "delta": delta},
+            )
+        yield _event("content_block_stop", {"type": "content_block_stop", "index": index})
+    delta = {"stop_reason": message["stop_reason"], "stop_sequence": message["stop_sequence"]}
+    final_usage = {
+        k: usage[k]
+        for k in (
+            "input_tokens",
+            "output_tokens",
+            "cache_creation_input_tokens",
+            "cache_read_input_tokens",
+        )
+    }
+    yield _event("message_delta", {"type": "message_delta", "delta": delta, "usage": final_usage})
+    yield _event("message_stop", {"type": "message_stop"})
+
+
+def _midstream_failure(request_id: str) -> Response:
+    async def events() -> AsyncIterator[bytes]:
+        yield _event("ping", {"type": "ping"})
+        yield _event("error", envelope("overloaded_error", "Overloaded", request_id))
+
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
+async def _count_tokens(request: Request, call: _Call) -> Response:
+    body = await _json_body(request, call.emulator.config.max_messages_bytes)
+    params = call.emulator.check_message(
+        {"max_tokens": 1, **body} if isinstance(body, dict) else body, call.version
+    )
+    return JSONResponse({"input_tokens": count_tokens(params)})
+
+
+# ---- batches --------------------------------------------------------------------------------
+def _origin(request: Request, emulator: Emulator) -> str:
+    if emulator.config.public_base_url:
+        return emulator.config.public_base_url.rstrip("/")
+    return f"{request.url.scheme}://{request.headers.get('host', request.url.netloc)}"
+
+
+def _batch_response(request: Request, call: _Call, batch: Batch) -> Response:
+    return JSONResponse(batch.to_json(call.emulator.clock.now(), _origin(request, call.emulator)))
+
+
+async def _create_batch(request: Request, call: _Call) -> Response:
+    body = await _json_body(request, call.emulator.config.max_batch_bytes)
+    batch = await anyio.to_thread.run_sync(
+        call.emulator.create_batch, body, call.version, call.betas
+    )
+    return _batch_response(request, call, batch)
+
+
+async def _retrieve_batch(request: Request, call: _Call) -> Response:
+    return _batch_response(request, call, call.emulator.get_batch(request.path_params["batch_id"]))
+
+
+async def _cancel_batch(request: Request, call: _Call) -> Response:
+    return _batch_response(
+        request, call, call.emulator.cancel_batch(request.path_params["batch_id"])
+    )
+
+
+async def _delete_batch(request: Request, call: _Call) -> Response:
+    batch_id = request.path_params["batch_id"]
+    call.emulator.delete_batch(batch_id)
+    return JSONResponse({"id": batch_id, "type": "message_batch_deleted"})
+
+
+async def _list_batches(request: Request, call: _Call) -> Response:
+    query = request.query_params
+    limit_text = query.get("limit", "20")
+    if not limit_text.isdigit() or not 1 <= int(limit_text) <= 1000:
+        raise invalid("limit: Input should be an integer between 1 and 1000")
+    limit = int(limit_text)
+    batches = call.emulator.list_batches()
+    ids = [b.id for b in batches]
+    after, before = query.get("after_id"), query.get("before_id")
+    if before is not None:
+        end = _position(ids, before, "before_id")
+        start = max(0, end - limit)
+        page, has_more = batches[start:end], start > 0
+    else:
+        start = _position(ids, after, "after_id") + 1 if after is not None else 0
+        page, has_more = batches[start : start + limit], start + limit < len(batches)
+    now, origin = call.emulator.clock.now(), _origin(request, call.emulator)
+    return JSONResponse(
+        {
+            "data": [b.to_json(now, origin) for b in page],
+            "has_more": has_more,
+            "first_id": page[0].id if page else None,
+            "last_id": page[-1].id if page else None,
+        }
+    )
+
+
+def _position(ids: list[str], batch_id: str, name: str) -> int:
+    try:
+        return ids.index(batch_id)
+    except ValueError:
+        raise invalid(f"{name}: no batch found with id {batch_id!r}") from None
+
+
+async def _results(request: Request, call: _Call) -> Response:
+    emulator = call.emulator
+    batch = emulator.results_batch(request.path_params["batch_id"])
+    lines = batch.result_lines(emulator.config.shuffle_results, emulator.config.output_tokens)
+    return StreamingResponse(lines, media_type="application/x-jsonl")

@@ -1,0 +1,125 @@
+"""The emulator's knobs, as one frozen value. The CLI flags map onto these fields one to one."""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+
+from nowait.limits import BATCH_MAX_BYTES, BATCH_MAX_REQUESTS, MESSAGES_MAX_BYTES
+
+API_VERSIONS = ("2023-01-01", "2023-06-01", "2026-10-21")
+"""`anthropic-version` values the API knows; 2026-10-21 drops the sampling parameters."""
+
+KNOWN_MODELS = frozenset(
+    {
+        "claude-fable-5-2",
+        "claude-mythos-5-2",
+        "claude-haiku-5-5",
+        "claude-sonnet-5-5",
+        "claude-fable-5-1",
+        "claude-opus-5-5",
+        "claude-mythos-5-1",
+        "claude-sonnet-5",
+        "claude-fable-5",
+        "claude-mythos-5",
+        "claude-opus-5",
+        "claude-opus-4-8",
+        "claude-opus-4-7",
+        "claude-mythos-preview",
+        "claude-opus-4-6",
+        "claude-sonnet-4-6",
+        "claude-haiku-4-5",
+        "claude-haiku-4-5-20251001",
+        "claude-opus-4-5",
+        "claude-opus-4-5-20251101",
+        "claude-sonnet-4-5",
+        "claude-sonnet-4-5-20250929",
+    }
+)
+"""Model ids of the `anthropic` 2.13 SDK's `Model` literal."""
+
+
+@dataclass(frozen=True)
+class Turnaround:
+    """How long a batch takes from creation to `ended`, in seconds of emulated time.
+
+    Fixed, or log-normal given by its median and 95th percentile (the shape real batch
+    turnarounds have: most end well within an hour, a long tail runs for many hours).
+    """
+
+    median: float = 600.0
+    p95: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.median < 0 or (self.p95 is not None and self.p95 < self.median):
+            raise ValueError("turnaround needs 0 <= median <= p95")
+
+    def draw(self, rng: random.Random) -> float:
+        if self.p95 is None or self.median in (self.p95, 0.0):
+            return self.median
+        sigma = math.log(self.p95 / self.median) / 1.6448536269514722
+        return self.median * math.exp(sigma * rng.gauss(0.0, 1.0))
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """Per-model limits of the real-time API, per minute; None = unlimited."""
+
+    requests_per_minute: int | None = None
+    input_tokens_per_minute: int | None = None
+    output_tokens_per_minute: int | None = None
+
+
+@dataclass(frozen=True)
+class Faults:
+    """Probabilities of injected failures, drawn from the seeded generator."""
+
+    overloaded: float = 0.0
+    """Share of Messages and batch-create calls answered 529 overloaded_error."""
+    server_error: float = 0.0
+    """Share of Messages and batch-create calls answered 500 api_error."""
+    errored_lines: float = 0.0
+    """Share of batch requests that end `errored` with an overloaded_error."""
+    expired_lines: float = 0.0
+    """Share of batch requests that end `expired`."""
+    retry_after: float | None = 1.0
+    """`retry-after` seconds sent with injected 529s (None: no header)."""
+
+    def __post_init__(self) -> None:
+        for name in ("overloaded", "server_error", "errored_lines", "expired_lines"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be a probability between 0 and 1")
+
+
+@dataclass(frozen=True)
+class EmulatorConfig:
+    """Everything that makes one emulator behave differently from another."""
+
+    seed: int = 0
+    api_keys: frozenset[str] | None = None
+    """Keys accepted; None accepts any non-empty key."""
+    turnaround: Turnaround = field(default_factory=Turnaround)
+    cancel_latency: float = 30.0
+    """Emulated seconds from a cancel to `ended`; requests finishing meanwhile keep results."""
+    realtime_latency: float = 0.0
+    """Emulated seconds a Messages call takes (real seconds under a SystemClock)."""
+    rate_limits: dict[str, RateLimit] = field(default_factory=dict)
+    """By model id; the key "*" applies to every model without its own entry."""
+    faults: Faults = field(default_factory=Faults)
+    contract_mode: bool = False
+    """Answer any batch id and any model, for SDK conformance suites."""
+    public_base_url: str | None = None
+    """Origin put in `results_url`; None derives it from each request's Host."""
+    max_batch_requests: int = BATCH_MAX_REQUESTS
+    max_batch_bytes: int = BATCH_MAX_BYTES
+    max_messages_bytes: int = MESSAGES_MAX_BYTES
+    cache_min_tokens: int = 1024
+    """Shortest prefix the API caches."""
+    output_tokens: tuple[int, int] = (12, 160)
+    """Range of the fake model's natural answer length, in tokens."""
+    shuffle_results: bool = True
+    models: frozenset[str] = KNOWN_MODELS
+
+    def rate_limit(self, model: str) -> RateLimit | None:
+        return self.rate_limits.get(model) or self.rate_limits.get("*")
