@@ -94,3 +94,40 @@ class Usage:
             cache_write_1h_tokens=int(write_1h or 0),
             cache_read_tokens=int(usage.get("cache_read_input_tokens") or 0),
         )
+
+
+class JobState(StrEnum):
+    """A request's life inside nowait. See `TRANSITIONS` for the legal moves."""
+
+    QUEUED = "queued"  # routed, waiting to be sent (again, after a retryable failure)
+    SUBMITTING = "submitting"  # in a planned batch; the create call may or may not have happened
+    IN_BATCH = "in_batch"  # in a batch the API acknowledged
+    RUNNING = "running"  # a real-time call is under way
+    SUCCEEDED = "succeeded"  # result stored, not yet delivered
+    FAILED = "failed"  # permanent error stored, not yet delivered
+    DELIVERED = "delivered"  # the sink acknowledged the outcome: final
+
+
+TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    JobState.QUEUED: frozenset({JobState.SUBMITTING, JobState.RUNNING}),
+    JobState.SUBMITTING: frozenset({JobState.IN_BATCH, JobState.QUEUED}),
+    JobState.IN_BATCH: frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.QUEUED}),
+    JobState.RUNNING: frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.QUEUED}),
+    JobState.SUCCEEDED: frozenset({JobState.DELIVERED}),
+    JobState.FAILED: frozenset({JobState.DELIVERED}),
+    JobState.DELIVERED: frozenset(),
+}
+"""QUEUED is re-entered for retries, fallbacks and abandoned batch plans."""
+
+PENDING_STATES = frozenset(
+    {JobState.QUEUED, JobState.SUBMITTING, JobState.IN_BATCH, JobState.RUNNING}
+)
+
+
+def transition(current: JobState, target: JobState) -> JobState:
+    """The one gate every job state change passes; an illegal move raises."""
+    from nowait.errors import IllegalTransition
+
+    if target not in TRANSITIONS[current]:
+        raise IllegalTransition(f"a job cannot move from {current} to {target}")
+    return target

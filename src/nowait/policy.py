@@ -74,3 +74,53 @@ def _human(delta: timedelta) -> str:
     if seconds < 7200:
         return f"{seconds // 60} min"
     return f"{seconds / 3600:.1f} h"
+
+
+# ---- retries and polling (pure) ------------------------------------------------------------
+RETRYABLE_ERROR_TYPES = frozenset(
+    {"overloaded_error", "api_error", "rate_limit_error", "timeout_error"}
+)
+
+
+@dataclass(frozen=True)
+class RetryConfig:
+    max_attempts: int = 5
+    """Attempts per request, the first included; then the last error is reported."""
+    base_delay: float = 2.0
+    """Seconds before the first retry; doubles each time."""
+    max_delay: float = 600.0
+
+
+@dataclass(frozen=True)
+class PollConfig:
+    first: float = 10.0
+    """Seconds after creation before the first poll."""
+    factor: float = 1.5
+    longest: float = 120.0
+
+
+def line_verdict(kind: str, error_type: str | None) -> str:
+    """What to do with a batch result line: "succeeded", "retry" or "failed"."""
+    if kind == "succeeded":
+        return "succeeded"
+    if kind in ("expired", "canceled"):
+        return "retry"
+    return "retry" if error_type in RETRYABLE_ERROR_TYPES else "failed"
+
+
+def retry_at(
+    attempts: int, now: datetime, retry_after: float | None, config: RetryConfig
+) -> datetime | None:
+    """When to try again after `attempts` failed tries; None once the cap is reached.
+
+    The API's `retry-after` is a floor, never shortened by the backoff.
+    """
+    if attempts >= config.max_attempts:
+        return None
+    backoff = min(config.max_delay, config.base_delay * 2 ** max(0, attempts - 1))
+    return now + timedelta(seconds=max(backoff, retry_after or 0.0))
+
+
+def next_poll(interval: float, config: PollConfig) -> float:
+    """The next polling interval after one of `interval` seconds (0: the first)."""
+    return config.first if interval <= 0 else min(config.longest, interval * config.factor)

@@ -1,0 +1,174 @@
+"""The one seam to the API, and the only module that imports `anthropic`.
+
+The router talks to a `Backend` in nowait's own types; `AnthropicBackend` implements it with
+the official SDK. The SDK's own retries are off: retries are nowait's decision (`policy`),
+timed on nowait's clock, and every failure arrives classified as retryable or permanent.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol, TypeVar
+
+import anthropic
+
+from nowait.errors import PermanentBackendError, RetryableBackendError
+from nowait.models import Usage
+
+T = TypeVar("T")
+RETRYABLE_LINE_ERRORS = frozenset(
+    {"overloaded_error", "api_error", "rate_limit_error", "timeout_error"}
+)
+
+
+@dataclass(frozen=True)
+class MessageOutcome:
+    message_json: str
+    usage: Usage
+    tier: str
+
+
+@dataclass(frozen=True)
+class BatchInfo:
+    id: str
+    status: str  # in_progress | canceling | ended
+    request_total: int
+    created_at: datetime
+    ended_at: datetime | None
+
+
+@dataclass(frozen=True)
+class ResultLine:
+    custom_id: str
+    kind: str  # succeeded | errored | canceled | expired
+    message: MessageOutcome | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+
+
+class Backend(Protocol):
+    def create_message(self, params: dict[str, Any]) -> MessageOutcome: ...
+
+    def create_batch(self, requests: Iterable[tuple[str, str]]) -> BatchInfo:
+        """Create a batch from (custom_id, params_json) pairs."""
+        ...
+
+    def retrieve_batch(self, batch_id: str) -> BatchInfo: ...
+
+    def list_batches(self, limit: int = 100) -> Iterator[BatchInfo]:
+        """Newest first."""
+        ...
+
+    def cancel_batch(self, batch_id: str) -> BatchInfo: ...
+
+    def batch_results(self, batch_id: str) -> Iterator[ResultLine]: ...
+
+
+class AnthropicBackend:
+    """`Backend` over the official SDK. The key stays inside the SDK client, never in errors."""
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout: float = 600.0,
+        client: anthropic.Anthropic | None = None,
+    ) -> None:
+        self._client = client or anthropic.Anthropic(
+            api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    def create_message(self, params: dict[str, Any]) -> MessageOutcome:
+        message = _call(lambda: self._client.messages.create(**params))
+        return _outcome(message.model_dump(mode="json"))
+
+    def create_batch(self, requests: Iterable[tuple[str, str]]) -> BatchInfo:
+        body = [{"custom_id": cid, "params": json.loads(params)} for cid, params in requests]
+        return _info(_call(lambda: self._client.messages.batches.create(requests=body)))  # type: ignore[arg-type]
+
+    def retrieve_batch(self, batch_id: str) -> BatchInfo:
+        return _info(_call(lambda: self._client.messages.batches.retrieve(batch_id)))
+
+    def list_batches(self, limit: int = 100) -> Iterator[BatchInfo]:
+        page = _call(lambda: self._client.messages.batches.list(limit=limit))
+        for batch in page.data:
+            yield _info(batch)
+
+    def cancel_batch(self, batch_id: str) -> BatchInfo:
+        return _info(_call(lambda: self._client.messages.batches.cancel(batch_id)))
+
+    def batch_results(self, batch_id: str) -> Iterator[ResultLine]:
+        lines = _call(lambda: self._client.messages.batches.results(batch_id))
+        try:
+            for line in lines:
+                yield _line(line.custom_id, line.result.model_dump(mode="json"))
+        except anthropic.APIError as exc:
+            raise _classified(exc) from None
+
+
+def _line(custom_id: str, result: dict[str, Any]) -> ResultLine:
+    kind = result["type"]
+    if kind == "succeeded":
+        return ResultLine(custom_id, kind, message=_outcome(result["message"]))
+    if kind == "errored":
+        error = (result.get("error") or {}).get("error") or {}
+        return ResultLine(
+            custom_id, kind, error_type=error.get("type"), error_message=error.get("message")
+        )
+    return ResultLine(custom_id, kind)
+
+
+def _outcome(message: dict[str, Any]) -> MessageOutcome:
+    usage = message.get("usage") or {}
+    return MessageOutcome(
+        json.dumps(message), Usage.from_api(usage), str(usage.get("service_tier") or "standard")
+    )
+
+
+def _info(batch: Any) -> BatchInfo:
+    counts = batch.request_counts
+    total = counts.processing + counts.succeeded + counts.errored + counts.canceled + counts.expired
+    return BatchInfo(batch.id, batch.processing_status, total, batch.created_at, batch.ended_at)
+
+
+def _call(fn: Callable[[], T]) -> T:
+    try:
+        return fn()
+    except anthropic.APIError as exc:
+        raise _classified(exc) from None
+
+
+def _classified(exc: anthropic.APIError) -> RetryableBackendError | PermanentBackendError:
+    """Map an SDK error to nowait's two kinds, keeping the API's words and nothing secret."""
+    if isinstance(exc, anthropic.APIConnectionError):
+        return RetryableBackendError(f"cannot reach the API: {type(exc).__name__}")
+    if isinstance(exc, anthropic.APIStatusError):
+        status = exc.status_code
+        message = _api_message(exc)
+        if status in (408, 409, 429) or status >= 500:
+            return RetryableBackendError(message, status=status, retry_after=_retry_after(exc))
+        return PermanentBackendError(message, status=status)
+    return PermanentBackendError(f"API error: {type(exc).__name__}")
+
+
+def _api_message(exc: anthropic.APIStatusError) -> str:
+    body = exc.body if isinstance(exc.body, dict) else {}
+    found = body.get("error")
+    error: dict[str, Any] = found if isinstance(found, dict) else {}
+    kind = error.get("type", "error")
+    return f"{exc.status_code} {kind}: {error.get('message', '')}".strip()
+
+
+def _retry_after(exc: anthropic.APIStatusError) -> float | None:
+    value = exc.response.headers.get("retry-after")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None

@@ -1,0 +1,236 @@
+"""The route side's front door: submit requests, get each result exactly once.
+
+    router = Router(store=SQLiteStore(home / "nowait.db"), backend=AnthropicBackend())
+    router.submit(params, key="ticket-42", workload="triage", deadline=tomorrow)
+    router.run(sink=JsonlSink("results.jsonl"))      # until every job is delivered
+
+Awaited work and deadlines too tight for a batch go real-time (`policy.choose_route`); the
+rest is packed into batches. Delivery is exactly once per key: a result is handed to the
+sink, and only the sink's return marks it delivered; the JSONL sink skips keys it already
+holds, so a crash between the two never duplicates a line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from nowait.backend import Backend
+from nowait.clock import Clock, SystemClock
+from nowait.errors import InputError
+from nowait.models import PENDING_STATES, JobState, Route
+from nowait.policy import DEFAULT_POLICY, PolicyConfig, RouteRequest, choose_route
+from nowait.store import Job, NewJob, Store
+from nowait.worker import Worker, WorkerConfig
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One finished request as the sink receives it."""
+
+    key: str
+    workload: str | None
+    ok: bool
+    route: str
+    tier: str | None
+    message: dict[str, Any] | None
+    error: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "workload": self.workload,
+            "ok": self.ok,
+            "route": self.route,
+            "tier": self.tier,
+            "message": self.message,
+            "error": self.error,
+        }
+
+
+def delivery_of(job: Job) -> Delivery:
+    ok = job.result_json is not None
+    return Delivery(
+        key=job.key,
+        workload=job.workload,
+        ok=ok,
+        route=job.route.value,
+        tier=job.tier.value if job.tier else None,
+        message=json.loads(job.result_json) if job.result_json else None,
+        error=job.error if not ok else None,
+    )
+
+
+class Sink(Protocol):
+    def __call__(self, delivery: Delivery) -> None: ...
+
+
+class JsonlSink:
+    """Appends one JSON line per delivery, fsynced before it is acknowledged; skips keys
+    already in the file, so redelivery after a crash never writes a line twice."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._seen = set(self._keys())
+        self._file = self.path.open("a", encoding="utf-8")
+
+    def _keys(self) -> Iterator[str]:
+        if not self.path.exists():
+            return
+        with self.path.open(encoding="utf-8") as existing:
+            for line in existing:
+                try:
+                    yield str(json.loads(line)["key"])
+                except (ValueError, KeyError, TypeError):
+                    continue  # a torn last line from a crash: its job is redelivered
+
+    def __call__(self, delivery: Delivery) -> None:
+        if delivery.key in self._seen:
+            return
+        self._file.write(json.dumps(delivery.to_json()) + "\n")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._seen.add(delivery.key)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def prompt_tokens_estimate(params: Mapping[str, Any]) -> int:
+    """About how many prompt tokens a request has (four characters a token)."""
+    return len(json.dumps(params.get("system"))) // 4 + len(json.dumps(params["messages"])) // 4
+
+
+class Router:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        backend: Backend,
+        clock: Clock | None = None,
+        policy: PolicyConfig = DEFAULT_POLICY,
+        worker: WorkerConfig | None = None,
+        run_id: str | None = None,
+    ) -> None:
+        self.store = store
+        self.backend = backend
+        self.clock: Clock = clock or SystemClock()
+        self.policy = policy
+        self.worker = Worker(store, backend, self.clock, worker)
+        self.run_id = run_id or uuid.uuid4().hex[:12]
+
+    def submit(
+        self,
+        params: Mapping[str, Any],
+        *,
+        key: str | None = None,
+        workload: str | None = None,
+        deadline: datetime | None = None,
+        awaited: bool = False,
+    ) -> str:
+        """Queue one request; returns its key. Submitting a key again changes nothing."""
+        job = self.prepare(params, key=key, workload=workload, deadline=deadline, awaited=awaited)
+        self.store.add_job(job, self.clock.now())
+        return job.key
+
+    def prepare(
+        self,
+        params: Mapping[str, Any],
+        *,
+        key: str | None = None,
+        workload: str | None = None,
+        deadline: datetime | None = None,
+        awaited: bool = False,
+    ) -> NewJob:
+        """Validate and route one request without storing it."""
+        model = params.get("model")
+        if not isinstance(model, str) or not model:
+            raise InputError("every request needs a model", field="params.model")
+        if not isinstance(params.get("max_tokens"), int):
+            raise InputError("every request needs max_tokens", field="params.max_tokens")
+        if not isinstance(params.get("messages"), list):
+            raise InputError("every request needs a list of messages", field="params.messages")
+        if params.get("stream"):
+            raise InputError("nowait collects whole results; drop stream", field="params.stream")
+        now = self.clock.now()
+        if deadline is not None and deadline.tzinfo is None:
+            raise InputError("deadline needs a timezone", field="deadline")
+        decision = choose_route(
+            RouteRequest(awaited, deadline, model, prompt_tokens_estimate(params)), now, self.policy
+        )
+        return NewJob(
+            key=key or uuid.uuid4().hex,
+            params_json=json.dumps(dict(params)),
+            model=model,
+            route=decision.route,
+            reasons="; ".join(decision.reasons),
+            workload=workload,
+            deadline=deadline,
+            awaited=awaited,
+            run_id=self.run_id,
+        )
+
+    def result(self, key: str) -> Delivery | None:
+        """The outcome of `key` once it has one (delivered or not); None while pending."""
+        job = self.store.get_job(key)
+        if job is None or job.state in PENDING_STATES:
+            return None
+        return delivery_of(job)
+
+    def results(self) -> Iterator[Delivery]:
+        for state in (JobState.SUCCEEDED, JobState.FAILED, JobState.DELIVERED):
+            for job in self.store.jobs(state=state):
+                yield delivery_of(job)
+
+    def deliver(self, sink: Sink | Callable[[Delivery], None], limit: int = 1000) -> int:
+        """Hand finished results to `sink`, each exactly once; returns how many."""
+        delivered = 0
+        while batch := self.store.undelivered(limit):
+            for job in batch:
+                sink(delivery_of(job))
+                self.store.mark_delivered(job.id, self.clock.now())
+                delivered += 1
+        return delivered
+
+    def pending(self) -> int:
+        counts = self.store.job_counts()
+        return sum(counts.get(s, 0) for s in PENDING_STATES)
+
+    def run(
+        self,
+        sink: Sink | Callable[[Delivery], None] | None = None,
+        *,
+        idle: float = 30.0,
+        on_progress: Callable[[int], None] | None = None,
+        forever: bool = False,
+    ) -> None:
+        """Work until nothing is pending (or forever), delivering as results arrive."""
+        self.worker.recover()
+        while True:
+            report = self.worker.run_once()
+            done = self.deliver(sink) if sink is not None else 0
+            if on_progress is not None and done:
+                on_progress(done)
+            if not forever and self.pending() == 0:
+                return
+            if not report.busy:
+                wake = self.worker.next_wake(idle)
+                self.clock.sleep(max(0.0, (wake - self.clock.now()).total_seconds()))
+
+
+def default_home() -> Path:
+    """`$NOWAIT_HOME`, else the user's data directory."""
+    configured = os.environ.get("NOWAIT_HOME")
+    if configured:
+        return Path(configured)
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "nowait"
+
+
+__all__ = ["Delivery", "JsonlSink", "Route", "Router", "default_home"]

@@ -1,0 +1,175 @@
+"""Durable state of the route side: jobs (one per request) and batches.
+
+`Store` is the one protocol; `SQLiteStore` the embedded default. Every method is one
+transaction, so a crash between two calls leaves a state the worker can reconcile. Moves of
+a job's state are checked by `models.transition` and guarded in SQL by the state they leave.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol
+
+from nowait.models import JobState, Route, Tier, Usage
+
+
+class BatchState(StrEnum):
+    PLANNED = "planned"  # intent recorded; the create call may or may not have happened
+    CREATED = "created"  # the API acknowledged it; its id is stored
+    ENDED = "ended"  # the API says it ended; results not yet collected
+    COLLECTED = "collected"  # every line applied to its job: final
+    ABANDONED = "abandoned"  # never reached the API; its jobs went back to the queue: final
+
+
+@dataclass(frozen=True)
+class NewJob:
+    key: str
+    params_json: str
+    model: str
+    route: Route
+    reasons: str
+    workload: str | None = None
+    deadline: datetime | None = None
+    awaited: bool = False
+    run_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    key: str
+    workload: str | None
+    params_json: str
+    model: str
+    route: Route
+    reasons: str
+    deadline: datetime | None
+    awaited: bool
+    state: JobState
+    attempts: int
+    not_before: datetime
+    batch_ref: int | None
+    custom_id: str | None
+    tier: Tier | None
+    usage: Usage | None
+    result_json: str | None
+    error: str | None
+    run_id: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class BatchRecord:
+    id: int
+    api_id: str | None
+    state: BatchState
+    request_count: int
+    body_bytes: int
+    model: str
+    planned_at: datetime
+    created_at: datetime | None
+    ended_at: datetime | None
+    next_poll_at: datetime | None
+    poll_interval: float
+    cancel_requested: bool
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one attempt of a job came to."""
+
+    custom_id: str | None  # batch lines: the line's custom_id; real-time: None
+    kind: str  # "succeeded" | "failed" | "retry"
+    result_json: str | None = None
+    usage: Usage | None = None
+    tier: Tier | None = None
+    error: str | None = None
+    not_before: datetime | None = None
+
+
+@dataclass(frozen=True)
+class UsageRow:
+    workload: str | None
+    model: str
+    tier: Tier
+    usage: Usage
+    requests: int
+
+
+class Store(Protocol):
+    """Everything the router and worker persist. Implementations pass `tests/store`."""
+
+    def close(self) -> None: ...
+
+    # jobs
+    def add_job(self, job: NewJob, now: datetime) -> tuple[Job, bool]:
+        """Insert a job, or return the existing one with this key; the flag says if it is new."""
+        ...
+
+    def get_job(self, key: str) -> Job | None: ...
+
+    def due_jobs(self, route: Route, now: datetime, limit: int) -> list[Job]: ...
+
+    def start_realtime(self, job_id: int, now: datetime) -> bool:
+        """queued → running; False when another worker took it."""
+        ...
+
+    def finish_realtime(self, job_id: int, outcome: Outcome, now: datetime) -> None: ...
+
+    def requeue_running(self, now: datetime) -> int:
+        """After a crash: real-time calls that never reported back go back to the queue."""
+        ...
+
+    def reroute(self, job_ids: Sequence[int], route: Route, reason: str, now: datetime) -> int:
+        """Queued jobs change route (the deadline guard's fallback)."""
+        ...
+
+    def undelivered(self, limit: int) -> list[Job]: ...
+
+    def mark_delivered(self, job_id: int, now: datetime) -> None: ...
+
+    def jobs(
+        self, *, run_id: str | None = None, state: JobState | None = None
+    ) -> Iterator[Job]: ...
+
+    def job_counts(self, run_id: str | None = None) -> dict[JobState, int]: ...
+
+    def usage_rows(self, run_id: str | None = None) -> list[UsageRow]: ...
+
+    # batches
+    def plan_batch(
+        self, members: Sequence[tuple[int, str]], body_bytes: int, model: str, now: datetime
+    ) -> BatchRecord:
+        """Record the intent: a planned batch and its jobs (id, custom_id) → submitting."""
+        ...
+
+    def batch_created(
+        self, batch_id: int, api_id: str, created_at: datetime, next_poll_at: datetime
+    ) -> None: ...
+
+    def abandon_batch(self, batch_id: int, now: datetime) -> int: ...
+
+    def batches(self, *states: BatchState) -> list[BatchRecord]: ...
+
+    def batch_members(self, batch_id: int) -> Iterator[tuple[str, str]]:
+        """(custom_id, params_json) of the jobs planned into a batch."""
+        ...
+
+    def schedule_poll(self, batch_id: int, next_poll_at: datetime, interval: float) -> None: ...
+
+    def request_cancel(self, batch_id: int) -> None: ...
+
+    def batch_ended(self, batch_id: int, ended_at: datetime) -> None: ...
+
+    def apply_batch_outcomes(
+        self, batch_id: int, outcomes: Sequence[Outcome], now: datetime
+    ) -> int:
+        """Apply result lines to the jobs still in this batch; returns how many applied."""
+        ...
+
+    def close_batch(self, batch_id: int, retry_at: datetime, now: datetime) -> int:
+        """Batch → collected; jobs it never answered go back to the queue (returns how many)."""
+        ...

@@ -1,0 +1,440 @@
+"""The embedded store: one SQLite file (WAL, mode 0600), migrations as code."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from nowait.errors import StoreError
+from nowait.models import JobState, Route, Tier, Usage, transition
+from nowait.store import BatchRecord, BatchState, Job, NewJob, Outcome, UsageRow
+
+MIGRATIONS = (
+    """
+    CREATE TABLE batches (
+        id INTEGER PRIMARY KEY,
+        api_id TEXT UNIQUE,
+        state TEXT NOT NULL,
+        request_count INTEGER NOT NULL,
+        body_bytes INTEGER NOT NULL,
+        model TEXT NOT NULL,
+        planned_at TEXT NOT NULL,
+        created_at TEXT,
+        ended_at TEXT,
+        next_poll_at TEXT,
+        poll_interval REAL NOT NULL DEFAULT 0,
+        cancel_requested INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE jobs (
+        id INTEGER PRIMARY KEY,
+        key TEXT NOT NULL UNIQUE,
+        workload TEXT,
+        params_json TEXT NOT NULL,
+        model TEXT NOT NULL,
+        route TEXT NOT NULL,
+        reasons TEXT NOT NULL DEFAULT '',
+        deadline TEXT,
+        awaited INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        not_before TEXT NOT NULL,
+        batch_ref INTEGER REFERENCES batches(id),
+        custom_id TEXT,
+        tier TEXT,
+        input_tokens INTEGER, output_tokens INTEGER, cache_write_5m_tokens INTEGER,
+        cache_write_1h_tokens INTEGER, cache_read_tokens INTEGER,
+        result_json TEXT,
+        error TEXT,
+        run_id TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX jobs_due ON jobs (state, route, not_before);
+    CREATE INDEX jobs_batch ON jobs (batch_ref, custom_id);
+    CREATE INDEX jobs_run ON jobs (run_id, state);
+    CREATE INDEX batches_state ON batches (state);
+    """,
+)
+
+USAGE_COLUMNS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
+    "cache_read_tokens",
+)
+
+
+def _ts(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+def _dt(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+class SQLiteStore:
+    """`Store` on a SQLite file. Safe to share between threads of one process."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.exists():
+            fd = os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600)
+            os.close(fd)
+        os.chmod(self.path, 0o600)
+        try:
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA busy_timeout=10000")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._lock = threading.RLock()
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path}: not a usable nowait store ({exc})") from None
+
+    def _migrate(self) -> None:
+        with self._tx() as db:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version > len(MIGRATIONS):
+                raise StoreError(f"{self.path} was written by a newer nowait (schema {version})")
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                for statement in filter(str.strip, script.split(";")):
+                    db.execute(statement)
+                db.execute(f"PRAGMA user_version = {number}")
+
+    class _Tx:
+        def __init__(self, store: SQLiteStore) -> None:
+            self.store = store
+
+        def __enter__(self) -> sqlite3.Connection:
+            self.store._lock.acquire()
+            self.store._db.execute("BEGIN IMMEDIATE")
+            return self.store._db
+
+        def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+            try:
+                self.store._db.execute("ROLLBACK" if exc_type else "COMMIT")
+            finally:
+                self.store._lock.release()
+
+    def _tx(self) -> SQLiteStore._Tx:
+        return SQLiteStore._Tx(self)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # ---- jobs -------------------------------------------------------------------------------
+    def add_job(self, job: NewJob, now: datetime) -> tuple[Job, bool]:
+        with self._tx() as db:
+            row = db.execute("SELECT * FROM jobs WHERE key = ?", (job.key,)).fetchone()
+            if row is not None:
+                return _job(row), False
+            db.execute(
+                """INSERT INTO jobs (key, workload, params_json, model, route, reasons, deadline,
+                   awaited, state, not_before, run_id, created_at, updated_at)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                (
+                    job.key, job.workload, job.params_json, job.model, job.route.value,
+                    job.reasons, _ts(job.deadline), int(job.awaited), JobState.QUEUED.value,
+                    _ts(now), job.run_id, _ts(now), _ts(now),
+                ),
+            )  # fmt: skip
+            return _job(db.execute("SELECT * FROM jobs WHERE key = ?", (job.key,)).fetchone()), True
+
+    def get_job(self, key: str) -> Job | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM jobs WHERE key = ?", (key,)).fetchone()
+        return _job(row) if row else None
+
+    def due_jobs(self, route: Route, now: datetime, limit: int) -> list[Job]:
+        with self._lock:
+            rows = self._db.execute(
+                """SELECT * FROM jobs WHERE state = 'queued' AND route = ? AND not_before <= ?
+                   ORDER BY deadline IS NULL, deadline, id LIMIT ?""",
+                (route.value, _ts(now), limit),
+            ).fetchall()
+        return [_job(r) for r in rows]
+
+    def _move(
+        self, db: sqlite3.Connection, job_id: int, source: JobState, target: JobState, **cols: Any
+    ) -> bool:
+        transition(source, target)
+        sets = ", ".join(f"{c} = ?" for c in cols)
+        sql = f"UPDATE jobs SET state = ?{', ' + sets if sets else ''} WHERE id = ? AND state = ?"
+        done = db.execute(sql, (target.value, *cols.values(), job_id, source.value)).rowcount
+        return bool(done)
+
+    def start_realtime(self, job_id: int, now: datetime) -> bool:
+        with self._tx() as db:
+            return self._move(
+                db, job_id, JobState.QUEUED, JobState.RUNNING, updated_at=_ts(now),
+                attempts=_attempts(db, job_id) + 1,
+            )  # fmt: skip
+
+    def finish_realtime(self, job_id: int, outcome: Outcome, now: datetime) -> None:
+        with self._tx() as db:
+            self._apply(db, job_id, JobState.RUNNING, outcome, now)
+
+    def _apply(
+        self, db: sqlite3.Connection, job_id: int, source: JobState, outcome: Outcome, now: datetime
+    ) -> bool:
+        if outcome.kind == "succeeded":
+            usage = outcome.usage or Usage()
+            cols = {c: getattr(usage, c) for c in USAGE_COLUMNS}
+            return self._move(
+                db, job_id, source, JobState.SUCCEEDED, result_json=outcome.result_json,
+                tier=outcome.tier.value if outcome.tier else None, error=None,
+                updated_at=_ts(now), **cols,
+            )  # fmt: skip
+        if outcome.kind == "failed":
+            return self._move(
+                db, job_id, source, JobState.FAILED, error=outcome.error, updated_at=_ts(now)
+            )
+        return self._move(
+            db, job_id, source, JobState.QUEUED, error=outcome.error, batch_ref=None,
+            custom_id=None, not_before=_ts(outcome.not_before or now), updated_at=_ts(now),
+        )  # fmt: skip
+
+    def requeue_running(self, now: datetime) -> int:
+        with self._tx() as db:
+            return db.execute(
+                "UPDATE jobs SET state = 'queued', updated_at = ? WHERE state = 'running'",
+                (_ts(now),),
+            ).rowcount
+
+    def reroute(self, job_ids: Sequence[int], route: Route, reason: str, now: datetime) -> int:
+        with self._tx() as db:
+            return sum(
+                db.execute(
+                    """UPDATE jobs SET route = ?, reasons = reasons || ? || ?, updated_at = ?
+                       WHERE id = ? AND state = 'queued'""",
+                    (route.value, "; ", reason, _ts(now), job_id),
+                ).rowcount
+                for job_id in job_ids
+            )
+
+    def undelivered(self, limit: int) -> list[Job]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM jobs WHERE state IN ('succeeded', 'failed') ORDER BY id LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [_job(r) for r in rows]
+
+    def mark_delivered(self, job_id: int, now: datetime) -> None:
+        with self._tx() as db:
+            state = JobState(
+                db.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()[0]
+            )
+            self._move(db, job_id, state, JobState.DELIVERED, updated_at=_ts(now))
+
+    def jobs(self, *, run_id: str | None = None, state: JobState | None = None) -> Iterator[Job]:
+        sql, args = "SELECT * FROM jobs WHERE 1=1", list[str]()
+        if run_id is not None:
+            sql, args = sql + " AND run_id = ?", [*args, run_id]
+        if state is not None:
+            sql, args = sql + " AND state = ?", [*args, state.value]
+        last = 0
+        while True:  # pages, so a million jobs never sit in memory at once
+            with self._lock:
+                rows = self._db.execute(sql + " AND id > ? ORDER BY id LIMIT 1000", (*args, last))
+                page = [_job(r) for r in rows.fetchall()]
+            if not page:
+                return
+            yield from page
+            last = page[-1].id
+
+    def job_counts(self, run_id: str | None = None) -> dict[JobState, int]:
+        where = "WHERE run_id = ?" if run_id is not None else ""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT state, count(*) FROM jobs {where} GROUP BY state",
+                (run_id,) if run_id is not None else (),
+            ).fetchall()
+        return {JobState(state): count for state, count in rows}
+
+    def usage_rows(self, run_id: str | None = None) -> list[UsageRow]:
+        where = "AND run_id = ?" if run_id is not None else ""
+        sums = ", ".join(f"sum({c})" for c in USAGE_COLUMNS)
+        with self._lock:
+            rows = self._db.execute(
+                f"""SELECT workload, model, tier, {sums}, count(*) FROM jobs
+                    WHERE tier IS NOT NULL {where} GROUP BY workload, model, tier
+                    ORDER BY workload, model, tier""",
+                (run_id,) if run_id is not None else (),
+            ).fetchall()
+        return [
+            UsageRow(r[0], r[1], Tier(r[2]), Usage(*(int(v or 0) for v in r[3:8])), r[8])
+            for r in rows
+        ]
+
+    # ---- batches ----------------------------------------------------------------------------
+    def plan_batch(
+        self, members: Sequence[tuple[int, str]], body_bytes: int, model: str, now: datetime
+    ) -> BatchRecord:
+        with self._tx() as db:
+            batch_id = db.execute(
+                """INSERT INTO batches (state, request_count, body_bytes, model, planned_at)
+                   VALUES ('planned', ?, ?, ?, ?)""",
+                (len(members), body_bytes, model, _ts(now)),
+            ).lastrowid
+            for job_id, custom_id in members:
+                moved = self._move(
+                    db, job_id, JobState.QUEUED, JobState.SUBMITTING, batch_ref=batch_id,
+                    custom_id=custom_id, attempts=_attempts(db, job_id) + 1, updated_at=_ts(now),
+                )  # fmt: skip
+                if not moved:
+                    raise StoreError(f"job {job_id} is no longer queued; batch plan rolled back")
+            return _batch(db.execute("SELECT * FROM batches WHERE id = ?", (batch_id,)).fetchone())
+
+    def batch_created(
+        self, batch_id: int, api_id: str, created_at: datetime, next_poll_at: datetime
+    ) -> None:
+        with self._tx() as db:
+            db.execute(
+                """UPDATE batches SET state = 'created', api_id = ?, created_at = ?,
+                   next_poll_at = ? WHERE id = ? AND state = 'planned'""",
+                (api_id, _ts(created_at), _ts(next_poll_at), batch_id),
+            )
+            transition(JobState.SUBMITTING, JobState.IN_BATCH)
+            db.execute(
+                "UPDATE jobs SET state = 'in_batch' WHERE batch_ref = ? AND state = 'submitting'",
+                (batch_id,),
+            )
+
+    def abandon_batch(self, batch_id: int, now: datetime) -> int:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE batches SET state = 'abandoned' WHERE id = ? AND state = 'planned'",
+                (batch_id,),
+            )
+            transition(JobState.SUBMITTING, JobState.QUEUED)
+            return db.execute(
+                """UPDATE jobs SET state = 'queued', batch_ref = NULL, custom_id = NULL,
+                   updated_at = ? WHERE batch_ref = ? AND state = 'submitting'""",
+                (_ts(now), batch_id),
+            ).rowcount
+
+    def batches(self, *states: BatchState) -> list[BatchRecord]:
+        marks = ", ".join("?" for _ in states)
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT * FROM batches WHERE state IN ({marks}) ORDER BY id",
+                [s.value for s in states],
+            ).fetchall()
+        return [_batch(r) for r in rows]
+
+    def batch_members(self, batch_id: int) -> Iterator[tuple[str, str]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT custom_id, params_json FROM jobs WHERE batch_ref = ? ORDER BY id",
+                (batch_id,),
+            ).fetchall()
+        for row in rows:
+            yield row[0], row[1]
+
+    def schedule_poll(self, batch_id: int, next_poll_at: datetime, interval: float) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE batches SET next_poll_at = ?, poll_interval = ? WHERE id = ?",
+                (_ts(next_poll_at), interval, batch_id),
+            )
+
+    def request_cancel(self, batch_id: int) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE batches SET cancel_requested = 1 WHERE id = ?", (batch_id,))
+
+    def batch_ended(self, batch_id: int, ended_at: datetime) -> None:
+        with self._tx() as db:
+            db.execute(
+                """UPDATE batches SET state = 'ended', ended_at = ?
+                   WHERE id = ? AND state = 'created'""",
+                (_ts(ended_at), batch_id),
+            )
+
+    def apply_batch_outcomes(
+        self, batch_id: int, outcomes: Sequence[Outcome], now: datetime
+    ) -> int:
+        applied = 0
+        with self._tx() as db:
+            for outcome in outcomes:
+                row = db.execute(
+                    """SELECT id FROM jobs
+                       WHERE batch_ref = ? AND custom_id = ? AND state = 'in_batch'""",
+                    (batch_id, outcome.custom_id),
+                ).fetchone()
+                if row is not None:
+                    applied += self._apply(db, row[0], JobState.IN_BATCH, outcome, now)
+        return applied
+
+    def close_batch(self, batch_id: int, retry_at: datetime, now: datetime) -> int:
+        with self._tx() as db:
+            transition(JobState.IN_BATCH, JobState.QUEUED)
+            missing = db.execute(
+                """UPDATE jobs SET state = 'queued', batch_ref = NULL, custom_id = NULL,
+                   not_before = ?, error = 'missing from the batch results', updated_at = ?
+                   WHERE batch_ref = ? AND state = 'in_batch'""",
+                (_ts(retry_at), _ts(now), batch_id),
+            ).rowcount
+            db.execute(
+                "UPDATE batches SET state = 'collected' WHERE id = ? AND state = 'ended'",
+                (batch_id,),
+            )
+            return missing
+
+
+def _attempts(db: sqlite3.Connection, job_id: int) -> int:
+    row = db.execute("SELECT attempts FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _job(row: sqlite3.Row) -> Job:
+    has_usage = row["tier"] is not None
+    return Job(
+        id=row["id"],
+        key=row["key"],
+        workload=row["workload"],
+        params_json=row["params_json"],
+        model=row["model"],
+        route=Route(row["route"]),
+        reasons=row["reasons"],
+        deadline=_dt(row["deadline"]),
+        awaited=bool(row["awaited"]),
+        state=JobState(row["state"]),
+        attempts=row["attempts"],
+        not_before=_dt(row["not_before"]) or datetime.min,
+        batch_ref=row["batch_ref"],
+        custom_id=row["custom_id"],
+        tier=Tier(row["tier"]) if has_usage else None,
+        usage=Usage(*(int(row[c] or 0) for c in USAGE_COLUMNS)) if has_usage else None,
+        result_json=row["result_json"],
+        error=row["error"],
+        run_id=row["run_id"],
+        created_at=_dt(row["created_at"]) or datetime.min,
+    )
+
+
+def _batch(row: sqlite3.Row) -> BatchRecord:
+    return BatchRecord(
+        id=row["id"],
+        api_id=row["api_id"],
+        state=BatchState(row["state"]),
+        request_count=row["request_count"],
+        body_bytes=row["body_bytes"],
+        model=row["model"],
+        planned_at=_dt(row["planned_at"]) or datetime.min,
+        created_at=_dt(row["created_at"]),
+        ended_at=_dt(row["ended_at"]),
+        next_poll_at=_dt(row["next_poll_at"]),
+        poll_interval=row["poll_interval"],
+        cancel_requested=bool(row["cancel_requested"]),
+    )

@@ -1,0 +1,300 @@
+"""The worker: one pass of `run_once()` moves every job as far as it can go.
+
+Steps, each safe to interrupt at any instruction:
+  realtime   run due real-time jobs, bounded concurrency
+  pack       plan batches from due batch jobs (intent stored before any API call)
+  submit     create planned batches at the API, store their ids
+  poll       retrieve batches in flight, with backoff
+  collect    stream the results of ended batches into the store
+`recover()` runs once at start-up: real-time calls that never reported back are queued
+again, planned batches are matched to batches the API already has (or abandoned).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from nowait.backend import Backend, BatchInfo, ResultLine
+from nowait.clock import Clock
+from nowait.errors import BackendError, PermanentBackendError, RetryableBackendError
+from nowait.limits import BATCH_MAX_BYTES, BATCH_MAX_REQUESTS
+from nowait.models import Route, Tier
+from nowait.packing import ENVELOPE_BYTES, Member, pack
+from nowait.policy import PollConfig, RetryConfig, line_verdict, next_poll, retry_at
+from nowait.store import BatchRecord, BatchState, Job, Outcome, Store
+
+CRASH_ENV = "NOWAIT_CRASH_AT"
+
+
+def crashpoint(name: str) -> None:
+    """Fault injection for the crash tests: `NOWAIT_CRASH_AT=name:n` kills the process the
+    n-th time it passes `name`, with SIGKILL (no cleanup, like a power cut)."""
+    spec = os.environ.get(CRASH_ENV)
+    if not spec or not spec.startswith(name + ":"):
+        return
+    _passes[name] += 1
+    if _passes[name] >= int(spec.rsplit(":", 1)[1]):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+_passes: Counter[str] = Counter()
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    concurrency: int = 8
+    max_batch_requests: int = BATCH_MAX_REQUESTS
+    max_batch_bytes: int = BATCH_MAX_BYTES
+    retry: RetryConfig = field(default_factory=RetryConfig)
+    poll: PollConfig = field(default_factory=PollConfig)
+    apply_chunk: int = 1000
+    """Result lines applied per transaction while collecting."""
+    match_slack: float = 120.0
+    """Seconds around a planned batch's time in which an API batch can be its own."""
+
+
+@dataclass
+class PassReport:
+    realtime: int = 0
+    planned: int = 0
+    submitted: int = 0
+    polled: int = 0
+    collected: int = 0
+
+    @property
+    def busy(self) -> bool:
+        return any((self.realtime, self.planned, self.submitted, self.collected))
+
+
+class Worker:
+    def __init__(
+        self, store: Store, backend: Backend, clock: Clock, config: WorkerConfig | None = None
+    ) -> None:
+        self.store = store
+        self.backend = backend
+        self.clock = clock
+        self.config = config or WorkerConfig()
+        self.on_batch_planned: Callable[[BatchRecord], None] | None = None
+
+    # ---- start-up ---------------------------------------------------------------------------
+    def recover(self) -> None:
+        now = self.clock.now()
+        self.store.requeue_running(now)
+        planned = self.store.batches(BatchState.PLANNED)
+        if not planned:
+            return
+        known = {b.api_id for b in self.store.batches(*BatchState) if b.api_id}
+        remote = [b for b in self.backend.list_batches(limit=100) if b.id not in known]
+        for batch in planned:
+            match = self._match(batch, remote)
+            if match is None:
+                self.store.abandon_batch(batch.id, now)
+                continue
+            remote.remove(match)
+            self.store.batch_created(batch.id, match.id, match.created_at, now)
+
+    def _match(self, batch: BatchRecord, remote: list[BatchInfo]) -> BatchInfo | None:
+        """The API batch this planned batch became, if the create call went through.
+
+        The API stores no client metadata on a batch; a planned batch is matched on its
+        request count and creation time, the closest after the plan. The custom_ids are
+        checked again at collection: lines that are not ours are ignored.
+        """
+        slack = timedelta(seconds=self.config.match_slack)
+        fits = [
+            b
+            for b in remote
+            if b.request_total == batch.request_count
+            and batch.planned_at - timedelta(seconds=5) <= b.created_at <= batch.planned_at + slack
+        ]
+        return min(fits, key=lambda b: b.created_at, default=None)
+
+    # ---- one pass ---------------------------------------------------------------------------
+    def run_once(self) -> PassReport:
+        report = PassReport()
+        report.realtime = self.run_realtime()
+        report.planned = self.plan_batches()
+        report.submitted = self.submit_planned()
+        report.polled = self.poll_batches()
+        report.collected = self.collect_ended()
+        return report
+
+    def run_realtime(self) -> int:
+        jobs = self.store.due_jobs(Route.REALTIME, self.clock.now(), 10 * self.config.concurrency)
+        if not jobs:
+            return 0
+        with ThreadPoolExecutor(self.config.concurrency, thread_name_prefix="nowait-rt") as pool:
+            return sum(pool.map(self._run_one, jobs))
+
+    def _run_one(self, job: Job) -> int:
+        if not self.store.start_realtime(job.id, self.clock.now()):
+            return 0
+        attempts = job.attempts + 1
+        try:
+            answer = self.backend.create_message(json.loads(job.params_json))
+            crashpoint("realtime_answered")
+            outcome = Outcome(
+                None, "succeeded", answer.message_json, answer.usage, Tier(answer.tier)
+            )
+        except RetryableBackendError as exc:
+            outcome = self._retry_or_fail(attempts, str(exc), exc.retry_after)
+        except BackendError as exc:
+            outcome = Outcome(None, "failed", error=str(exc))
+        self.store.finish_realtime(job.id, outcome, self.clock.now())
+        return 1
+
+    def _retry_or_fail(self, attempts: int, error: str, retry_after: float | None) -> Outcome:
+        when = retry_at(attempts, self.clock.now(), retry_after, self.config.retry)
+        if when is None:
+            return Outcome(None, "failed", error=f"{error} (gave up after {attempts} attempts)")
+        return Outcome(None, "retry", error=error, not_before=when)
+
+    def plan_batches(self) -> int:
+        planned = 0
+        while True:
+            due = self.store.due_jobs(Route.BATCH, self.clock.now(), self.config.max_batch_requests)
+            if not due:
+                return planned
+            by_model: dict[str, list[Member]] = {}
+            for job in due:
+                member = Member(job.id, f"j{job.id}-a{job.attempts + 1}", job.params_json)
+                if ENVELOPE_BYTES + member.size > self.config.max_batch_bytes:
+                    self._fail_queued(job, "the request alone exceeds the batch size limit")
+                    continue
+                by_model.setdefault(job.model, []).append(member)
+            for model, members in by_model.items():
+                for group, size in pack(
+                    members, self.config.max_batch_requests, self.config.max_batch_bytes
+                ):
+                    batch = self.store.plan_batch(
+                        [(m.job_id, m.custom_id) for m in group], size, model, self.clock.now()
+                    )
+                    crashpoint("batch_planned")
+                    if self.on_batch_planned:
+                        self.on_batch_planned(batch)
+                    planned += 1
+
+    def _fail_queued(self, job: Job, error: str) -> None:
+        if self.store.start_realtime(job.id, self.clock.now()):  # claim it, then fail it
+            self.store.finish_realtime(
+                job.id, Outcome(None, "failed", error=error), self.clock.now()
+            )
+
+    def submit_planned(self) -> int:
+        submitted = 0
+        for batch in self.store.batches(BatchState.PLANNED):
+            try:
+                info = self.backend.create_batch(self.store.batch_members(batch.id))
+            except RetryableBackendError:
+                continue  # stays planned; the next pass tries again
+            except PermanentBackendError as exc:
+                self._reject_plan(batch, str(exc))
+                continue
+            crashpoint("batch_created")
+            poll_at = self.clock.now() + timedelta(seconds=self.config.poll.first)
+            self.store.batch_created(batch.id, info.id, info.created_at, poll_at)
+            self.store.schedule_poll(batch.id, poll_at, self.config.poll.first)
+            submitted += 1
+        return submitted
+
+    def _reject_plan(self, batch: BatchRecord, error: str) -> None:
+        """The API refused the whole batch. A 400 naming `requests.N` fails request N alone
+        and re-queues the rest; any other refusal fails every request with the API's reason."""
+        now = self.clock.now()
+        ids = [_job_id_of(custom_id) for custom_id, _ in self.store.batch_members(batch.id)]
+        self.store.abandon_batch(batch.id, now)
+        named = re.search(r"requests\.(\d+)\.", error)
+        culprits = [ids[int(named.group(1))]] if named and int(named.group(1)) < len(ids) else ids
+        for job_id in culprits:
+            if self.store.start_realtime(job_id, now):  # claim it, then fail it
+                self.store.finish_realtime(
+                    job_id, Outcome(None, "failed", error=f"the API refused it: {error}"), now
+                )
+
+    def poll_batches(self) -> int:
+        polled = 0
+        now = self.clock.now()
+        for batch in self.store.batches(BatchState.CREATED):
+            if batch.next_poll_at is not None and batch.next_poll_at > now:
+                continue
+            try:
+                info = self.backend.retrieve_batch(batch.api_id or "")
+            except RetryableBackendError:
+                continue
+            polled += 1
+            if info.status == "ended":
+                self.store.batch_ended(batch.id, info.ended_at or now)
+            else:
+                interval = next_poll(batch.poll_interval, self.config.poll)
+                self.store.schedule_poll(batch.id, now + timedelta(seconds=interval), interval)
+        return polled
+
+    def collect_ended(self) -> int:
+        collected = 0
+        for batch in self.store.batches(BatchState.ENDED):
+            try:
+                self._collect(batch)
+            except RetryableBackendError:
+                continue
+            collected += 1
+        return collected
+
+    def _collect(self, batch: BatchRecord) -> None:
+        chunk: list[Outcome] = []
+        for line in self.backend.batch_results(batch.api_id or ""):
+            chunk.append(self._line_outcome(line))
+            if len(chunk) >= self.config.apply_chunk:
+                self.store.apply_batch_outcomes(batch.id, chunk, self.clock.now())
+                crashpoint("results_chunk_applied")
+                chunk = []
+        self.store.apply_batch_outcomes(batch.id, chunk, self.clock.now())
+        now = self.clock.now()
+        retry = retry_at(1, now, None, self.config.retry) or now
+        self.store.close_batch(batch.id, retry, now)
+
+    def _line_outcome(self, line: ResultLine) -> Outcome:
+        verdict = line_verdict(line.kind, line.error_type)
+        if verdict == "succeeded" and line.message is not None:
+            m = line.message
+            return Outcome(line.custom_id, "succeeded", m.message_json, m.usage, Tier(m.tier))
+        error = f"{line.kind}" + (
+            f" {line.error_type}: {line.error_message}" if line.error_type else ""
+        )
+        if verdict == "failed":
+            return Outcome(line.custom_id, "failed", error=error)
+        attempts = _attempt_of(line.custom_id)
+        when = retry_at(attempts, self.clock.now(), None, self.config.retry)
+        if when is None:
+            return Outcome(
+                line.custom_id, "failed", error=f"{error} (gave up after {attempts} attempts)"
+            )
+        return Outcome(line.custom_id, "retry", error=error, not_before=when)
+
+    # ---- state for loops and the guard ------------------------------------------------------
+    def next_wake(self, idle: float) -> datetime:
+        """When the next pass has something to do: the earliest poll, or `idle` from now."""
+        now = self.clock.now()
+        times = [b.next_poll_at for b in self.store.batches(BatchState.CREATED) if b.next_poll_at]
+        soonest = min(times, default=now + timedelta(seconds=idle))
+        return max(now, min(soonest, now + timedelta(seconds=idle)))
+
+
+def _attempt_of(custom_id: str) -> int:
+    """custom_ids are `j<job id>-a<attempt>`: unique per attempt, so a retried request never
+    collides with a line of an earlier batch."""
+    try:
+        return int(custom_id.rsplit("-a", 1)[1])
+    except (IndexError, ValueError):
+        return 1
+
+
+def _job_id_of(custom_id: str) -> int:
+    return int(custom_id[1:].split("-a", 1)[0])
