@@ -6,7 +6,9 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from rich.table import Table
 
+from nowait.models import Tier
 from nowait.pricing import PriceTable
+from nowait.receipts import Receipt, ReceiptLine
 from nowait.worksheet import WorksheetResult
 
 
@@ -136,3 +138,52 @@ def worksheet_json(result: WorksheetResult) -> dict[str, object]:
         "totals_usd": {a: money_json(result.total(a)) for a in attributes},
         "batchable_share": money_json(result.batchable_share),
     }
+
+
+def receipt_table(receipt: Receipt) -> Table:
+    """Per workload: requests by tier, tokens, list price (all real-time), paid, saved."""
+    table = Table(title="Receipt", show_footer=True)
+    total = receipt.total
+    table.add_column("workload", footer="total")
+    for label, footer in (
+        ("real-time", f"{total.requests.get(Tier.STANDARD, 0):,}"),
+        ("batch", f"{total.requests.get(Tier.BATCH, 0):,}"),
+        ("input + cache tokens", f"{total.usage.prompt_tokens:,}"),
+        ("output tokens", f"{total.usage.output_tokens:,}"),
+        ("list price", usd(total.list_price, 4)),
+        ("paid", usd(total.paid, 4)),
+        ("saved", usd(total.saved, 4)),
+    ):
+        table.add_column(label, footer=footer, justify="right")
+    for line in receipt.lines:
+        table.add_row(
+            line.workload,
+            f"{line.requests.get(Tier.STANDARD, 0):,}",
+            f"{line.requests.get(Tier.BATCH, 0):,}",
+            f"{line.usage.prompt_tokens:,}",
+            f"{line.usage.output_tokens:,}",
+            usd(line.list_price, 4),
+            usd(line.paid, 4),
+            usd(line.saved, 4),
+        )
+    return table
+
+
+def receipt_json(receipt: Receipt) -> dict[str, object]:
+    def line(x: ReceiptLine) -> dict[str, object]:
+        return {
+            "workload": x.workload,
+            "requests": {tier.value: n for tier, n in x.requests.items()},
+            "usage": {
+                "input_tokens": x.usage.input_tokens,
+                "output_tokens": x.usage.output_tokens,
+                "cache_write_5m_tokens": x.usage.cache_write_5m_tokens,
+                "cache_write_1h_tokens": x.usage.cache_write_1h_tokens,
+                "cache_read_tokens": x.usage.cache_read_tokens,
+            },
+            "list_price": money_json(x.list_price),
+            "paid": money_json(x.paid),
+            "saved": money_json(x.saved),
+        }
+
+    return {"workloads": [line(x) for x in receipt.lines], "total": line(receipt.total)}

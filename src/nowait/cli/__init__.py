@@ -68,6 +68,7 @@ def _register_commands() -> None:
         demo,  # noqa: F401
         emulator,  # noqa: F401
         prices,  # noqa: F401
+        router,  # noqa: F401
         worksheet,  # noqa: F401
     )
 

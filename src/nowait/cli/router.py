@@ -1,0 +1,154 @@
+"""`nowait run`, `nowait worker`, `nowait status`, `nowait results`: the route side."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from nowait import render
+from nowait.backend import AnthropicBackend
+from nowait.cli import PricesOption, app, stdout
+from nowait.clock import SystemClock
+from nowait.durations import parse_duration
+from nowait.errors import ConfigError, InputError
+from nowait.models import JobState
+from nowait.policy import PollConfig
+from nowait.pricing import load_table
+from nowait.progress import progress
+from nowait.receipts import build_receipt
+from nowait.requests_file import read_requests
+from nowait.router import JsonlSink, Router, default_home, delivery_of
+from nowait.store import BatchState
+from nowait.store.sqlite import SQLiteStore
+from nowait.worker import WorkerConfig
+
+BaseUrl = Annotated[
+    str | None, typer.Option("--base-url", help="API base URL (default: $ANTHROPIC_BASE_URL).")
+]
+Home = Annotated[
+    Path | None, typer.Option("--home", help="Data directory (default: $NOWAIT_HOME).")
+]
+Poll = Annotated[float, typer.Option("--poll", help="Seconds between batch polls at first.")]
+
+
+def _store(home: Path | None) -> SQLiteStore:
+    return SQLiteStore((home or default_home()) / "nowait.db")
+
+
+def _backend(base_url: str | None) -> AnthropicBackend:
+    key = os.environ.get("ANTHROPIC_API_KEY") or os.environ.get("ANTHROPIC_AUTH_TOKEN")
+    if not key:
+        raise ConfigError("set ANTHROPIC_API_KEY (any value works against `nowait emulator`)")
+    return AnthropicBackend(api_key=key, base_url=base_url or os.environ.get("ANTHROPIC_BASE_URL"))
+
+
+def _router(home: Path | None, base_url: str | None, poll: float) -> Router:
+    config = WorkerConfig(poll=PollConfig(first=poll, longest=max(poll, 120.0)))
+    return Router(
+        store=_store(home), backend=_backend(base_url), clock=SystemClock(), worker=config
+    )
+
+
+@app.command("run")
+def run_command(
+    requests: Annotated[
+        Path, typer.Argument(help="JSONL: key, params, deadline, awaited, workload.")
+    ],
+    deadline: Annotated[
+        str | None, typer.Option(help="Deadline for lines without one, e.g. 6h.")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Where results go, one JSON line each.")] = Path(
+        "results.jsonl"
+    ),
+    base_url: BaseUrl = None,
+    home: Home = None,
+    poll: Poll = 10.0,
+    prices: PricesOption = None,
+) -> None:
+    """Route every request of a file, wait for all results, write them, print the receipt."""
+    try:
+        default = parse_duration(deadline) if deadline else None
+    except ValueError:
+        raise InputError(
+            f"not a duration: {deadline!r}", field="--deadline", expected="e.g. 6h"
+        ) from None
+    router = _router(home, base_url, poll)
+    now = router.clock.now()
+    jobs = [
+        router.prepare(
+            r.params,
+            key=r.key or f"{requests.name}:{r.line}",
+            workload=r.workload,
+            deadline=r.deadline,
+            awaited=r.awaited,
+        )
+        for r in read_requests(requests, now, default)
+    ]  # every line is checked before anything is queued
+    for job in jobs:
+        router.store.add_job(job, now)
+    sink = JsonlSink(out)
+    with progress("results", total=router.pending() + len(router.store.undelivered(10**9))) as bar:
+        router.run(sink, on_progress=bar.advance)
+    sink.close()
+    stdout().print(
+        render.receipt_table(
+            build_receipt(router.store.usage_rows(router.run_id), load_table(prices))
+        )
+    )
+    typer.echo(f"{len(jobs):,} results in {out}", err=True)
+
+
+@app.command("worker")
+def worker_command(base_url: BaseUrl = None, home: Home = None, poll: Poll = 10.0) -> None:
+    """Work the store's queue forever (Ctrl-C to stop; safe to kill at any moment)."""
+    _router(home, base_url, poll).run(forever=True)
+
+
+@app.command("status")
+def status_command(
+    home: Home = None,
+    prices: PricesOption = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Jobs and batches by state, and the money so far."""
+    store = _store(home)
+    jobs = {state.value: n for state, n in store.job_counts().items()}
+    batches = {s.value: len(store.batches(s)) for s in BatchState}
+    receipt = build_receipt(store.usage_rows(), load_table(prices))
+    if json_out:
+        typer.echo(
+            json.dumps(
+                {"jobs": jobs, "batches": batches, "receipt": render.receipt_json(receipt)},
+                indent=2,
+            )
+        )
+        return
+    typer.echo("jobs:    " + (", ".join(f"{k} {v:,}" for k, v in sorted(jobs.items())) or "none"))
+    typer.echo("batches: " + (", ".join(f"{k} {v:,}" for k, v in batches.items() if v) or "none"))
+    stdout().print(render.receipt_table(receipt))
+
+
+@app.command("results")
+def results_command(
+    home: Home = None,
+    key: Annotated[str | None, typer.Option(help="Only this request.")] = None,
+) -> None:
+    """Print finished results as JSON lines (delivered or not; delivery state unchanged)."""
+    store = _store(home)
+    if key is not None:
+        job = store.get_job(key)
+        if job is None:
+            raise InputError(f"no request with key {key!r}", field="--key")
+        typer.echo(
+            json.dumps(delivery_of(job).to_json())
+            if job.state.value in ("succeeded", "failed", "delivered")
+            else json.dumps({"key": key, "state": job.state.value})
+        )
+        return
+    for state in ("succeeded", "failed", "delivered"):
+        for job in store.jobs(state=JobState(state)):
+            typer.echo(json.dumps(delivery_of(job).to_json()))
