@@ -85,3 +85,6 @@ def sdk_for() -> Iterator[object]:
     yield make
     for client in made:
         client.close()
+
+
+pytest_plugins = ["router_fixtures"]

@@ -27,7 +27,7 @@ from nowait.errors import InputError
 from nowait.models import PENDING_STATES, JobState, Route
 from nowait.policy import DEFAULT_POLICY, PolicyConfig, RouteRequest, choose_route
 from nowait.store import Job, NewJob, Store
-from nowait.worker import Worker, WorkerConfig
+from nowait.worker import Worker, WorkerConfig, crashpoint
 
 
 @dataclass(frozen=True)
@@ -194,6 +194,7 @@ class Router:
         while batch := self.store.undelivered(limit):
             for job in batch:
                 sink(delivery_of(job))
+                crashpoint("result_written")
                 self.store.mark_delivered(job.id, self.clock.now())
                 delivered += 1
         return delivered

@@ -232,6 +232,7 @@ class Worker:
             polled += 1
             if info.status == "ended":
                 self.store.batch_ended(batch.id, info.ended_at or now)
+                crashpoint("batch_ended")
             else:
                 interval = next_poll(batch.poll_interval, self.config.poll)
                 self.store.schedule_poll(batch.id, now + timedelta(seconds=interval), interval)
