@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -94,9 +94,12 @@ class JsonlSink:
         if delivery.key in self._seen:
             return
         self._file.write(json.dumps(delivery.to_json()) + "\n")
+        self._seen.add(delivery.key)
+
+    def flush(self) -> None:
+        """On disk before the router acknowledges what was written."""
         self._file.flush()
         os.fsync(self._file.fileno())
-        self._seen.add(delivery.key)
 
     def close(self) -> None:
         self._file.close()
@@ -138,6 +141,16 @@ class Router:
         job = self.prepare(params, key=key, workload=workload, deadline=deadline, awaited=awaited)
         self.store.add_job(job, self.clock.now())
         return job.key
+
+    def submit_many(self, jobs: Iterable[NewJob], chunk: int = 5000) -> int:
+        """Store prepared jobs (`prepare`) in large transactions; returns how many are new."""
+        added, pending = 0, list[NewJob]()
+        for job in jobs:
+            pending.append(job)
+            if len(pending) >= chunk:
+                added += self.store.add_jobs(pending, self.clock.now())
+                pending = []
+        return added + (self.store.add_jobs(pending, self.clock.now()) if pending else 0)
 
     def prepare(
         self,
@@ -189,14 +202,26 @@ class Router:
                 yield delivery_of(job)
 
     def deliver(self, sink: Sink | Callable[[Delivery], None], limit: int = 1000) -> int:
-        """Hand finished results to `sink`, each exactly once; returns how many."""
+        """Hand finished results to `sink`, each exactly once; returns how many.
+
+        A sink with a `flush()` (the JSONL sink) is flushed to disk before the chunk is
+        acknowledged in one transaction; a plain callable is acknowledged result by result.
+        """
         delivered = 0
-        while batch := self.store.undelivered(limit):
-            for job in batch:
-                sink(delivery_of(job))
-                crashpoint("result_written")
-                self.store.mark_delivered(job.id, self.clock.now())
-                delivered += 1
+        flush = getattr(sink, "flush", None)
+        while chunk := self.store.undelivered(limit):
+            if flush is None:
+                for job in chunk:
+                    sink(delivery_of(job))
+                    crashpoint("result_written")
+                    self.store.mark_delivered(job.id, self.clock.now())
+            else:
+                for job in chunk:
+                    sink(delivery_of(job))
+                    crashpoint("result_written")
+                flush()
+                self.store.mark_delivered_many([j.id for j in chunk], self.clock.now())
+            delivered += len(chunk)
         return delivered
 
     def pending(self) -> int:

@@ -88,8 +88,7 @@ def run_command(
         )
         for r in read_requests(requests, now, default)
     ]  # every line is checked before anything is queued
-    for job in jobs:
-        router.store.add_job(job, now)
+    router.submit_many(jobs)
     sink = JsonlSink(out)
     with progress("results", total=router.pending() + len(router.store.undelivered(10**9))) as bar:
         router.run(sink, on_progress=bar.advance)

@@ -150,6 +150,22 @@ class SQLiteStore:
             )  # fmt: skip
             return _job(db.execute("SELECT * FROM jobs WHERE key = ?", (job.key,)).fetchone()), True
 
+    def add_jobs(self, jobs: Sequence[NewJob], now: datetime) -> int:
+        with self._tx() as db:
+            return sum(
+                db.execute(
+                    """INSERT OR IGNORE INTO jobs (key, workload, params_json, model, route,
+                       reasons, deadline, awaited, state, not_before, run_id, created_at,
+                       updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                    (
+                        j.key, j.workload, j.params_json, j.model, j.route.value, j.reasons,
+                        _ts(j.deadline), int(j.awaited), JobState.QUEUED.value, _ts(now),
+                        j.run_id, _ts(now), _ts(now),
+                    ),
+                ).rowcount
+                for j in jobs
+            )  # fmt: skip
+
     def get_job(self, key: str) -> Job | None:
         with self._lock:
             row = self._db.execute("SELECT * FROM jobs WHERE key = ?", (key,)).fetchone()
@@ -236,6 +252,12 @@ class SQLiteStore:
                 db.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()[0]
             )
             self._move(db, job_id, state, JobState.DELIVERED, updated_at=_ts(now))
+
+    def mark_delivered_many(self, job_ids: Sequence[int], now: datetime) -> None:
+        with self._tx() as db:
+            for job_id in job_ids:
+                row = db.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+                self._move(db, job_id, JobState(row[0]), JobState.DELIVERED, updated_at=_ts(now))
 
     def jobs(self, *, run_id: str | None = None, state: JobState | None = None) -> Iterator[Job]:
         sql, args = "SELECT * FROM jobs WHERE 1=1", list[str]()
@@ -364,16 +386,30 @@ class SQLiteStore:
     def apply_batch_outcomes(
         self, batch_id: int, outcomes: Sequence[Outcome], now: datetime
     ) -> int:
+        for kind in ("succeeded", "failed", "retry"):
+            transition(JobState.IN_BATCH, _TARGET[kind])
         applied = 0
         with self._tx() as db:
-            for outcome in outcomes:
-                row = db.execute(
-                    """SELECT id FROM jobs
-                       WHERE batch_ref = ? AND custom_id = ? AND state = 'in_batch'""",
-                    (batch_id, outcome.custom_id),
-                ).fetchone()
-                if row is not None:
-                    applied += self._apply(db, row[0], JobState.IN_BATCH, outcome, now)
+            for o in outcomes:
+                usage = o.usage or Usage()
+                counts = [
+                    getattr(usage, c) if o.kind == "succeeded" else None for c in USAGE_COLUMNS
+                ]
+                applied += db.execute(
+                    f"""UPDATE jobs SET state = ?, result_json = ?, tier = ?, error = ?,
+                        not_before = coalesce(?, not_before), updated_at = ?,
+                        batch_ref = CASE WHEN ? = 'retry' THEN NULL ELSE batch_ref END,
+                        custom_id = CASE WHEN ? = 'retry' THEN NULL ELSE custom_id END,
+                        {", ".join(f"{c} = ?" for c in USAGE_COLUMNS)}
+                        WHERE batch_ref = ? AND custom_id = ? AND state = 'in_batch'""",
+                    (
+                        _TARGET[o.kind].value, o.result_json,
+                        o.tier.value if o.tier and o.kind == "succeeded" else None, o.error,
+                        _ts(o.not_before), _ts(now), o.kind, o.kind,
+                        *counts,
+                        batch_id, o.custom_id,
+                    ),
+                ).rowcount  # fmt: skip
         return applied
 
     def close_batch(self, batch_id: int, retry_at: datetime, now: datetime) -> int:
@@ -390,6 +426,13 @@ class SQLiteStore:
                 (batch_id,),
             )
             return missing
+
+
+_TARGET = {
+    "succeeded": JobState.SUCCEEDED,
+    "failed": JobState.FAILED,
+    "retry": JobState.QUEUED,
+}
 
 
 def _attempts(db: sqlite3.Connection, job_id: int) -> int:
