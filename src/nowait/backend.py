@@ -105,10 +105,15 @@ class AnthropicBackend:
         return _info(_call(lambda: self._client.messages.batches.cancel(batch_id)))
 
     def batch_results(self, batch_id: str) -> Iterator[ResultLine]:
-        lines = _call(lambda: self._client.messages.batches.results(batch_id))
+        """Streams the results file line by line: plain JSON, no model objects, bounded memory."""
         try:
-            for line in lines:
-                yield _line(line.custom_id, line.result.model_dump(mode="json"))
+            with self._client.messages.batches.with_streaming_response.results(
+                batch_id
+            ) as response:
+                for text in response.iter_lines():
+                    if text.strip():
+                        entry = json.loads(text)
+                        yield _line(str(entry["custom_id"]), entry["result"])
         except anthropic.APIError as exc:
             raise _classified(exc) from None
 
