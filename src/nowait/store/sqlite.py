@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from nowait.errors import StoreError
+from nowait.errors import IllegalTransition, StoreError
 from nowait.models import JobState, Route, Tier, Usage, transition
 from nowait.store import BatchRecord, BatchState, Job, NewJob, Outcome, UsageRow
 
@@ -241,7 +241,7 @@ class SQLiteStore:
     def undelivered(self, limit: int) -> list[Job]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT * FROM jobs WHERE state IN ('succeeded', 'failed') ORDER BY id LIMIT ?",
+                "SELECT * FROM jobs WHERE state IN ('succeeded', 'failed') LIMIT ?",
                 (limit,),
             ).fetchall()
         return [_job(r) for r in rows]
@@ -254,10 +254,16 @@ class SQLiteStore:
             self._move(db, job_id, state, JobState.DELIVERED, updated_at=_ts(now))
 
     def mark_delivered_many(self, job_ids: Sequence[int], now: datetime) -> None:
+        transition(JobState.SUCCEEDED, JobState.DELIVERED)
+        transition(JobState.FAILED, JobState.DELIVERED)
         with self._tx() as db:
-            for job_id in job_ids:
-                row = db.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
-                self._move(db, job_id, JobState(row[0]), JobState.DELIVERED, updated_at=_ts(now))
+            done = db.executemany(
+                """UPDATE jobs SET state = 'delivered', updated_at = ?
+                   WHERE id = ? AND state IN ('succeeded', 'failed')""",
+                ((_ts(now), job_id) for job_id in job_ids),
+            ).rowcount
+            if done != len(job_ids):
+                raise IllegalTransition("only succeeded or failed jobs can be delivered, once")
 
     def jobs(self, *, run_id: str | None = None, state: JobState | None = None) -> Iterator[Job]:
         sql, args = "SELECT * FROM jobs WHERE 1=1", list[str]()
@@ -309,13 +315,14 @@ class SQLiteStore:
                    VALUES ('planned', ?, ?, ?, ?)""",
                 (len(members), body_bytes, model, _ts(now)),
             ).lastrowid
-            for job_id, custom_id in members:
-                moved = self._move(
-                    db, job_id, JobState.QUEUED, JobState.SUBMITTING, batch_ref=batch_id,
-                    custom_id=custom_id, attempts=_attempts(db, job_id) + 1, updated_at=_ts(now),
-                )  # fmt: skip
-                if not moved:
-                    raise StoreError(f"job {job_id} is no longer queued; batch plan rolled back")
+            transition(JobState.QUEUED, JobState.SUBMITTING)
+            moved = db.executemany(
+                """UPDATE jobs SET state = 'submitting', batch_ref = ?, custom_id = ?,
+                   attempts = attempts + 1, updated_at = ? WHERE id = ? AND state = 'queued'""",
+                ((batch_id, custom_id, _ts(now), job_id) for job_id, custom_id in members),
+            ).rowcount
+            if moved != len(members):
+                raise StoreError("a planned job is no longer queued; batch plan rolled back")
             return _batch(db.execute("SELECT * FROM batches WHERE id = ?", (batch_id,)).fetchone())
 
     def batch_created(
@@ -386,31 +393,18 @@ class SQLiteStore:
     def apply_batch_outcomes(
         self, batch_id: int, outcomes: Sequence[Outcome], now: datetime
     ) -> int:
-        for kind in ("succeeded", "failed", "retry"):
-            transition(JobState.IN_BATCH, _TARGET[kind])
-        applied = 0
+        for target in _TARGET.values():
+            transition(JobState.IN_BATCH, target)
+        sets = ", ".join(f"{c} = ?" for c in USAGE_COLUMNS)
         with self._tx() as db:
-            for o in outcomes:
-                usage = o.usage or Usage()
-                counts = [
-                    getattr(usage, c) if o.kind == "succeeded" else None for c in USAGE_COLUMNS
-                ]
-                applied += db.execute(
-                    f"""UPDATE jobs SET state = ?, result_json = ?, tier = ?, error = ?,
-                        not_before = coalesce(?, not_before), updated_at = ?,
-                        batch_ref = CASE WHEN ? = 'retry' THEN NULL ELSE batch_ref END,
-                        custom_id = CASE WHEN ? = 'retry' THEN NULL ELSE custom_id END,
-                        {", ".join(f"{c} = ?" for c in USAGE_COLUMNS)}
-                        WHERE batch_ref = ? AND custom_id = ? AND state = 'in_batch'""",
-                    (
-                        _TARGET[o.kind].value, o.result_json,
-                        o.tier.value if o.tier and o.kind == "succeeded" else None, o.error,
-                        _ts(o.not_before), _ts(now), o.kind, o.kind,
-                        *counts,
-                        batch_id, o.custom_id,
-                    ),
-                ).rowcount  # fmt: skip
-        return applied
+            return db.executemany(
+                f"""UPDATE jobs SET state = ?, result_json = ?, tier = ?, error = ?,
+                    not_before = coalesce(?, not_before), updated_at = ?,
+                    batch_ref = CASE WHEN ? THEN NULL ELSE batch_ref END,
+                    custom_id = CASE WHEN ? THEN NULL ELSE custom_id END, {sets}
+                    WHERE batch_ref = ? AND custom_id = ? AND state = 'in_batch'""",
+                (_outcome_row(o, batch_id, now) for o in outcomes),
+            ).rowcount
 
     def close_batch(self, batch_id: int, retry_at: datetime, now: datetime) -> int:
         with self._tx() as db:
@@ -433,6 +427,25 @@ _TARGET = {
     "failed": JobState.FAILED,
     "retry": JobState.QUEUED,
 }
+
+
+_TARGET = {
+    "succeeded": JobState.SUCCEEDED,
+    "failed": JobState.FAILED,
+    "retry": JobState.QUEUED,
+}
+
+
+def _outcome_row(o: Outcome, batch_id: int, now: datetime) -> tuple[object, ...]:
+    ok = o.kind == "succeeded"
+    usage = o.usage or Usage()
+    retry = o.kind == "retry"
+    return (
+        _TARGET[o.kind].value, o.result_json if ok else None,
+        o.tier.value if ok and o.tier else None, o.error, _ts(o.not_before), _ts(now),
+        retry, retry, *(getattr(usage, c) if ok else None for c in USAGE_COLUMNS),
+        batch_id, o.custom_id,
+    )  # fmt: skip
 
 
 def _attempts(db: sqlite3.Connection, job_id: int) -> int:
