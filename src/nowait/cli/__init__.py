@@ -65,6 +65,7 @@ def _show_warning(
 def _register_commands() -> None:
     """Import the command modules; each adds its commands to `app`."""
     from nowait.cli import (
+        analyze,  # noqa: F401
         demo,  # noqa: F401
         emulator,  # noqa: F401
         prices,  # noqa: F401

@@ -8,6 +8,8 @@ from typing import Annotated
 import typer
 
 from nowait import render, worksheet
+from nowait.analysis.demo import write_demo_report
+from nowait.analysis.present import report_table
 from nowait.cli import PricesOption, app, stdout
 from nowait.demo_route import route_example
 from nowait.pricing import load_table
@@ -40,3 +42,9 @@ def demo_command(
         f"{took} of emulated time.\n"
     )
     console.print(render.receipt_table(routed.receipt))
+
+    console.rule("3. Analyze: a month of a team's traces, sorted by who waits")
+    report, logs, html = write_demo_report(out, load_table(prices))
+    console.print(f"`nowait analyze {logs} --html {html}`:\n")
+    console.print(report_table(report))
+    console.print(f"Charts (spend by verdict, savings waterfall, arrivals by hour): {html}")

@@ -1,0 +1,160 @@
+"""The report for people: a terminal table, JSON, and one self-contained HTML file."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from html import escape
+
+from rich.table import Table
+
+from nowait import charts
+from nowait.analysis.report import Report, WorkloadReport
+from nowait.render import money_json, percent, usd
+
+
+def _f(value: Decimal | None) -> float:
+    return float(value) if value is not None else 0.0
+
+
+def report_table(report: Report) -> Table:
+    table = Table(
+        title=f"Where the money goes: {report.records:,} records over {report.days:.1f} days "
+        "(monthly figures projected to 30 days)",
+        show_footer=True,
+    )
+    total = report.monthly_total
+    table.add_column("workload", footer="total")
+    table.add_column("verdict")
+    table.add_column("confidence")
+    table.add_column(
+        "requests", justify="right", footer=f"{sum(w.requests for w in report.workloads):,}"
+    )
+    table.add_column("monthly now", justify="right", footer=usd(total.current))
+    table.add_column("after move", justify="right", footer=usd(total.after_cache))
+    table.add_column("saved / month", justify="right", footer=usd(total.saved))
+    table.add_column("evidence")
+    for w in report.workloads:
+        table.add_row(
+            w.name, w.verdict.value, w.inference.confidence, f"{w.requests:,}",
+            usd(w.monthly.current), usd(w.monthly.after_cache), usd(w.monthly.saved),
+            "; ".join((*w.inference.evidence, *w.inference.classification.reasons)),
+        )  # fmt: skip
+    table.caption = f"Batchable share of spend: {percent(report.batchable_share)}." + (
+        f" {report.bad.count:,} malformed records skipped." if report.bad.count else ""
+    )
+    return table
+
+
+def _workload_json(w: WorkloadReport) -> dict[str, object]:
+    return {
+        "workload": w.name,
+        "verdict": w.verdict.value,
+        "confidence": w.inference.confidence,
+        "already_batched": w.inference.already_batched,
+        "evidence": list(w.inference.evidence),
+        "reasons": list(w.inference.classification.reasons),
+        "requests": w.requests,
+        "models": list(w.models),
+        "period": _money(w.cost),
+        "monthly": _money(w.monthly),
+    }
+
+
+def _money(cost: object) -> dict[str, str | None]:
+    names = ("current", "after_batch", "after_cache", "saved", "batchable_current")
+    return {n: money_json(getattr(cost, n)) for n in names}
+
+
+def report_json(report: Report) -> dict[str, object]:
+    return {
+        "records": report.records,
+        "days": round(report.days, 3),
+        "group_by": report.group_by,
+        "workloads": [_workload_json(w) for w in report.workloads],
+        "total": _money(report.total),
+        "monthly_total": _money(report.monthly_total),
+        "batchable_share": str(report.batchable_share)
+        if report.batchable_share is not None
+        else None,
+        "token_rules": report.token_rules,
+        "malformed": {"count": report.bad.count, "examples": report.bad.examples},
+    }
+
+
+_CHECK = """
+<script>
+// Marks the page once every chart has laid out with visible bars (read by the test suite).
+window.addEventListener("load", function () {
+  var drawn = 0;
+  document.querySelectorAll("svg.chart").forEach(function (svg) {
+    var box = svg.getBBox();
+    var bars = Array.prototype.filter.call(svg.querySelectorAll("rect.bar"), function (r) {
+      return r.getBBox().width > 0 && r.getBBox().height > 0;
+    });
+    if (box.width > 0 && box.height > 0 && bars.length > 0) { drawn += 1; }
+  });
+  document.body.setAttribute("data-charts-drawn", String(drawn));
+});
+</script>
+"""
+
+
+def report_html(report: Report) -> str:
+    total = report.monthly_total
+    spend = charts.stacked_bars(
+        "Monthly spend by workload, coloured by verdict",
+        [(w.name, w.verdict.value, _f(w.monthly.current)) for w in report.workloads],
+    )
+    steps = [
+        ("real-time today", _f(total.current)),
+        ("batch", -_f(total.saved_by_batch)),
+        ("cache", -_f(total.saved_by_cache)),
+        ("after", _f(total.after_cache)),
+    ]
+    waterfall = charts.waterfall("Savings waterfall: real-time → batch → cache (per month)", steps)
+    hours = charts.hour_histogram("Arrivals by hour of day (UTC)", report.arrivals_by_hour)
+    rows = "".join(
+        "<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in (
+            w.name, w.verdict.value, w.inference.confidence, f"{w.requests:,}",
+            usd(w.monthly.current), usd(w.monthly.after_cache), usd(w.monthly.saved),
+            "; ".join((*w.inference.evidence, *w.inference.classification.reasons)),
+        )) + "</tr>"
+        for w in report.workloads
+    )  # fmt: skip
+    head = "".join(
+        f"<th>{h}</th>"
+        for h in (
+            "workload",
+            "verdict",
+            "confidence",
+            "requests",
+            "monthly now",
+            "after move",
+            "saved / month",
+            "why",
+        )
+    )
+    data = escape(json.dumps(report_json(report)))
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>nowait analysis</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2rem; color: #222; max-width: 1100px; }}
+table {{ border-collapse: collapse; font-size: 13px; }} td, th {{ border-bottom: 1px solid #ddd; padding: 4px 8px; text-align: left; vertical-align: top; }}
+.kpi {{ display: inline-block; margin-right: 2rem; }} .kpi b {{ font-size: 1.6rem; display: block; }}
+</style></head>
+<body>
+<h1>Where your Claude spend could wait</h1>
+<p>{report.records:,} records over {report.days:.1f} days, grouped by {escape(report.group_by)}; monthly figures are projected to 30 days.</p>
+<div class="kpi"><b>{usd(total.current)}</b>monthly spend now</div>
+<div class="kpi"><b>{usd(total.saved)}</b>saved per month by moving what nobody waits for</div>
+<div class="kpi"><b>{percent(report.batchable_share)}</b>of spend is batchable</div>
+{spend}
+{waterfall}
+{hours}
+<h2>Workloads</h2>
+<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>
+<script type="application/json" id="report-data">{data}</script>
+{_CHECK}
+</body></html>
+"""

@@ -1,0 +1,58 @@
+"""Anthropic Admin API exports: the usage report (tokens per bucket, the ground truth every
+org has) and the cost report. Aggregates only: no per-request context, so they show spend
+and what is already batched, and leave who waits to review."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from nowait.analysis.readers import BadRecords, json_objects, number
+from nowait.analysis.readers.logs import timestamp
+from nowait.analysis.records import Record
+
+WIDTHS = {3600: "bucket_1h", 60: "bucket_1m", 86400: "bucket_1d"}
+
+
+def read_usage_report(path: Path, bad: BadRecords) -> Iterator[Record]:
+    for line, page in json_objects(path, bad):
+        if not isinstance(page, dict) or not isinstance(page.get("data"), list):
+            bad.add(path, line, "not a usage report page (expected data: [...])")
+            continue
+        for bucket in page["data"]:
+            try:
+                yield from _bucket(bucket, path, line)
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                bad.add(path, line, f"bucket {bucket.get('starting_at', '?')}: {exc}")
+
+
+def _bucket(bucket: dict[str, Any], path: Path, line: int) -> Iterator[Record]:
+    start, end = timestamp(bucket["starting_at"]), timestamp(bucket["ending_at"])
+    granularity = WIDTHS.get(int((end - start).total_seconds()), "bucket_1d")
+    for i, row in enumerate(bucket.get("results") or []):
+        creation = row.get("cache_creation") or {}
+        if not isinstance(creation, dict):
+            raise ValueError("cache_creation must be an object keyed by TTL")
+        requests = row.get("requests")
+        yield Record(
+            source="anthropic_usage_api",
+            producer="anthropic-admin-api",
+            record_id=f"{bucket['starting_at']}#{i}",
+            start_time=start,
+            end_time=end,
+            model=str(row.get("model") or "unknown"),
+            granularity=granularity,
+            request_count=number(requests) if requests is not None else None,
+            service_tier=row.get("service_tier"),
+            input_uncached=number(row.get("uncached_input_tokens")),
+            cache_read=number(row.get("cache_read_input_tokens")),
+            cache_write_5m=number(creation.get("ephemeral_5m_input_tokens")),
+            cache_write_1h=number(creation.get("ephemeral_1h_input_tokens")),
+            output_tokens=number(row.get("output_tokens")),
+            token_rule="exclusive (uncached_input_tokens)",
+            api_key=row.get("api_key_id"),
+            service=row.get("workspace_id"),
+            file=str(path),
+            line=line,
+        )

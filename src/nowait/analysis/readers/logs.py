@@ -1,0 +1,207 @@
+"""Per-request logs other than traces: LiteLLM spend logs, Langfuse observation exports, and
+nowait's own results. Each producer's token meaning is applied explicitly."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from nowait.analysis.readers import BadRecords, json_objects, number, open_text
+from nowait.analysis.records import Record, split_input
+
+
+def timestamp(value: Any) -> datetime:
+    """ISO 8601 (with `Z`, or Langfuse's `YYYY-MM-DD HH:MM:SS.ffffff` in UTC) or epoch seconds."""
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(float(value), tz=UTC)
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"not a time: {value!r}")
+    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _json_field(value: Any) -> Any:
+    if isinstance(value, str) and value[:1] in "{[":
+        return json.loads(value)
+    return value
+
+
+# ---- LiteLLM -------------------------------------------------------------------------------
+LITELLM_KEYS = ("request_id", "startTime", "model")
+
+
+def litellm_record(row: Mapping[str, Any], path: Path, line: int) -> Record | None:
+    """One `LiteLLM_SpendLogs` row. `prompt_tokens` includes Anthropic's cache tokens; the
+    cache counts live only in `metadata.usage_object`."""
+    provider = str(row.get("custom_llm_provider") or "anthropic")
+    model = str(row.get("model") or "")
+    if provider != "anthropic" and "claude" not in model:
+        return None
+    metadata = _json_field(row.get("metadata")) or {}
+    usage = metadata.get("usage_object") or {} if isinstance(metadata, dict) else {}
+    read = number(usage.get("cache_read_input_tokens"))
+    write = number(usage.get("cache_creation_input_tokens"))
+    uncached, rule = split_input(number(row.get("prompt_tokens")), read, write, includes_cache=True)
+    start = timestamp(row.get("startTime"))
+    end = timestamp(row["endTime"]) if row.get("endTime") else None
+    first = timestamp(row["completionStartTime"]) if row.get("completionStartTime") else None
+    # LiteLLM sets completionStartTime = endTime for non-streaming calls.
+    streamed = first is not None and end is not None and first < end
+    tags = _json_field(row.get("request_tags")) or []
+    spend_meta = metadata.get("spend_logs_metadata") or {} if isinstance(metadata, dict) else {}
+    call_type = str(row.get("call_type") or "")
+    return Record(
+        source="litellm",
+        producer="litellm",
+        record_id=str(row.get("request_id") or f"{path}:{line}"),
+        start_time=start,
+        end_time=end,
+        model=model,
+        ttft_s=(first - start).total_seconds() if streamed and first else None,
+        stream=streamed if first is not None else None,
+        service_tier="batch" if "batch" in call_type else None,
+        input_uncached=uncached,
+        cache_read=read,
+        cache_write_5m=write,
+        output_tokens=number(row.get("completion_tokens")),
+        token_rule=rule + (", cache-write TTL unknown: priced as 5m" if write else ""),
+        feature=spend_meta.get("feature") if isinstance(spend_meta, dict) else None,
+        api_key=(metadata.get("user_api_key_alias") if isinstance(metadata, dict) else None)
+        or row.get("api_key"),
+        tags=",".join(map(str, tags)) if isinstance(tags, list) else str(tags or "") or None,
+        user_id=row.get("end_user") or row.get("user") or None,
+        session_id=row.get("session_id") or None,
+        cost_usd_reported=float(row["spend"]) if row.get("spend") not in (None, "") else None,
+        file=str(path),
+        line=line,
+    )
+
+
+def read_litellm(path: Path, bad: BadRecords) -> Iterator[Record]:
+    if _is_csv(path):
+        with open_text(path) as text:
+            for line, row in enumerate(csv.DictReader(text), start=2):
+                yield from _guarded(litellm_record, row, path, line, bad)
+        return
+    for line, row in json_objects(path, bad):
+        yield from _guarded(litellm_record, row, path, line, bad)
+
+
+def _is_csv(path: Path) -> bool:
+    name = path.name.removesuffix(".gz")
+    return name.endswith(".csv")
+
+
+def _guarded(make: Any, row: Any, path: Path, line: int, bad: BadRecords) -> Iterator[Record]:
+    if not isinstance(row, Mapping):
+        bad.add(path, line, "not a JSON object")
+        return
+    try:
+        record = make(row, path, line)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        bad.add(path, line, f"{type(exc).__name__}: {exc}")
+        return
+    if record is not None:
+        yield record
+
+
+# ---- Langfuse ------------------------------------------------------------------------------
+def langfuse_record(row: Mapping[str, Any], path: Path, line: int) -> Record | None:
+    """One observation. `usage_details.input` is the *uncached* input: each key is a bucket."""
+    if str(row.get("type", "GENERATION")).upper() != "GENERATION":
+        return None
+    model = str(row.get("provided_model_name") or row.get("model") or "")
+    if "claude" not in model:
+        return None
+    usage = _json_field(row.get("usage_details")) or _json_field(row.get("usageDetails")) or {}
+    read = number(usage.get("cache_read_input_tokens", usage.get("input_cache_read")))
+    write_5m = number(usage.get("input_cache_creation_5m"))
+    write_1h = number(usage.get("input_cache_creation_1h"))
+    if not (write_5m or write_1h):
+        write_5m = number(
+            usage.get("cache_creation_input_tokens", usage.get("input_cache_creation"))
+        )
+    start = timestamp(row.get("start_time") or row.get("startTime"))
+    first = row.get("completion_start_time") or row.get("completionStartTime")
+    params = _json_field(row.get("model_parameters") or row.get("modelParameters")) or {}
+    stream = params.get("stream") if isinstance(params, dict) else None
+    ttft = row.get("time_to_first_token")
+    metadata = _json_field(row.get("metadata")) or {}
+    tags = row.get("tags") or []
+    return Record(
+        source="langfuse",
+        producer="langfuse",
+        record_id=str(row.get("id") or f"{path}:{line}"),
+        start_time=start,
+        end_time=timestamp(row["end_time"]) if row.get("end_time") else None,
+        model=model,
+        ttft_s=float(ttft) if ttft not in (None, "") else None,
+        stream=bool(stream) if stream is not None else (True if first else None),
+        input_uncached=number(usage.get("input", usage.get("input_tokens"))),
+        cache_read=read,
+        cache_write_5m=write_5m,
+        cache_write_1h=write_1h,
+        output_tokens=number(usage.get("output", usage.get("output_tokens"))),
+        token_rule="exclusive (Langfuse prices each usage key separately)",
+        feature=metadata.get("feature") if isinstance(metadata, dict) else None,
+        workflow=row.get("trace_name") or row.get("name"),
+        tags=",".join(map(str, tags)) if isinstance(tags, list) else None,
+        user_id=row.get("user_id") or row.get("userId"),
+        session_id=row.get("session_id") or row.get("sessionId"),
+        trigger="http"
+        if str(row.get("trace_name") or "").split(" ")[0] in ("GET", "POST", "PUT")
+        else "unknown",
+        trace_id=row.get("trace_id") or row.get("traceId"),
+        cost_usd_reported=float(row["total_cost"])
+        if row.get("total_cost") not in (None, "")
+        else None,
+        file=str(path),
+        line=line,
+    )
+
+
+def read_langfuse(path: Path, bad: BadRecords) -> Iterator[Record]:
+    for line, row in json_objects(path, bad):
+        yield from _guarded(langfuse_record, row, path, line, bad)
+
+
+# ---- nowait's own results ------------------------------------------------------------------
+def nowait_record(row: Mapping[str, Any], path: Path, line: int) -> Record | None:
+    """A line of `nowait run --out`: the API's own usage object, so the meaning is exact."""
+    message = row.get("message")
+    if not isinstance(message, dict):
+        return None
+    usage = message.get("usage") or {}
+    creation = usage.get("cache_creation") or {}
+    at = row.get("finished_at") or row.get("submitted_at")
+    return Record(
+        source="nowait",
+        producer="nowait",
+        record_id=str(message.get("id") or row.get("key")),
+        start_time=timestamp(at) if at else datetime.fromtimestamp(path.stat().st_mtime, tz=UTC),
+        model=str(message.get("model") or ""),
+        stream=False,
+        service_tier=usage.get("service_tier") or row.get("tier"),
+        input_uncached=number(usage.get("input_tokens")),
+        cache_read=number(usage.get("cache_read_input_tokens")),
+        cache_write_5m=number(
+            creation.get("ephemeral_5m_input_tokens", usage.get("cache_creation_input_tokens"))
+        ),
+        cache_write_1h=number(creation.get("ephemeral_1h_input_tokens")),
+        output_tokens=number(usage.get("output_tokens")),
+        token_rule="anthropic usage object",
+        feature=row.get("workload"),
+        trigger="script",
+        finish_reason=message.get("stop_reason"),
+        file=str(path),
+        line=line,
+    )
+
+
+def read_nowait(path: Path, bad: BadRecords) -> Iterator[Record]:
+    for line, row in json_objects(path, bad):
+        yield from _guarded(nowait_record, row, path, line, bad)

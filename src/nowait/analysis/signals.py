@@ -1,0 +1,104 @@
+"""Was anyone waiting? From a workload's signals to the sorting framework's facts, with the
+evidence in plain words and a confidence. Pure: the numbers come from the engine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nowait.sorting import Classification, Facts, Trigger, Verdict, Waiter, classify
+
+
+@dataclass(frozen=True)
+class Signals:
+    """Shares are of the workload's requests (0..1); `None` where nothing could be known."""
+
+    requests: int
+    streamed: float | None  # of the requests whose streaming is known
+    ttft_recorded: float
+    with_user: float
+    http: float
+    queue: float
+    cron: float
+    script: float
+    tool_use: float
+    batch_tier: float
+    peak_two_hours: float  # share of requests in the busiest two hours of the day
+    days: int  # distinct days with traffic
+    per_request: bool  # False for aggregated (Admin API) buckets: no context at all
+
+
+@dataclass(frozen=True)
+class Inference:
+    facts: Facts
+    classification: Classification
+    confidence: str  # high | medium | low
+    evidence: tuple[str, ...]
+    already_batched: bool = False
+
+
+def _pct(share: float) -> str:
+    return f"{share:.0%}"
+
+
+def infer(s: Signals) -> Inference:  # noqa: PLR0911, PLR0912 (a decision table)
+    evidence: list[str] = []
+    if s.batch_tier >= 0.9:
+        why = f"{_pct(s.batch_tier)} already runs on the batch tier"
+        facts = Facts(Trigger.PIPELINE, Waiter.NOBODY)
+        done = Classification(Verdict.BATCH, ("already at batch price: nothing left to move",))
+        return Inference(facts, done, "high", (why,), True)
+    if not s.per_request:
+        facts = Facts(None, Waiter.UNKNOWN)
+        why = "aggregated usage only (no per-request context): say who waits to sort it"
+        return Inference(facts, classify(facts), "low", (why,))
+    if s.tool_use >= 0.3:
+        evidence.append(f"{_pct(s.tool_use)} of calls end in tool_use: an agent loop")
+        facts = Facts(Trigger.AGENT, Waiter.PROCESS, feeds_next_step=True)
+        return Inference(facts, classify(facts), "high", tuple(evidence))
+    streamed = s.streamed or 0.0
+    interactive = streamed >= 0.8 or (s.ttft_recorded >= 0.8 and s.with_user >= 0.5)
+    if streamed >= 0.2:
+        evidence.append(f"{_pct(streamed)} of calls stream")
+    if s.ttft_recorded >= 0.2:
+        evidence.append(f"time to first token recorded on {_pct(s.ttft_recorded)}")
+    if s.with_user >= 0.2:
+        evidence.append(f"{_pct(s.with_user)} carry a user or session id")
+    if 0.2 <= streamed < 0.8 and s.http >= 0.5:
+        evidence.append("a streamed part and a non-streamed part: someone waits on one only")
+        facts = Facts(Trigger.USER_ACTION, Waiter.PERSON, has_deferred_part=True)
+        return Inference(facts, classify(facts), "medium", tuple(evidence))
+    if interactive:
+        if s.http >= 0.5:
+            evidence.append(f"{_pct(s.http)} run inside an HTTP request handler")
+        facts = Facts(Trigger.USER_ACTION, Waiter.PERSON)
+        return Inference(facts, classify(facts), "high", tuple(evidence))
+    scheduled = s.cron >= 0.5 or (s.peak_two_hours >= 0.6 and s.days >= 3 and s.with_user < 0.2)
+    if scheduled:
+        if s.cron >= 0.5:
+            evidence.append(f"{_pct(s.cron)} run in a cron job (k8s CronJob or timer trigger)")
+        if s.peak_two_hours >= 0.6:
+            evidence.append(
+                f"{_pct(s.peak_two_hours)} arrive in the same two hours every day: a schedule"
+            )
+        facts = Facts(Trigger.SCHEDULE, Waiter.NOBODY)
+        return Inference(
+            facts, classify(facts), "high" if s.cron >= 0.5 else "medium", tuple(evidence)
+        )
+    if s.queue >= 0.5:
+        evidence.append(f"{_pct(s.queue)} run in a queue consumer: no caller holds the line")
+        facts = Facts(Trigger.QUEUE, Waiter.UNKNOWN)
+        return Inference(facts, classify(facts), "medium", tuple(evidence))
+    if s.script >= 0.5:
+        evidence.append(f"{_pct(s.script)} come from a script or batch job")
+        facts = Facts(Trigger.BACKFILL, Waiter.UNKNOWN)
+        return Inference(facts, classify(facts), "medium", tuple(evidence))
+    if s.http >= 0.5:
+        evidence.append(
+            f"{_pct(s.http)} run inside an HTTP handler but do not stream: a user "
+            "triggers them, maybe without waiting"
+        )
+        facts = Facts(Trigger.USER_ACTION, Waiter.UNKNOWN, needed_within=None)
+        return Inference(facts, classify(facts), "low", tuple(evidence))
+    evidence.append("no streaming, no user, no trigger context recorded")
+    facts = Facts(None, Waiter.UNKNOWN)
+    return Inference(facts, classify(facts), "low", tuple(evidence))

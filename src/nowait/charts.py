@@ -1,0 +1,127 @@
+"""Charts as inline SVG strings: no scripts, no network, they work offline in any browser.
+Pure functions of their data; every chart has a title, labelled axes and a legend."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from html import escape
+
+PALETTE = {
+    "realtime": "#d95f02",
+    "batch": "#1b9e77",
+    "split": "#7570b3",
+    "review": "#e7a33e",
+    "saved": "#1b9e77",
+    "cost": "#555f6d",
+    "cache": "#66a61e",
+}
+FONT = 'font-family="system-ui, sans-serif" font-size="12"'
+
+
+def _money(value: float) -> str:
+    sign = "−" if value < 0 else ""
+    amount = abs(value)
+    return f"{sign}${amount:,.0f}" if amount >= 100 else f"{sign}${amount:,.2f}"
+
+
+def _svg(width: int, height: int, title: str, body: list[str], chart: str) -> str:
+    return (
+        f'<svg class="chart" data-chart="{chart}" xmlns="http://www.w3.org/2000/svg" '
+        f'viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
+        f'aria-label="{escape(title)}" {FONT}>'
+        f'<text x="10" y="20" font-size="15" font-weight="600">{escape(title)}</text>'
+        + "".join(body)
+        + "</svg>"
+    )
+
+
+def stacked_bars(title: str, rows: Sequence[tuple[str, str, float]], *, width: int = 760) -> str:
+    """Horizontal bars, one per label, coloured by category: (label, category, value)."""
+    bar_h, top, left = 22, 52, 220
+    height = top + bar_h * len(rows) + 40
+    peak = max((v for _, _, v in rows), default=0.0) or 1.0
+    scale = (width - left - 90) / peak
+    body: list[str] = []
+    categories = list(dict.fromkeys(c for _, c, _ in rows))
+    for i, category in enumerate(categories):
+        x = 10 + i * 110
+        body.append(
+            f'<rect x="{x}" y="30" width="12" height="12" fill="{PALETTE.get(category, "#888")}"/>'
+        )
+        body.append(f'<text x="{x + 16}" y="40">{escape(category)}</text>')
+    for i, (label, category, value) in enumerate(rows):
+        y = top + i * bar_h
+        w = max(1.0, value * scale)
+        body.append(
+            f'<text x="{left - 6}" y="{y + 15}" text-anchor="end">{escape(label[:32])}</text>'
+        )
+        body.append(
+            f'<rect class="bar" x="{left}" y="{y + 3}" width="{w:.1f}" height="{bar_h - 6}" '
+            f'fill="{PALETTE.get(category, "#888")}"><title>{escape(label)}: {_money(value)}</title></rect>'
+        )
+        body.append(f'<text x="{left + w + 6:.1f}" y="{y + 15}">{_money(value)}</text>')
+    axis_y = top + bar_h * len(rows) + 14
+    body.append(f'<text x="{left}" y="{axis_y + 10}" fill="#555">monthly spend (USD) →</text>')
+    return _svg(width, height, title, body, "bars")
+
+
+def waterfall(title: str, steps: Sequence[tuple[str, float]], *, width: int = 760) -> str:
+    """A start value, signed changes, and the end value: [(label, value)], first and last
+    absolute, the middle ones the (negative) changes between them."""
+    height, top, bottom = 320, 50, 270
+    peak = max((abs(v) for _, v in steps), default=0.0) or 1.0
+    scale = (bottom - top) / peak
+    slot = (width - 80) / max(1, len(steps))
+    body = [f'<line x1="60" y1="{bottom}" x2="{width - 10}" y2="{bottom}" stroke="#999"/>']
+    body.append(
+        f'<text x="12" y="{top + 10}" fill="#555" transform="rotate(-90 20 {top + 60})">USD / month</text>'
+    )
+    level = 0.0
+    for i, (label, value) in enumerate(steps):
+        absolute = i in (0, len(steps) - 1)
+        low, high = (0.0, value) if absolute else (level + value, level)
+        if not absolute:
+            level += value
+        else:
+            level = value
+        x = 70 + i * slot
+        y = bottom - max(low, high) * scale
+        h = max(1.0, abs(high - low) * scale)
+        colour = PALETTE["cost"] if absolute else PALETTE["saved"]
+        body.append(
+            f'<rect class="bar" x="{x:.1f}" y="{y:.1f}" width="{slot * 0.6:.1f}" height="{h:.1f}" '
+            f'fill="{colour}"><title>{escape(label)}: {_money(value)}</title></rect>'
+        )
+        body.append(
+            f'<text x="{x + slot * 0.3:.1f}" y="{y - 6:.1f}" text-anchor="middle">{_money(value)}</text>'
+        )
+        body.append(
+            f'<text x="{x + slot * 0.3:.1f}" y="{bottom + 18}" text-anchor="middle">{escape(label)}</text>'
+        )
+    return _svg(width, height, title, body, "waterfall")
+
+
+def hour_histogram(title: str, series: Mapping[str, Sequence[int]], *, width: int = 760) -> str:
+    """Requests by hour of day (UTC), one small row of 24 bars per series."""
+    row_h, top, left = 46, 40, 220
+    height = top + row_h * len(series) + 30
+    cell = (width - left - 20) / 24
+    body: list[str] = []
+    for i, (name, counts) in enumerate(series.items()):
+        y0 = top + i * row_h
+        peak = max(counts) or 1
+        body.append(
+            f'<text x="{left - 6}" y="{y0 + row_h - 14}" text-anchor="end">{escape(name[:32])}</text>'
+        )
+        for hour, n in enumerate(counts):
+            h = (row_h - 12) * n / peak
+            body.append(
+                f'<rect class="bar" x="{left + hour * cell:.1f}" y="{y0 + row_h - 8 - h:.1f}" '
+                f'width="{cell * 0.8:.1f}" height="{max(h, 0.5):.1f}" fill="{PALETTE["cost"]}">'
+                f"<title>{escape(name)} {hour:02d}:00 UTC: {n}</title></rect>"
+            )
+    axis = top + row_h * len(series) + 4
+    for hour in range(0, 24, 3):
+        body.append(f'<text x="{left + hour * cell:.1f}" y="{axis + 12}">{hour:02d}h</text>')
+    body.append(f'<text x="{width - 160}" y="{axis + 26}" fill="#555">hour of day (UTC) →</text>')
+    return _svg(width, height, title, body, "hours")

@@ -1,0 +1,89 @@
+"""`nowait analyze`: find the batchable work inside a real-time bill, from existing logs."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from nowait.analysis.detect import FORMATS
+from nowait.analysis.engine import connect, load
+from nowait.analysis.present import report_html, report_json, report_table
+from nowait.analysis.readers import BadRecords
+from nowait.analysis.records import GROUP_KEYS
+from nowait.analysis.report import build_report
+from nowait.cli import PricesOption, app, stdout
+from nowait.errors import InputError
+from nowait.pricing import load_table
+from nowait.progress import progress
+
+
+@app.command("analyze")
+def analyze_command(
+    files: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Log files (OTLP, LiteLLM, Langfuse, Admin API usage, nowait); .gz accepted."
+        ),
+    ],
+    html: Annotated[
+        Path | None, typer.Option("--html", help="Also write a self-contained HTML report.")
+    ] = None,
+    fmt: Annotated[
+        str | None, typer.Option("--format", help=f"Force the format: {', '.join(FORMATS)}.")
+    ] = None,
+    group_by: Annotated[
+        str | None, typer.Option("--group-by", help=f"Workload key: {', '.join(GROUP_KEYS)}.")
+    ] = None,
+    cache_share: Annotated[
+        str | None,
+        typer.Option(
+            "--cache-share", help="Share of prompts served from cache after the move, e.g. 0.6."
+        ),
+    ] = None,
+    skip_bad: Annotated[
+        bool, typer.Option("--skip-bad", help="Count malformed records and go on.")
+    ] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    prices: PricesOption = None,
+) -> None:
+    """Sort the workloads in your logs and price moving what nobody waits for to batch."""
+    if fmt is not None and fmt not in FORMATS:
+        raise InputError(f"unknown format {fmt!r}", field="--format", expected=", ".join(FORMATS))
+    if group_by is not None and group_by not in GROUP_KEYS:
+        raise InputError(
+            f"unknown key {group_by!r}", field="--group-by", expected=", ".join(GROUP_KEYS)
+        )
+    share = _share(cache_share)
+    bad = BadRecords(skip=skip_bad)
+    con = connect()
+    with progress("files", total=len(files), enabled=not json_out) as bar:
+        load(con, files, fmt=fmt, bad=bad, on_file=lambda _: bar.advance())
+    report = build_report(
+        con, bad=bad, group_by=group_by, cache_share=share, table=load_table(prices)
+    )
+    if report.records == 0:
+        raise InputError("no Claude calls found in these files", file=", ".join(map(str, files)))
+    if html is not None:
+        html.write_text(report_html(report), encoding="utf-8")
+    if json_out:
+        typer.echo(json.dumps(report_json(report), indent=2))
+    else:
+        stdout().print(report_table(report))
+        if html is not None:
+            typer.echo(f"HTML report: {html}", err=True)
+
+
+def _share(text: str | None) -> Decimal | None:
+    if text is None:
+        return None
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        value = Decimal(-1)
+    if not Decimal(0) <= value <= Decimal(1):
+        raise InputError(f"got {text!r}", field="--cache-share", expected="a share between 0 and 1")
+    return value
