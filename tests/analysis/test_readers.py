@@ -164,3 +164,17 @@ def test_unknown_format_is_a_clear_error(tmp_path: Path) -> None:
     path.write_text('{"hello": 1}\n')
     with pytest.raises(InputError, match="cannot tell the log format"):
         detect(path)
+
+
+def test_cost_report_rows_become_tokens_at_the_table_rate() -> None:
+    from nowait.analysis.readers.admin import read_cost_report
+
+    assert detect(SAMPLES / "cost-report.json") == "anthropic-cost"
+    records = list(read_cost_report(SAMPLES / "cost-report.json", BadRecords()))
+    assert len(records) == 2  # the web_search row is not a token cost
+    standard, batch = records
+    # $4.5690 of Sonnet 4.6 input at $3 per million = 1,523,000 tokens
+    assert standard.input_uncached == 1_523_000 and standard.service_tier == "standard"
+    # $1.20 of batch output at $7.50 per million = 160,000 tokens
+    assert batch.output_tokens == 160_000 and batch.service_tier == "batch"
+    assert standard.cost_usd_reported == pytest.approx(4.569)

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from nowait.analysis.readers import Reader, open_text
-from nowait.analysis.readers.admin import read_usage_report
+from nowait.analysis.readers.admin import read_cost_report, read_usage_report
 from nowait.analysis.readers.logs import read_langfuse, read_litellm, read_nowait
 from nowait.analysis.readers.otlp import read_otlp
 from nowait.analysis.readers.store import read_store
@@ -17,6 +17,7 @@ READERS: dict[str, Reader] = {
     "litellm": read_litellm,
     "langfuse": read_langfuse,
     "anthropic-usage": read_usage_report,
+    "anthropic-cost": read_cost_report,
     "nowait": read_nowait,
     "nowait-store": read_store,
 }
@@ -44,7 +45,9 @@ def detect(path: Path) -> str:  # noqa: PLR0911 (one return per format)
     if "resourceSpans" in keys:
         return "otlp"
     if "data" in keys and "has_more" in keys:
-        return "anthropic-usage"
+        return (
+            "anthropic-cost" if '"amount"' in head and '"token_type"' in head else "anthropic-usage"
+        )
     if {"request_id", "startTime"} <= keys or "call_type" in keys:
         return "litellm"
     if "usage_details" in keys or "provided_model_name" in keys or "usageDetails" in keys:
