@@ -6,6 +6,8 @@ calls `choose_route` for every submitted request.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -124,3 +126,76 @@ def retry_at(
 def next_poll(interval: float, config: PollConfig) -> float:
     """The next polling interval after one of `interval` seconds (0: the first)."""
     return config.first if interval <= 0 else min(config.longest, interval * config.factor)
+
+
+# ---- the deadline guard (pure) -------------------------------------------------------------
+@dataclass(frozen=True)
+class Capacity:
+    """What the account can run in real time, per model: its rate limits and concurrency."""
+
+    requests_per_minute: float = 50.0
+    input_tokens_per_minute: float = 50_000.0
+    output_tokens_per_minute: float = 10_000.0
+    concurrency: int = 8
+    seconds_per_request: float = 20.0
+    """How long one real-time call takes (mostly output generation)."""
+
+
+@dataclass(frozen=True)
+class WorkLeft:
+    requests: int
+    input_tokens: int
+    output_tokens: int
+
+
+def realtime_duration(work: WorkLeft, capacity: Capacity) -> timedelta:
+    """How long `work` takes in real time, in parallel, within every limit at once."""
+    if work.requests == 0:
+        return timedelta(0)
+    minutes = max(
+        work.requests / capacity.requests_per_minute,
+        work.input_tokens / capacity.input_tokens_per_minute,
+        work.output_tokens / capacity.output_tokens_per_minute,
+    )
+    waves = math.ceil(work.requests / max(1, capacity.concurrency))
+    return timedelta(seconds=max(minutes * 60, waves * capacity.seconds_per_request))
+
+
+@dataclass(frozen=True)
+class GuardConfig:
+    confidence: float = 0.95
+    """Quantile of the turnaround forecast a batch must fit in."""
+    margin: timedelta = timedelta(minutes=10)
+    cancel_latency: timedelta = timedelta(minutes=2)
+    """From the cancel call to `ended` (in-flight requests finish meanwhile)."""
+    min_batch_chance: float = 0.2
+    """Try a batch when at least this share of batches would end before the fallback moment:
+    trying costs nothing (cancelled requests are not billed, finished ones are kept)."""
+
+
+def fallback_start(
+    deadline: datetime, work: WorkLeft, capacity: Capacity, config: GuardConfig
+) -> datetime:
+    """The latest moment to cancel a batch and still finish its work in real time in time."""
+    return deadline - config.margin - config.cancel_latency - realtime_duration(work, capacity)
+
+
+def worth_batching(
+    now: datetime,
+    deadline: datetime,
+    work: WorkLeft,
+    capacity: Capacity,
+    config: GuardConfig,
+    chance_within: Callable[[float], float],
+) -> bool:
+    """Batch when the guard can still fall back in time and the batch has a fair chance
+    (`chance_within(seconds)`: the forecast's probability of ending within that long) of
+    ending before the fallback moment. The deadline holds either way: the guard sees to it."""
+    room = (fallback_start(deadline, work, capacity, config) - now).total_seconds()
+    return room > 0 and chance_within(room) >= config.min_batch_chance
+
+
+def fall_back_now(
+    now: datetime, deadline: datetime, work: WorkLeft, capacity: Capacity, config: GuardConfig
+) -> bool:
+    return now >= fallback_start(deadline, work, capacity, config)

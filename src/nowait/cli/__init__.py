@@ -70,6 +70,7 @@ def _register_commands() -> None:
         emulator,  # noqa: F401
         prices,  # noqa: F401
         router,  # noqa: F401
+        simulate,  # noqa: F401
         worksheet,  # noqa: F401
     )
 

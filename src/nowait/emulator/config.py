@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass, field
+from statistics import NormalDist
 
 from nowait.limits import BATCH_MAX_BYTES, BATCH_MAX_REQUESTS, MESSAGES_MAX_BYTES
 
@@ -54,6 +55,22 @@ class Turnaround:
     def __post_init__(self) -> None:
         if self.median < 0 or (self.p95 is not None and self.p95 < self.median):
             raise ValueError("turnaround needs 0 <= median <= p95")
+
+    def quantile(self, q: float) -> float:
+        """The q-quantile of this turnaround, in seconds."""
+        if self.p95 is None or self.median in (self.p95, 0.0):
+            return self.median
+        sigma = math.log(self.p95 / self.median) / 1.6448536269514722
+        return self.median * math.exp(sigma * NormalDist().inv_cdf(q))
+
+    def probability_within(self, seconds: float) -> float:
+        """P(turnaround <= seconds)."""
+        if seconds <= 0:
+            return 0.0
+        if self.p95 is None or self.median in (self.p95, 0.0):
+            return 1.0 if seconds >= self.median else 0.0
+        sigma = math.log(self.p95 / self.median) / 1.6448536269514722
+        return NormalDist().cdf(math.log(seconds / self.median) / sigma)
 
     def draw(self, rng: random.Random) -> float:
         if self.p95 is None or self.median in (self.p95, 0.0):

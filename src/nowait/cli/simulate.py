@@ -1,0 +1,68 @@
+"""`nowait simulate`: replay a trace under five routing policies, with an oracle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from nowait.cli import PricesOption, app, stdout
+from nowait.durations import parse_duration
+from nowait.emulator.config import Turnaround
+from nowait.errors import InputError
+from nowait.pricing import load_table
+from nowait.simulate.engine import SimConfig, simulate
+from nowait.simulate.report import results_html, results_table
+from nowait.simulate.trace import read_trace, write_trace
+
+
+def _seconds(text: str, flag: str) -> float:
+    try:
+        return parse_duration(text).total_seconds()
+    except ValueError:
+        raise InputError(f"not a duration: {text!r}", field=flag, expected="e.g. 20m, 3h") from None
+
+
+@app.command("simulate")
+def simulate_command(
+    trace: Annotated[
+        Path,
+        typer.Argument(
+            help="Trace JSONL: t, model, input_tokens, output_tokens, awaited, deadline."
+        ),
+    ],
+    generate: Annotated[
+        int | None,
+        typer.Option(
+            "--generate", help="First write a seeded trace of this many requests to TRACE."
+        ),
+    ] = None,
+    days: Annotated[int, typer.Option(help="Days the generated trace spans.")] = 7,
+    seed: Annotated[int, typer.Option(help="Seed of the trace and of the turnaround draws.")] = 1,
+    turnaround: Annotated[str, typer.Option(help="Median batch turnaround.")] = "20m",
+    turnaround_p95: Annotated[str, typer.Option(help="95th percentile batch turnaround.")] = "3h",
+    buffer: Annotated[str, typer.Option(help="The fixed-buffer policy's risk buffer.")] = "10m",
+    html: Annotated[
+        Path | None, typer.Option("--html", help="Also write the chart as HTML.")
+    ] = None,
+    prices: PricesOption = None,
+) -> None:
+    """Compare all-realtime, all-batch, fixed-buffer, nowait and the oracle on a trace."""
+    if generate is not None:
+        if generate < 1:
+            raise InputError("needs at least one request", field="--generate")
+        write_trace(trace, generate, days=days, seed=seed)
+        typer.echo(f"wrote {generate:,} requests to {trace}", err=True)
+    requests = read_trace(trace)
+    config = SimConfig(
+        turnaround=Turnaround(
+            _seconds(turnaround, "--turnaround"), _seconds(turnaround_p95, "--turnaround-p95")
+        ),
+        fixed_buffer=_seconds(buffer, "--buffer"),
+        seed=seed,
+    )
+    results = simulate(requests, config, load_table(prices))
+    stdout().print(results_table(results, len(requests)))
+    if html is not None:
+        html.write_text(results_html(results, len(requests)), encoding="utf-8")

@@ -1,0 +1,108 @@
+"""How long a batch will take (creation → ended), learned from the store's history. Pure.
+
+Quantiles by model and batch size, and by hour of day where that hour has enough history of
+its own; before enough history exists, a documented prior: log-normal with a 30-minute median
+and a 4-hour 95th percentile (most batches end within an hour; the API promises 24 hours).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from statistics import NormalDist
+
+SIZE_BUCKETS = (1_000, 10_000, 100_000)
+_Z = NormalDist()
+
+
+def size_bucket(requests: int) -> int:
+    """The smallest bucket bound at or above `requests`."""
+    for bound in SIZE_BUCKETS:
+        if requests <= bound:
+            return bound
+    return SIZE_BUCKETS[-1]
+
+
+@dataclass(frozen=True)
+class Prior:
+    """Log-normal turnaround before history: median and 95th percentile, in seconds."""
+
+    median: float = 30 * 60
+    p95: float = 4 * 3600
+
+    def quantile(self, q: float) -> float:
+        sigma = math.log(self.p95 / self.median) / _Z.inv_cdf(0.95)
+        return min(24 * 3600.0, self.median * math.exp(sigma * _Z.inv_cdf(q)))
+
+
+@dataclass(frozen=True)
+class BatchSample:
+    model: str
+    requests: int
+    created_at: datetime
+    ended_at: datetime
+
+    @property
+    def seconds(self) -> float:
+        return (self.ended_at - self.created_at).total_seconds()
+
+
+@dataclass(frozen=True)
+class Forecast:
+    prior: Prior = field(default_factory=Prior)
+    min_samples: int = 20
+    samples: dict[tuple[str, int, int | None], tuple[float, ...]] = field(default_factory=dict)
+
+    def quantile(
+        self, q: float, model: str, requests: int, at: datetime | None = None
+    ) -> timedelta:
+        """The q-quantile of turnaround for a batch of `requests` on `model` created at `at`."""
+        bucket = size_bucket(requests)
+        keys: list[tuple[str, int, int | None]] = []
+        if at is not None:
+            keys.append((model, bucket, at.hour))
+        keys += [(model, bucket, None), (model, 0, None)]
+        for key in keys:
+            values = self.samples.get(key, ())
+            if len(values) >= self.min_samples:
+                return timedelta(seconds=_empirical(values, q))
+        return timedelta(seconds=self.prior.quantile(q))
+
+    def source(self, model: str, requests: int, at: datetime | None = None) -> str:
+        """Where `quantile` takes its answer from, in words (for reports and reasons)."""
+        bucket = size_bucket(requests)
+        if (
+            at is not None
+            and len(self.samples.get((model, bucket, at.hour), ())) >= self.min_samples
+        ):
+            return f"history of {model} batches of up to {bucket:,} requests at {at.hour:02d}h"
+        if len(self.samples.get((model, bucket, None), ())) >= self.min_samples:
+            return f"history of {model} batches of up to {bucket:,} requests"
+        if len(self.samples.get((model, 0, None), ())) >= self.min_samples:
+            return f"history of {model} batches"
+        return "the prior (not enough history yet)"
+
+
+def _empirical(values: tuple[float, ...], q: float) -> float:
+    """Nearest-rank quantile: never below an observed value that often happened."""
+    rank = max(0, min(len(values) - 1, math.ceil(q * len(values)) - 1))
+    return values[rank]
+
+
+def fit(
+    history: Iterable[BatchSample], prior: Prior | None = None, min_samples: int = 20
+) -> Forecast:
+    grouped: dict[tuple[str, int, int | None], list[float]] = {}
+    for sample in history:
+        bucket = size_bucket(sample.requests)
+        for key in (
+            (sample.model, bucket, sample.created_at.hour),
+            (sample.model, bucket, None),
+            (sample.model, 0, None),
+        ):
+            grouped.setdefault(key, []).append(sample.seconds)
+    return Forecast(
+        prior or Prior(), min_samples, {k: tuple(sorted(v)) for k, v in grouped.items()}
+    )

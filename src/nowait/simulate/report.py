@@ -1,0 +1,64 @@
+"""Simulation results for people: a table, a terminal bar chart, an HTML chart."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from rich.table import Table
+
+from nowait import charts
+from nowait.render import usd
+from nowait.simulate.engine import PolicyResult
+
+
+def _saved(results: list[PolicyResult], r: PolicyResult) -> Decimal:
+    return results[0].cost - r.cost if results[0].policy == "all-realtime" else Decimal(0)
+
+
+def oracle_share(results: list[PolicyResult], policy: str = "nowait") -> Decimal | None:
+    by = {r.policy: r for r in results}
+    if "all-realtime" not in by or "oracle" not in by or policy not in by:
+        return None
+    best = by["all-realtime"].cost - by["oracle"].cost
+    return (by["all-realtime"].cost - by[policy].cost) / best if best else None
+
+
+def results_table(results: list[PolicyResult], requests: int) -> Table:
+    table = Table(title=f"Five routing policies on {requests:,} requests")
+    for name, justify in (
+        ("policy", "left"), ("cost", "right"), ("saved vs all-realtime", "right"),
+        ("batched", "right"), ("paid twice", "right"), ("deadlines missed", "right"),
+        ("p50 late", "right"), ("p99 late", "right"), ("savings bar", "left"),
+    ):  # fmt: skip
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    peak = max((_saved(results, r) for r in results), default=Decimal(0)) or Decimal(1)
+    for r in results:
+        saved = _saved(results, r)
+        bar = "█" * max(0, int(30 * saved / peak))
+        table.add_row(
+            r.policy, usd(r.cost), usd(saved), f"{r.batched:,}", f"{r.paid_twice:,}",
+            f"{r.missed:,} of {r.with_deadline:,}", f"{r.p50_late:,.0f} s",
+            f"{r.p99_late:,.0f} s", bar,
+        )  # fmt: skip
+    share = oracle_share(results)
+    if share is not None:
+        table.caption = f"nowait captures {share:.1%} of the oracle's savings."
+    return table
+
+
+def results_html(results: list[PolicyResult], requests: int) -> str:
+    bars = charts.stacked_bars(
+        f"Savings against all-realtime, {requests:,} requests",
+        [
+            (r.policy, "saved" if r.missed == 0 else "realtime", float(_saved(results, r)))
+            for r in results
+        ],
+    )
+    missed = charts.stacked_bars(
+        "Deadlines missed", [(r.policy, "review", float(r.missed)) for r in results]
+    ).replace("$", "")
+    return (
+        "<!doctype html><html lang=en><head><meta charset=utf-8><title>nowait simulate</title>"
+        "</head><body style='font-family: system-ui, sans-serif'>"
+        f"<h1>Routing policies compared</h1>{bars}{missed}</body></html>"
+    )

@@ -1,0 +1,127 @@
+"""Traces for the simulator: one request a line, `t` (seconds from the start), `model`,
+`input_tokens`, `output_tokens`, `awaited`, and `deadline` (seconds after arrival, or null).
+`generate` writes a seeded, realistic mix."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from nowait.errors import InputError
+
+
+@dataclass(frozen=True, slots=True)
+class TraceRequest:
+    t: float
+    model: str
+    input_tokens: int
+    output_tokens: int
+    awaited: bool
+    deadline: float | None  # seconds after arrival
+
+
+def read_trace(path: Path) -> list[TraceRequest]:
+    out: list[TraceRequest] = []
+    try:
+        handle = path.open(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"cannot read it: {exc.strerror}", file=path) from None
+    with handle:
+        for number, line in enumerate(handle, start=1):
+            if line.strip():
+                out.append(_parse(path, number, line))
+    out.sort(key=lambda r: r.t)
+    return out
+
+
+def _parse(path: Path, number: int, line: str) -> TraceRequest:
+    def bad(field: str, got: object, expected: str) -> InputError:
+        return InputError(f"got {got!r}", file=path, line=number, field=field, expected=expected)
+
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"not JSON ({exc.msg})", file=path, line=number) from None
+    if not isinstance(row, dict):
+        raise bad("(line)", row, "a JSON object")
+    t, model = row.get("t"), row.get("model")
+    if not isinstance(t, int | float) or isinstance(t, bool) or t < 0:
+        raise bad("t", t, "seconds from the start, ≥ 0")
+    if not isinstance(model, str) or not model:
+        raise bad("model", model, "a model id")
+    tokens = []
+    for name in ("input_tokens", "output_tokens"):
+        value = row.get(name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise bad(name, value, "a whole number ≥ 0")
+        tokens.append(value)
+    awaited = row.get("awaited", False)
+    if not isinstance(awaited, bool):
+        raise bad("awaited", awaited, "true or false")
+    deadline = row.get("deadline")
+    if deadline is not None and (
+        not isinstance(deadline, int | float) or isinstance(deadline, bool) or deadline <= 0
+    ):
+        raise bad("deadline", deadline, "seconds after arrival (> 0), or null")
+    return TraceRequest(
+        float(t),
+        model,
+        tokens[0],
+        tokens[1],
+        awaited,
+        float(deadline) if deadline is not None else None,
+    )
+
+
+MIX = (
+    # name, share, model, input, output, awaited, deadline seconds (None = no deadline), hours
+    ("interactive chat", 0.30, "claude-sonnet-5-5", 900, 350, True, 60.0, (8, 19)),
+    ("nightly jobs", 0.20, "claude-opus-5-5", 8_000, 1_500, False, "08:00", (1, 2)),
+    ("backlog", 0.30, "claude-haiku-5-5", 2_000, 200, False, 48 * 3600.0, (0, 24)),
+    (
+        "user-triggered, not awaited",
+        0.20,
+        "claude-sonnet-5-5",
+        6_000,
+        800,
+        False,
+        3 * 3600.0,
+        (8, 19),
+    ),
+)
+
+
+def generate_trace(requests: int, *, days: int = 7, seed: int = 1) -> Iterator[dict[str, object]]:
+    """A seeded mix of the four kinds of work, in arrival order."""
+    rng = random.Random(seed)
+    rows: list[dict[str, object]] = []
+    weights = [m[1] for m in MIX]
+    for _ in range(requests):
+        _, _, model, tin, tout, awaited, deadline, (lo, hi) = rng.choices(MIX, weights)[0]
+        day = rng.randrange(days)
+        t = day * 86400 + rng.uniform(lo, hi) * 3600
+        if deadline == "08:00":
+            due: float | None = day * 86400 + 8 * 3600 - t
+        else:
+            due = float(deadline) if deadline is not None else None
+        tokens_in = max(1, int(rng.gauss(tin, tin / 4)))
+        tokens_out = max(1, int(rng.gauss(tout, tout / 4)))
+        row: dict[str, object] = {"t": round(t, 3), "model": model}
+        row["input_tokens"], row["output_tokens"] = tokens_in, tokens_out
+        row["awaited"] = awaited
+        row["deadline"] = round(due, 3) if due is not None else None
+        rows.append(row)
+    rows.sort(key=lambda r: float(r["t"]))  # type: ignore[arg-type]
+    yield from rows
+
+
+def write_trace(path: Path, requests: int, *, days: int = 7, seed: int = 1) -> int:
+    with path.open("w", encoding="utf-8") as out:
+        count = 0
+        for row in generate_trace(requests, days=days, seed=seed):
+            out.write(json.dumps(row) + "\n")
+            count += 1
+    return count
