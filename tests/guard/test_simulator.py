@@ -7,8 +7,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from nowait.emulator.config import Turnaround
 from nowait.policy import Capacity, GuardConfig
 from nowait.simulate.engine import SimConfig, simulate
