@@ -7,6 +7,7 @@ and a 4-hour 95th percentile (most batches end within an hour; the API promises 
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -31,6 +32,12 @@ class Prior:
 
     median: float = 30 * 60
     p95: float = 4 * 3600
+
+    def probability_within(self, seconds: float) -> float:
+        if seconds <= 0:
+            return 0.0
+        sigma = math.log(self.p95 / self.median) / _Z.inv_cdf(0.95)
+        return _Z.cdf(math.log(seconds / self.median) / sigma)
 
     def quantile(self, q: float) -> float:
         sigma = math.log(self.p95 / self.median) / _Z.inv_cdf(0.95)
@@ -69,6 +76,20 @@ class Forecast:
             if len(values) >= self.min_samples:
                 return timedelta(seconds=_empirical(values, q))
         return timedelta(seconds=self.prior.quantile(q))
+
+    def probability_within(
+        self, seconds: float, model: str, requests: int, at: datetime | None = None
+    ) -> float:
+        """P(turnaround <= seconds): the history's share when there is enough, else the prior's."""
+        bucket = size_bucket(requests)
+        keys: list[tuple[str, int, int | None]] = (
+            [(model, bucket, at.hour)] if at is not None else []
+        )
+        for key in [*keys, (model, bucket, None), (model, 0, None)]:
+            values = self.samples.get(key, ())
+            if len(values) >= self.min_samples:
+                return bisect.bisect_right(values, seconds) / len(values)
+        return self.prior.probability_within(seconds)
 
     def source(self, model: str, requests: int, at: datetime | None = None) -> str:
         """Where `quantile` takes its answer from, in words (for reports and reasons)."""

@@ -22,49 +22,7 @@ class RouteRequest:
     deadline: datetime | None = None
     model: str = ""
     prompt_tokens: int = 0
-
-
-@dataclass(frozen=True)
-class PolicyConfig:
-    # Until history says otherwise, assume a batch may take this long to end; most batches end
-    # within an hour, and the API only promises 24 hours.
-    assumed_turnaround: timedelta = timedelta(hours=1)
-    # Time kept in hand after the batch to fall back to real time if it runs late.
-    margin: timedelta = timedelta(minutes=10)
-
-
-DEFAULT_POLICY = PolicyConfig()
-
-
-def choose_route(
-    request: RouteRequest,
-    now: datetime,
-    config: PolicyConfig = DEFAULT_POLICY,
-    turnaround: timedelta | None = None,
-) -> Decision:
-    """Real time when someone waits or no batch can land before the deadline; batch otherwise.
-
-    `turnaround` is the batch turnaround to plan for (a forecast quantile); without one the
-    configured assumption is used.
-    """
-    if request.awaited:
-        return Decision(Route.REALTIME, ("a person or process is waiting on this result",))
-    expected = turnaround if turnaround is not None else config.assumed_turnaround
-    if request.deadline is not None:
-        left = request.deadline - now
-        if left < expected + config.margin:
-            return Decision(
-                Route.REALTIME,
-                (
-                    f"deadline in {_human(left)} is too soon for a batch "
-                    f"(turnaround {_human(expected)} + margin {_human(config.margin)})",
-                ),
-            )
-        return Decision(
-            Route.BATCH,
-            (f"nobody waits and the deadline in {_human(left)} leaves room for a batch",),
-        )
-    return Decision(Route.BATCH, ("nobody waits and there is no deadline",))
+    max_output_tokens: int = 0
 
 
 def _human(delta: timedelta) -> str:
@@ -199,3 +157,50 @@ def fall_back_now(
     now: datetime, deadline: datetime, work: WorkLeft, capacity: Capacity, config: GuardConfig
 ) -> bool:
     return now >= fallback_start(deadline, work, capacity, config)
+
+
+def decide_route(
+    request: RouteRequest,
+    now: datetime,
+    capacity: Capacity,
+    guard: GuardConfig,
+    chance_within: Callable[[float], float],
+) -> Decision:
+    """The one routing decision: real time when someone waits, or when no batch has a fair
+    chance to end before the moment the guard would have to fall back; batch otherwise (the
+    guard then makes the deadline either way)."""
+    if request.awaited:
+        return Decision(Route.REALTIME, ("a person or process is waiting on this result",))
+    if request.deadline is None:
+        return Decision(Route.BATCH, ("nobody waits and there is no deadline",))
+    work = WorkLeft(1, request.prompt_tokens, request.max_output_tokens)
+    room = fallback_start(request.deadline, work, capacity, guard) - now
+    if room <= timedelta(0):
+        return Decision(
+            Route.REALTIME,
+            (
+                f"deadline in {_human(request.deadline - now)} "
+                "leaves no time for a batch and a fallback",
+            ),
+        )
+    chance = chance_within(room.total_seconds())
+    if chance < guard.min_batch_chance:
+        return Decision(
+            Route.REALTIME,
+            (f"only {chance:.0%} of batches end within the {_human(room)} before a fallback",),
+        )
+    return Decision(
+        Route.BATCH,
+        (
+            f"nobody waits; {chance:.0%} of batches end within {_human(room)}, and the guard "
+            "finishes the rest in real time before the deadline",
+        ),
+    )
+
+
+def deadline_class(seconds_left: float | None) -> int:
+    """Batches are packed by how far their deadlines are (-1: none; then doubling hours), so
+    one guard moment suits every request in a batch and a near deadline never cancels far ones."""
+    if seconds_left is None:
+        return -1
+    return int(math.log2(max(1.0, seconds_left / 3600)))

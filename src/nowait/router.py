@@ -4,7 +4,7 @@
     router.submit(params, key="ticket-42", workload="triage", deadline=tomorrow)
     router.run(sink=JsonlSink("results.jsonl"))      # until every job is delivered
 
-Awaited work and deadlines too tight for a batch go real-time (`policy.choose_route`); the
+Awaited work and deadlines too tight for a batch go real-time (`policy.decide_route`); the
 rest is packed into batches. Delivery is exactly once per key: a result is handed to the
 sink, and only the sink's return marks it delivered; the JSONL sink skips keys it already
 holds, so a crash between the two never duplicates a line.
@@ -24,8 +24,9 @@ from typing import Any, Protocol
 from nowait.backend import Backend
 from nowait.clock import Clock, SystemClock
 from nowait.errors import InputError
+from nowait.forecast import BatchSample, Forecast, fit
 from nowait.models import PENDING_STATES, JobState, Route
-from nowait.policy import DEFAULT_POLICY, PolicyConfig, RouteRequest, choose_route
+from nowait.policy import RouteRequest, decide_route
 from nowait.store import Job, NewJob, Store
 from nowait.worker import Worker, WorkerConfig, crashpoint
 
@@ -117,16 +118,24 @@ class Router:
         store: Store,
         backend: Backend,
         clock: Clock | None = None,
-        policy: PolicyConfig = DEFAULT_POLICY,
         worker: WorkerConfig | None = None,
         run_id: str | None = None,
     ) -> None:
         self.store = store
         self.backend = backend
         self.clock: Clock = clock or SystemClock()
-        self.policy = policy
         self.worker = Worker(store, backend, self.clock, worker)
+        self.config = self.worker.config
         self.run_id = run_id or uuid.uuid4().hex[:12]
+        self._forecast: Forecast | None = None
+
+    @property
+    def forecast(self) -> Forecast:
+        """The turnaround forecast, learned from this store's finished batches."""
+        if self._forecast is None:
+            history = (BatchSample(*row) for row in self.store.batch_history())
+            self._forecast = fit(history, self.config.prior)
+        return self._forecast
 
     def submit(
         self,
@@ -174,9 +183,15 @@ class Router:
         now = self.clock.now()
         if deadline is not None and deadline.tzinfo is None:
             raise InputError("deadline needs a timezone", field="deadline")
-        decision = choose_route(
-            RouteRequest(awaited, deadline, model, prompt_tokens_estimate(params)), now, self.policy
+        request = RouteRequest(
+            awaited, deadline, model, prompt_tokens_estimate(params), int(params["max_tokens"])
         )
+        forecast = self.forecast
+
+        def chance(seconds: float) -> float:
+            return forecast.probability_within(seconds, model, 1, now)
+
+        decision = decide_route(request, now, self.config.capacity, self.config.guard, chance)
         return NewJob(
             key=key or uuid.uuid4().hex,
             params_json=json.dumps(dict(params)),
@@ -237,6 +252,7 @@ class Router:
         forever: bool = False,
     ) -> None:
         """Work until nothing is pending (or forever), delivering as results arrive."""
+        self._forecast = None  # learn from what finished since
         self.worker.recover()
         while True:
             report = self.worker.run_once()

@@ -25,10 +25,22 @@ from datetime import datetime, timedelta
 from nowait.backend import Backend, BatchInfo, ResultLine
 from nowait.clock import Clock
 from nowait.errors import BackendError, PermanentBackendError, RetryableBackendError
+from nowait.forecast import Prior
 from nowait.limits import BATCH_MAX_BYTES, BATCH_MAX_REQUESTS
 from nowait.models import Route, Tier
 from nowait.packing import ENVELOPE_BYTES, Member, pack
-from nowait.policy import PollConfig, RetryConfig, line_verdict, next_poll, retry_at
+from nowait.policy import (
+    Capacity,
+    GuardConfig,
+    PollConfig,
+    RetryConfig,
+    WorkLeft,
+    deadline_class,
+    fallback_start,
+    line_verdict,
+    next_poll,
+    retry_at,
+)
 from nowait.store import BatchRecord, BatchState, Job, Outcome, Store
 
 CRASH_ENV = "NOWAIT_CRASH_AT"
@@ -59,6 +71,10 @@ class WorkerConfig:
     """Result lines applied per transaction while collecting."""
     match_slack: float = 120.0
     """Seconds around a planned batch's time in which an API batch can be its own."""
+    capacity: Capacity = field(default_factory=Capacity)
+    """The account's real-time capacity per model, for fallback timing."""
+    guard: GuardConfig = field(default_factory=GuardConfig)
+    prior: Prior = field(default_factory=Prior)
 
 
 @dataclass
@@ -68,10 +84,11 @@ class PassReport:
     submitted: int = 0
     polled: int = 0
     collected: int = 0
+    fallbacks: int = 0
 
     @property
     def busy(self) -> bool:
-        return any((self.realtime, self.planned, self.submitted, self.collected))
+        return any((self.realtime, self.planned, self.submitted, self.collected, self.fallbacks))
 
 
 class Worker:
@@ -120,6 +137,7 @@ class Worker:
     # ---- one pass ---------------------------------------------------------------------------
     def run_once(self) -> PassReport:
         report = PassReport()
+        report.fallbacks = self.guard_deadlines()
         report.realtime = self.run_realtime()
         report.planned = self.plan_batches()
         report.submitted = self.submit_planned()
@@ -157,20 +175,51 @@ class Worker:
             return Outcome(None, "failed", error=f"{error} (gave up after {attempts} attempts)")
         return Outcome(None, "retry", error=error, not_before=when)
 
+    def guard_deadlines(self) -> int:
+        """Cancel each batch whose latest safe fallback moment has come: what it finished is
+        collected as usual, the rest is sent again in real time (see `_collect`)."""
+        now = self.clock.now()
+        fallen = 0
+        for batch in self.store.batches(BatchState.CREATED):
+            if batch.cancel_requested:
+                continue
+            moment = self.fallback_moment(batch)
+            if moment is None or now < moment:
+                continue
+            try:
+                self.backend.cancel_batch(batch.api_id or "")
+            except RetryableBackendError:
+                continue
+            except PermanentBackendError:
+                pass  # it ended meanwhile: collect it as it is
+            self.store.request_cancel(batch.id)
+            self.store.schedule_poll(batch.id, now, self.config.poll.first)
+            fallen += 1
+        return fallen
+
+    def fallback_moment(self, batch: BatchRecord) -> datetime | None:
+        deadline, requests, tokens_in, tokens_out = self.store.batch_work(batch.id)
+        if deadline is None or requests == 0:
+            return None
+        work = WorkLeft(requests, tokens_in, tokens_out)
+        return fallback_start(deadline, work, self.config.capacity, self.config.guard)
+
     def plan_batches(self) -> int:
         planned = 0
         while True:
             due = self.store.due_jobs(Route.BATCH, self.clock.now(), self.config.max_batch_requests)
             if not due:
                 return planned
-            by_model: dict[str, list[Member]] = {}
+            by_model: dict[tuple[str, int], list[Member]] = {}
+            now = self.clock.now()
             for job in due:
                 member = Member(job.id, f"j{job.id}-a{job.attempts + 1}", job.params_json)
                 if ENVELOPE_BYTES + member.size > self.config.max_batch_bytes:
                     self._fail_queued(job, "the request alone exceeds the batch size limit")
                     continue
-                by_model.setdefault(job.model, []).append(member)
-            for model, members in by_model.items():
+                left = (job.deadline - now).total_seconds() if job.deadline else None
+                by_model.setdefault((job.model, deadline_class(left)), []).append(member)
+            for (model, _), members in by_model.items():
                 for group, size in pack(
                     members, self.config.max_batch_requests, self.config.max_batch_bytes
                 ):
@@ -249,6 +298,7 @@ class Worker:
         return collected
 
     def _collect(self, batch: BatchRecord) -> None:
+        members = [_job_id_of(c) for c, _ in self.store.batch_members(batch.id)]
         chunk: list[Outcome] = []
         for line in self.backend.batch_results(batch.api_id or ""):
             chunk.append(self._line_outcome(line))
@@ -258,8 +308,11 @@ class Worker:
                 chunk = []
         self.store.apply_batch_outcomes(batch.id, chunk, self.clock.now())
         now = self.clock.now()
-        retry = retry_at(1, now, None, self.config.retry) or now
+        retry = now if batch.cancel_requested else retry_at(1, now, None, self.config.retry) or now
         self.store.close_batch(batch.id, retry, now)
+        if batch.cancel_requested:  # the guard's fallback: what did not finish runs in real
+            reason = "deadline guard: the batch ran late; finished in real time"  # time, now
+            self.store.reroute(members, Route.REALTIME, reason, now)
 
     def _line_outcome(self, line: ResultLine) -> Outcome:
         verdict = line_verdict(line.kind, line.error_type)
@@ -283,7 +336,9 @@ class Worker:
     def next_wake(self, idle: float) -> datetime:
         """When the next pass has something to do: the earliest poll, or `idle` from now."""
         now = self.clock.now()
-        times = [b.next_poll_at for b in self.store.batches(BatchState.CREATED) if b.next_poll_at]
+        created = self.store.batches(BatchState.CREATED)
+        times = [b.next_poll_at for b in created if b.next_poll_at]
+        times += [m for b in created if not b.cancel_requested and (m := self.fallback_moment(b))]
         soonest = min(times, default=now + timedelta(seconds=idle))
         return max(now, min(soonest, now + timedelta(seconds=idle)))
 

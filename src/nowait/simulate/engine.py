@@ -34,6 +34,7 @@ from nowait.policy import (
     Capacity,
     GuardConfig,
     WorkLeft,
+    deadline_class,
     fallback_start,
     realtime_duration,
     worth_batching,
@@ -286,11 +287,6 @@ def nowait(world: _World, config: SimConfig) -> _Outcome:
         for group in groups.values():  # one batch per deadline class: a near deadline
             _guarded_batch(world, outcome, config, b, group)  # never cancels far ones
     return outcome
-
-
-def deadline_class(seconds_left: float) -> int:
-    """Batches are packed by how far their deadlines are, so one guard moment fits all."""
-    return int(math.log2(max(1.0, seconds_left / 3600)))
 
 
 def _deadline_of(world: _World, i: int) -> float:

@@ -178,6 +178,15 @@ class Store(Protocol):
         """Apply result lines to the jobs still in this batch; returns how many applied."""
         ...
 
+    def batch_history(self, limit: int = 5000) -> list[tuple[str, int, datetime, datetime]]:
+        """(model, requests, created_at, ended_at) of the newest batches that ran to the end
+        uncancelled: what the turnaround forecast learns from."""
+        ...
+
+    def batch_work(self, batch_id: int) -> tuple[datetime | None, int, int, int]:
+        """(earliest deadline, requests, input tokens, output tokens at most) still in a batch."""
+        ...
+
     def close_batch(self, batch_id: int, retry_at: datetime, now: datetime) -> int:
         """Batch → collected; jobs it never answered go back to the queue (returns how many)."""
         ...

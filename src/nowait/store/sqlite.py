@@ -406,6 +406,29 @@ class SQLiteStore:
                 (_outcome_row(o, batch_id, now) for o in outcomes),
             ).rowcount
 
+    def batch_history(self, limit: int = 5000) -> list[tuple[str, int, datetime, datetime]]:
+        with self._lock:
+            rows = self._db.execute(
+                """SELECT model, request_count, created_at, ended_at FROM batches
+                   WHERE state IN ('ended', 'collected') AND cancel_requested = 0
+                     AND created_at IS NOT NULL AND ended_at IS NOT NULL
+                   ORDER BY id DESC LIMIT ?""",
+                (limit,),
+            ).fetchall()
+        return [
+            (r[0], r[1], datetime.fromisoformat(r[2]), datetime.fromisoformat(r[3])) for r in rows
+        ]
+
+    def batch_work(self, batch_id: int) -> tuple[datetime | None, int, int, int]:
+        with self._lock:
+            row = self._db.execute(
+                """SELECT min(deadline), count(*), sum(length(params_json)) / 4,
+                          sum(coalesce(json_extract(params_json, '$.max_tokens'), 0))
+                   FROM jobs WHERE batch_ref = ? AND state = 'in_batch'""",
+                (batch_id,),
+            ).fetchone()
+        return _dt(row[0]), int(row[1] or 0), int(row[2] or 0), int(row[3] or 0)
+
     def close_batch(self, batch_id: int, retry_at: datetime, now: datetime) -> int:
         with self._tx() as db:
             transition(JobState.IN_BATCH, JobState.QUEUED)
