@@ -8,7 +8,6 @@ from typing import Any
 
 import anthropic
 import pytest
-from router_helpers import ask
 
 from nowait.clock import FakeClock
 from nowait.emulator import EmulatorConfig, EmulatorServer
@@ -16,6 +15,7 @@ from nowait.errors import InputError
 from nowait.models import JobState, Route, Tier
 from nowait.router import Delivery
 from nowait.store import BatchState
+from router_helpers import ask
 
 
 def run_all(router: Any) -> list[Delivery]:
