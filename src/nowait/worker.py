@@ -67,7 +67,7 @@ class WorkerConfig:
     max_batch_bytes: int = BATCH_MAX_BYTES
     retry: RetryConfig = field(default_factory=RetryConfig)
     poll: PollConfig = field(default_factory=PollConfig)
-    apply_chunk: int = 1000
+    apply_chunk: int = 5000
     """Result lines applied per transaction while collecting."""
     match_slack: float = 120.0
     """Seconds around a planned batch's time in which an API batch can be its own."""

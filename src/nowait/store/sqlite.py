@@ -48,11 +48,14 @@ MIGRATIONS = (
         tier TEXT,
         input_tokens INTEGER, output_tokens INTEGER, cache_write_5m_tokens INTEGER,
         cache_write_1h_tokens INTEGER, cache_read_tokens INTEGER,
-        result_json TEXT,
         error TEXT,
         run_id TEXT,
         created_at TEXT NOT NULL,
         updated_at TEXT NOT NULL
+    );
+    CREATE TABLE results (
+        job_id INTEGER PRIMARY KEY REFERENCES jobs(id),
+        result_json TEXT NOT NULL
     );
     CREATE INDEX jobs_due ON jobs (state, route, not_before);
     CREATE INDEX jobs_batch ON jobs (batch_ref, custom_id);
@@ -61,6 +64,10 @@ MIGRATIONS = (
     """,
 )
 
+JOB_SELECT = (
+    "SELECT jobs.*, results.result_json AS result_json FROM jobs"
+    " LEFT JOIN results ON results.job_id = jobs.id"
+)
 USAGE_COLUMNS = (
     "input_tokens",
     "output_tokens",
@@ -94,6 +101,8 @@ class SQLiteStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA busy_timeout=10000")
+            # Fewer, larger checkpoints: collecting 100,000 results writes ~100 MB of WAL.
+            self._db.execute("PRAGMA wal_autocheckpoint=16384")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._lock = threading.RLock()
             self._migrate()
@@ -135,7 +144,7 @@ class SQLiteStore:
     # ---- jobs -------------------------------------------------------------------------------
     def add_job(self, job: NewJob, now: datetime) -> tuple[Job, bool]:
         with self._tx() as db:
-            row = db.execute("SELECT * FROM jobs WHERE key = ?", (job.key,)).fetchone()
+            row = db.execute(JOB_SELECT + " WHERE key = ?", (job.key,)).fetchone()
             if row is not None:
                 return _job(row), False
             db.execute(
@@ -148,7 +157,7 @@ class SQLiteStore:
                     _ts(now), job.run_id, _ts(now), _ts(now),
                 ),
             )  # fmt: skip
-            return _job(db.execute("SELECT * FROM jobs WHERE key = ?", (job.key,)).fetchone()), True
+            return _job(db.execute(JOB_SELECT + " WHERE key = ?", (job.key,)).fetchone()), True
 
     def add_jobs(self, jobs: Sequence[NewJob], now: datetime) -> int:
         with self._tx() as db:
@@ -168,13 +177,14 @@ class SQLiteStore:
 
     def get_job(self, key: str) -> Job | None:
         with self._lock:
-            row = self._db.execute("SELECT * FROM jobs WHERE key = ?", (key,)).fetchone()
+            row = self._db.execute(JOB_SELECT + " WHERE key = ?", (key,)).fetchone()
         return _job(row) if row else None
 
     def due_jobs(self, route: Route, now: datetime, limit: int) -> list[Job]:
         with self._lock:
             rows = self._db.execute(
-                """SELECT * FROM jobs WHERE state = 'queued' AND route = ? AND not_before <= ?
+                JOB_SELECT
+                + """ WHERE state = 'queued' AND route = ? AND not_before <= ?
                    ORDER BY deadline IS NULL, deadline, id LIMIT ?""",
                 (route.value, _ts(now), limit),
             ).fetchall()
@@ -204,10 +214,14 @@ class SQLiteStore:
         self, db: sqlite3.Connection, job_id: int, source: JobState, outcome: Outcome, now: datetime
     ) -> bool:
         if outcome.kind == "succeeded":
+            db.execute(
+                "INSERT OR REPLACE INTO results (job_id, result_json) VALUES (?, ?)",
+                (job_id, outcome.result_json or "{}"),
+            )
             usage = outcome.usage or Usage()
             cols = {c: getattr(usage, c) for c in USAGE_COLUMNS}
             return self._move(
-                db, job_id, source, JobState.SUCCEEDED, result_json=outcome.result_json,
+                db, job_id, source, JobState.SUCCEEDED,
                 tier=outcome.tier.value if outcome.tier else None, error=None,
                 updated_at=_ts(now), **cols,
             )  # fmt: skip
@@ -241,7 +255,7 @@ class SQLiteStore:
     def undelivered(self, limit: int) -> list[Job]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT * FROM jobs WHERE state IN ('succeeded', 'failed') LIMIT ?",
+                JOB_SELECT + " WHERE state IN ('succeeded', 'failed') LIMIT ?",
                 (limit,),
             ).fetchall()
         return [_job(r) for r in rows]
@@ -266,7 +280,7 @@ class SQLiteStore:
                 raise IllegalTransition("only succeeded or failed jobs can be delivered, once")
 
     def jobs(self, *, run_id: str | None = None, state: JobState | None = None) -> Iterator[Job]:
-        sql, args = "SELECT * FROM jobs WHERE 1=1", list[str]()
+        sql, args = JOB_SELECT + " WHERE 1=1", list[str]()
         if run_id is not None:
             sql, args = sql + " AND run_id = ?", [*args, run_id]
         if state is not None:
@@ -397,8 +411,14 @@ class SQLiteStore:
             transition(JobState.IN_BATCH, target)
         sets = ", ".join(f"{c} = ?" for c in USAGE_COLUMNS)
         with self._tx() as db:
+            db.executemany(  # results live in their own table: appends, not row growth
+                """INSERT OR REPLACE INTO results (job_id, result_json)
+                   SELECT id, ? FROM jobs
+                   WHERE batch_ref = ? AND custom_id = ? AND state = 'in_batch'""",
+                ((o.result_json, batch_id, o.custom_id) for o in outcomes if o.kind == "succeeded"),
+            )
             return db.executemany(
-                f"""UPDATE jobs SET state = ?, result_json = ?, tier = ?, error = ?,
+                f"""UPDATE jobs SET state = ?, tier = ?, error = ?,
                     not_before = coalesce(?, not_before), updated_at = ?,
                     batch_ref = CASE WHEN ? THEN NULL ELSE batch_ref END,
                     custom_id = CASE WHEN ? THEN NULL ELSE custom_id END, {sets}
@@ -464,7 +484,7 @@ def _outcome_row(o: Outcome, batch_id: int, now: datetime) -> tuple[object, ...]
     usage = o.usage or Usage()
     retry = o.kind == "retry"
     return (
-        _TARGET[o.kind].value, o.result_json if ok else None,
+        _TARGET[o.kind].value,
         o.tier.value if ok and o.tier else None, o.error, _ts(o.not_before), _ts(now),
         retry, retry, *(getattr(usage, c) if ok else None for c in USAGE_COLUMNS),
         batch_id, o.custom_id,
