@@ -13,10 +13,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from nowait.emulator.config import Turnaround
 from nowait.simulate.engine import SimConfig, simulate
 from nowait.simulate.report import oracle_share
 from nowait.simulate.trace import read_trace, write_trace
+from nowait.turnaround import Turnaround
 
 REGIMES = {
     "typical (median 20 min, p95 3 h)": Turnaround(20 * 60, 3 * 3600),

@@ -12,10 +12,10 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from statistics import NormalDist
+
+from nowait.turnaround import Turnaround
 
 SIZE_BUCKETS = (1_000, 10_000, 100_000)
-_Z = NormalDist()
 
 
 def size_bucket(requests: int) -> int:
@@ -26,22 +26,8 @@ def size_bucket(requests: int) -> int:
     return SIZE_BUCKETS[-1]
 
 
-@dataclass(frozen=True)
-class Prior:
-    """Log-normal turnaround before history: median and 95th percentile, in seconds."""
-
-    median: float = 30 * 60
-    p95: float = 4 * 3600
-
-    def probability_within(self, seconds: float) -> float:
-        if seconds <= 0:
-            return 0.0
-        sigma = math.log(self.p95 / self.median) / _Z.inv_cdf(0.95)
-        return _Z.cdf(math.log(seconds / self.median) / sigma)
-
-    def quantile(self, q: float) -> float:
-        sigma = math.log(self.p95 / self.median) / _Z.inv_cdf(0.95)
-        return min(24 * 3600.0, self.median * math.exp(sigma * _Z.inv_cdf(q)))
+PRIOR = Turnaround(median=30 * 60, p95=4 * 3600)
+"""The turnaround before history: log-normal, median 30 min, 95th percentile 4 h."""
 
 
 @dataclass(frozen=True)
@@ -58,7 +44,7 @@ class BatchSample:
 
 @dataclass(frozen=True)
 class Forecast:
-    prior: Prior = field(default_factory=Prior)
+    prior: Turnaround = PRIOR
     min_samples: int = 20
     samples: dict[tuple[str, int, int | None], tuple[float, ...]] = field(default_factory=dict)
 
@@ -75,7 +61,7 @@ class Forecast:
             values = self.samples.get(key, ())
             if len(values) >= self.min_samples:
                 return timedelta(seconds=_empirical(values, q))
-        return timedelta(seconds=self.prior.quantile(q))
+        return timedelta(seconds=min(24 * 3600.0, self.prior.quantile(q)))
 
     def probability_within(
         self, seconds: float, model: str, requests: int, at: datetime | None = None
@@ -113,7 +99,7 @@ def _empirical(values: tuple[float, ...], q: float) -> float:
 
 
 def fit(
-    history: Iterable[BatchSample], prior: Prior | None = None, min_samples: int = 20
+    history: Iterable[BatchSample], prior: Turnaround = PRIOR, min_samples: int = 20
 ) -> Forecast:
     grouped: dict[tuple[str, int, int | None], list[float]] = {}
     for sample in history:
@@ -124,6 +110,4 @@ def fit(
             (sample.model, 0, None),
         ):
             grouped.setdefault(key, []).append(sample.seconds)
-    return Forecast(
-        prior or Prior(), min_samples, {k: tuple(sorted(v)) for k, v in grouped.items()}
-    )
+    return Forecast(prior, min_samples, {k: tuple(sorted(v)) for k, v in grouped.items()})

@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from nowait.backend import Backend, BatchInfo, ResultLine
 from nowait.clock import Clock
 from nowait.errors import BackendError, PermanentBackendError, RetryableBackendError
-from nowait.forecast import Prior
+from nowait.forecast import PRIOR
 from nowait.limits import BATCH_MAX_BYTES, BATCH_MAX_REQUESTS
 from nowait.models import Route, Tier
 from nowait.packing import ENVELOPE_BYTES, Member, pack
@@ -42,6 +42,7 @@ from nowait.policy import (
     retry_at,
 )
 from nowait.store import BatchRecord, BatchState, Job, Outcome, Store
+from nowait.turnaround import Turnaround
 
 CRASH_ENV = "NOWAIT_CRASH_AT"
 
@@ -74,7 +75,7 @@ class WorkerConfig:
     capacity: Capacity = field(default_factory=Capacity)
     """The account's real-time capacity per model, for fallback timing."""
     guard: GuardConfig = field(default_factory=GuardConfig)
-    prior: Prior = field(default_factory=Prior)
+    prior: Turnaround = PRIOR
 
 
 @dataclass

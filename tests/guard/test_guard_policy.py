@@ -6,8 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from nowait.emulator.config import Turnaround
-from nowait.forecast import BatchSample, Prior, fit, size_bucket
+from nowait.forecast import PRIOR, BatchSample, fit, size_bucket
 from nowait.policy import (
     Capacity,
     GuardConfig,
@@ -17,6 +16,7 @@ from nowait.policy import (
     realtime_duration,
     worth_batching,
 )
+from nowait.turnaround import Turnaround
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 CAP = Capacity(
@@ -79,7 +79,7 @@ def test_worth_batching(deadline_in: timedelta, expected: bool, why: str) -> Non
 
 
 def test_forecast_uses_the_prior_until_history_suffices() -> None:
-    forecast = fit([], Prior(median=1800, p95=4 * 3600))
+    forecast = fit([], Turnaround(median=1800, p95=4 * 3600))
     assert forecast.quantile(0.5, "claude-haiku-5-5", 10) == timedelta(seconds=1800)
     assert forecast.source("claude-haiku-5-5", 10) == "the prior (not enough history yet)"
 
@@ -117,7 +117,7 @@ def test_prior_quantiles_and_turnaround_probability_agree() -> None:
     assert turnaround.quantile(0.5) == pytest.approx(1800)
     assert turnaround.quantile(0.95) == pytest.approx(4 * 3600)
     assert turnaround.probability_within(turnaround.quantile(0.8)) == pytest.approx(0.8)
-    assert Prior().quantile(0.5) == pytest.approx(1800)
+    assert PRIOR.quantile(0.5) == pytest.approx(1800)
 
 
 def test_concurrency_bounds_long_calls() -> None:

@@ -7,10 +7,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from nowait.emulator.config import Turnaround
 from nowait.policy import Capacity, GuardConfig
 from nowait.simulate.engine import SimConfig, simulate
 from nowait.simulate.trace import TraceRequest
+from nowait.turnaround import Turnaround
 
 # claude-haiku-4-5: $1 in, $5 out per million. 1,000 in + 200 out = $0.002 real time, $0.001 batch.
 HAIKU = "claude-haiku-4-5"

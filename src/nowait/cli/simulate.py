@@ -9,12 +9,12 @@ import typer
 
 from nowait.cli import PricesOption, app, stdout
 from nowait.durations import parse_duration
-from nowait.emulator.config import Turnaround
 from nowait.errors import InputError
 from nowait.pricing import load_table
 from nowait.simulate.engine import SimConfig, simulate
 from nowait.simulate.report import results_html, results_table
 from nowait.simulate.trace import read_trace, write_trace
+from nowait.turnaround import Turnaround
 
 
 def _seconds(text: str, flag: str) -> float:

@@ -1,9 +1,10 @@
 """A local Anthropic API (Messages + Message Batches) that the official SDK runs against."""
 
 from nowait.emulator.app import create_app
-from nowait.emulator.config import EmulatorConfig, Faults, RateLimit, Turnaround
+from nowait.emulator.config import EmulatorConfig, Faults, RateLimit
 from nowait.emulator.server import EmulatorServer
 from nowait.emulator.state import Emulator
+from nowait.turnaround import Turnaround
 
 __all__ = [
     "Emulator",

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import math
-import random
 from dataclasses import dataclass, field
-from statistics import NormalDist
 
 from nowait.limits import BATCH_MAX_BYTES, BATCH_MAX_REQUESTS, MESSAGES_MAX_BYTES
+from nowait.turnaround import Turnaround
 
 API_VERSIONS = ("2023-01-01", "2023-06-01", "2026-10-21")
 """`anthropic-version` values the API knows; 2026-10-21 drops the sampling parameters."""
@@ -39,44 +37,6 @@ KNOWN_MODELS = frozenset(
     }
 )
 """Model ids of the `anthropic` 2.13 SDK's `Model` literal."""
-
-
-@dataclass(frozen=True)
-class Turnaround:
-    """How long a batch takes from creation to `ended`, in seconds of emulated time.
-
-    Fixed, or log-normal given by its median and 95th percentile (the shape real batch
-    turnarounds have: most end well within an hour, a long tail runs for many hours).
-    """
-
-    median: float = 600.0
-    p95: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.median < 0 or (self.p95 is not None and self.p95 < self.median):
-            raise ValueError("turnaround needs 0 <= median <= p95")
-
-    def quantile(self, q: float) -> float:
-        """The q-quantile of this turnaround, in seconds."""
-        if self.p95 is None or self.median in (self.p95, 0.0):
-            return self.median
-        sigma = math.log(self.p95 / self.median) / 1.6448536269514722
-        return self.median * math.exp(sigma * NormalDist().inv_cdf(q))
-
-    def probability_within(self, seconds: float) -> float:
-        """P(turnaround <= seconds)."""
-        if seconds <= 0:
-            return 0.0
-        if self.p95 is None or self.median in (self.p95, 0.0):
-            return 1.0 if seconds >= self.median else 0.0
-        sigma = math.log(self.p95 / self.median) / 1.6448536269514722
-        return NormalDist().cdf(math.log(seconds / self.median) / sigma)
-
-    def draw(self, rng: random.Random) -> float:
-        if self.p95 is None or self.median in (self.p95, 0.0):
-            return self.median
-        sigma = math.log(self.p95 / self.median) / 1.6448536269514722
-        return self.median * math.exp(sigma * rng.gauss(0.0, 1.0))
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from typing import Any
 from nowait.clock import Clock, SystemClock
 from nowait.emulator.apierror import ApiError, invalid
 from nowait.emulator.batches import Batch, Item, message_json
-from nowait.emulator.config import EmulatorConfig, Turnaround
+from nowait.emulator.config import EmulatorConfig
 from nowait.emulator.fakemodel import (
     PromptCache,
     answer,
@@ -29,6 +29,7 @@ from nowait.emulator.fakemodel import (
 )
 from nowait.emulator.ratelimit import ModelLimiter
 from nowait.emulator.validation import check_batch_requests, check_message_params, semantic_error
+from nowait.turnaround import Turnaround
 
 LINE_ERRORS = {
     "overloaded_error": "Overloaded",

@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from nowait.emulator.config import Turnaround
 from nowait.errors import InputError
 from nowait.policy import (
     Capacity,
@@ -41,6 +40,7 @@ from nowait.policy import (
 )
 from nowait.pricing import PriceTable, default_table
 from nowait.simulate.trace import TraceRequest
+from nowait.turnaround import Turnaround
 
 UNIT = Decimal("1e-10")  # USD
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
