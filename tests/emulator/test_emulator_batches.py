@@ -235,6 +235,7 @@ def test_custom_ids_must_be_unique_within_a_batch_but_not_across(
     sdk.messages.batches.create(requests=requests(1))
 
 
+@pytest.mark.slow
 def test_the_100000_request_limit(sdk_for: Any, hour_server: Any) -> None:
     sdk = sdk_for(hour_server)
     with pytest.raises(anthropic.BadRequestError, match="at most 100000 items"):
@@ -244,6 +245,7 @@ def test_the_100000_request_limit(sdk_for: Any, hour_server: Any) -> None:
     )
 
 
+@pytest.mark.slow
 def test_the_256_mb_limit_returns_413(hour_server: Any) -> None:
     size = 256_000_001
     chunk = b" " * (1 << 20)
@@ -328,12 +330,41 @@ def test_batch_cache_is_separate_and_blind_within_a_batch(
     )
 
 
+def test_canceled_requests_write_nothing_to_the_batch_cache(
+    sdk_for: Any, hour_server: Any, fake_clock: FakeClock
+) -> None:
+    sdk = sdk_for(hour_server)
+    system = [
+        {
+            "type": "text",
+            "text": "Shared labelling guide. " * 250,
+            "cache_control": {"type": "ephemeral", "ttl": "1h"},
+        }
+    ]
+    canceled = sdk.messages.batches.create(requests=requests(5, system=system))
+    sdk.messages.batches.cancel(canceled.id)  # ends in a minute, before any request finishes
+    fake_clock.advance(3600)  # past the moment every one of them would have finished
+    assert sdk.messages.batches.retrieve(canceled.id).request_counts.canceled == 5
+    hour_server.emulator.configure(turnaround=Turnaround(60))
+    follower = sdk.messages.batches.create(requests=requests(3, system=system))
+    fake_clock.advance(61)
+    usages = [r.result.message.usage for r in sdk.messages.batches.results(follower.id)]
+    assert all(u.cache_read_input_tokens == 0 for u in usages)
+    assert all((u.cache_creation_input_tokens or 0) > 0 for u in usages)
+
+
 def test_contract_mode_answers_any_id_and_model(sdk_for: Any, fake_clock: FakeClock) -> None:
     with EmulatorServer(EmulatorConfig(contract_mode=True), fake_clock) as server:
         sdk = sdk_for(server)
         batch = sdk.messages.batches.retrieve("message_batch_id")
         assert batch.id == "message_batch_id" and batch.processing_status == "ended"
         assert sdk.messages.batches.delete("message_batch_id").type == "message_batch_deleted"
+        canceling = sdk.messages.batches.cancel("message_batch_id")
+        assert canceling.id == "message_batch_id"
+        assert canceling.processing_status == "canceling"
+        assert canceling.cancel_initiated_at is not None
+        [line] = list(sdk.messages.batches.results("message_batch_id"))
+        assert line.result.type == "succeeded"
         reply = sdk.messages.create(
             model="claude-mythos-preview-x",
             max_tokens=5,

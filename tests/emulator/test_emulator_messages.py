@@ -55,13 +55,25 @@ def test_max_tokens_and_stop_sequences_are_respected(sdk_for: Any, emulator_serv
     assert word not in stopped.content[0].text
 
 
+def test_a_stop_sequence_at_the_start_still_costs_an_output_token(
+    sdk_for: Any, emulator_server: Any
+) -> None:
+    sdk = sdk_for(emulator_server)
+    first_word = sdk.messages.create(**ask()).content[0].text.split()[0]
+    stopped = sdk.messages.create(**ask(stop_sequences=[first_word]))
+    assert stopped.stop_reason == "stop_sequence" and stopped.content[0].text == ""
+    assert stopped.usage.output_tokens == 1  # the API never reports 0 output tokens
+
+
 def test_forced_tool_choice_returns_a_tool_call(sdk_for: Any, emulator_server: Any) -> None:
     tool = {"name": "lookup", "description": "Find an order", "input_schema": {"type": "object"}}
-    reply = sdk_for(emulator_server).messages.create(
-        **ask(tools=[tool], tool_choice={"type": "tool", "name": "lookup"})
-    )
+    forced = ask(tools=[tool], tool_choice={"type": "tool", "name": "lookup"})
+    reply = sdk_for(emulator_server).messages.create(**forced)
     assert reply.stop_reason == "tool_use"
     assert reply.content[0].type == "tool_use" and reply.content[0].name == "lookup"
+    assert reply.usage.output_tokens < 200
+    capped = sdk_for(emulator_server).messages.create(**{**forced, "max_tokens": 3})
+    assert capped.stop_reason == "max_tokens" and capped.usage.output_tokens == 3
 
 
 def test_streaming_yields_the_same_answer(sdk_for: Any, emulator_server: Any) -> None:
@@ -162,6 +174,34 @@ def test_bad_requests_get_the_error_envelope(sdk_for: Any, emulator_server: Any)
     assert body["request_id"] == raw.headers["request-id"]
 
 
+def test_too_deeply_nested_json_is_a_400_with_the_envelope(emulator_server: Any) -> None:
+    raw = httpx2.post(
+        f"{emulator_server.base_url}/v1/messages",
+        content=b"[" * 100_000 + b"]" * 100_000,
+        headers={"x-api-key": "k", "anthropic-version": "2023-06-01"},
+    )
+    assert raw.status_code == 400
+    assert raw.json()["error"] == {
+        "type": "invalid_request_error",
+        "message": "body: Invalid JSON: nested too deeply",
+    }
+    assert raw.headers["request-id"] == raw.json()["request_id"]
+
+
+def test_an_emulator_failure_still_answers_like_the_api(
+    sdk_for: Any, emulator_server: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    emulator_server.emulator.configure(output_tokens=(9, 1))  # a broken knob: the model crashes
+    with pytest.raises(anthropic.InternalServerError) as caught:
+        sdk_for(emulator_server, max_retries=0).messages.create(**ask())
+    assert caught.value.status_code == 500
+    assert caught.value.body["error"]["type"] == "api_error"  # type: ignore[index]
+    assert caught.value.request_id and caught.value.request_id.startswith("req_")
+    assert "failed" in caplog.text  # the traceback is logged for whoever runs the emulator
+    emulator_server.emulator.configure(output_tokens=(1, 9))
+    assert sdk_for(emulator_server).messages.create(**ask()).content  # and it keeps serving
+
+
 def test_injected_overload_is_retried_by_the_sdk(sdk_for: Any, emulator_server: Any) -> None:
     emulator = emulator_server.emulator
     emulator.fail_next(1, status=529, retry_after=0.05)
@@ -205,8 +245,10 @@ def test_rate_limit_429_with_headers_and_sdk_retry(sdk_for: Any) -> None:
                 sdk.messages.create(**ask(max_tokens=1))
         assert 1 <= int(caught.value.response.headers["retry-after"]) <= 2
         assert caught.value.body["error"]["type"] == "rate_limit_error"  # type: ignore[index]
+        before = server.emulator.calls["messages"]
         retried = sdk_for(server, max_retries=2).messages.create(**ask(max_tokens=1))
         assert retried.content
+        assert server.emulator.calls["messages"] - before == 2  # a 429, then the retry
 
 
 def test_token_rate_limits_apply_per_model(sdk_for: Any) -> None:

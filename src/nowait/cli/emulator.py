@@ -25,6 +25,31 @@ def _seconds(text: str | None, flag: str) -> float | None:
         ) from None
 
 
+def rate_limits(rpm: list[str], itpm: list[str], otpm: list[str]) -> dict[str, RateLimit]:
+    """`--rpm 50 --rpm claude-haiku-4-5=500` → limits by model, "*" for every other model."""
+    per_model: dict[str, dict[str, int]] = {}
+    for flag, values in (("--rpm", rpm), ("--itpm", itpm), ("--otpm", otpm)):
+        for text in values:
+            model, _, number = text.rpartition("=")
+            if not number.isdigit() or int(number) < 1 or text.startswith("="):
+                raise InputError(
+                    f"not a rate: {text!r}",
+                    field=flag,
+                    expected="N or MODEL=N, N a whole number ≥ 1",
+                )
+            per_model.setdefault(model or "*", {})[flag] = int(number)
+    # A model with its own entry takes nothing from "*", so copy the defaults into it.
+    default = per_model.get("*", {})
+    return {
+        model: RateLimit(
+            limits.get("--rpm", default.get("--rpm")),
+            limits.get("--itpm", default.get("--itpm")),
+            limits.get("--otpm", default.get("--otpm")),
+        )
+        for model, limits in per_model.items()
+    }
+
+
 @app.command("emulator")
 def emulator_command(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
@@ -35,9 +60,16 @@ def emulator_command(
     ] = None,
     time_scale: Annotated[float, typer.Option(help="Emulated seconds per real second.")] = 1.0,
     latency: Annotated[str, typer.Option(help="Real-time call latency (emulated).")] = "0s",
-    rpm: Annotated[int | None, typer.Option(help="Requests per minute per model.")] = None,
-    itpm: Annotated[int | None, typer.Option(help="Input tokens per minute per model.")] = None,
-    otpm: Annotated[int | None, typer.Option(help="Output tokens per minute per model.")] = None,
+    rpm: Annotated[
+        list[str] | None,
+        typer.Option(help="Requests per minute: N for every model, or MODEL=N (repeatable)."),
+    ] = None,
+    itpm: Annotated[
+        list[str] | None, typer.Option(help="Input tokens per minute: N or MODEL=N (repeatable).")
+    ] = None,
+    otpm: Annotated[
+        list[str] | None, typer.Option(help="Output tokens per minute: N or MODEL=N (repeatable).")
+    ] = None,
     overloaded_rate: Annotated[float, typer.Option(help="Share of calls answered 529.")] = 0.0,
     error_rate: Annotated[float, typer.Option(help="Share of calls answered 500.")] = 0.0,
     errored_lines: Annotated[float, typer.Option(help="Share of batch lines errored.")] = 0.0,
@@ -62,7 +94,7 @@ def emulator_command(
                 _seconds(turnaround_p95, "--turnaround-p95"),
             ),
             realtime_latency=_seconds(latency, "--latency") or 0.0,
-            rate_limits={"*": RateLimit(rpm, itpm, otpm)} if (rpm or itpm or otpm) else {},
+            rate_limits=rate_limits(rpm or [], itpm or [], otpm or []),
             faults=faults,
             contract_mode=contract,
             public_base_url=public_url,

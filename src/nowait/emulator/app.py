@@ -7,6 +7,7 @@ Every response carries a `request-id` header; every error uses the API's envelop
 from __future__ import annotations
 
 import json
+import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -27,6 +28,12 @@ from nowait.emulator.validation import check_version
 
 Handler = Callable[[Request, "_Call"], Awaitable[Response]]
 _ids = random.Random()
+_log = logging.getLogger(__name__)
+FAULT_MESSAGES = {
+    429: "Rate limited",
+    500: "Internal server error",
+    529: "Overloaded",
+}
 
 
 class _Call:
@@ -85,20 +92,23 @@ async def _serve(request: Request, emulator: Emulator, name: str, handler: Handl
             headers = (
                 {"retry-after": f"{fault.retry_after:g}"} if fault.retry_after is not None else {}
             )
-            raise ApiError(
-                fault.status,
-                "Overloaded" if fault.status == 529 else "Internal server error",
-                headers=headers,
-            )
+            raise ApiError(fault.status, FAULT_MESSAGES.get(fault.status, "Error"), headers=headers)
         response = await handler(request, _Call(emulator, version, betas, request_id))
         if fault is not None and isinstance(response, StreamingResponse):
             response = _midstream_failure(request_id)
     except ApiError as error:
-        response = JSONResponse(
-            envelope(error.type, error.message, request_id), error.status, headers=error.headers
-        )
+        response = _error_response(error, request_id)
+    except Exception:  # an emulator bug must still look like the API: envelope, request-id
+        _log.exception("%s %s failed (%s)", request.method, request.url.path, request_id)
+        response = _error_response(ApiError(500, "Internal server error"), request_id)
     response.headers["request-id"] = request_id
     return response
+
+
+def _error_response(error: ApiError, request_id: str) -> Response:
+    return JSONResponse(
+        envelope(error.type, error.message, request_id), error.status, headers=error.headers
+    )
 
 
 def _authenticate(request: Request, emulator: Emulator) -> None:
@@ -139,6 +149,8 @@ async def _json_body(request: Request, limit: int) -> Any:
         return json.loads(b"".join(chunks) or b"null")
     except ValueError as exc:
         raise invalid(f"body: Invalid JSON: {exc}") from None
+    except RecursionError:
+        raise invalid("body: Invalid JSON: nested too deeply") from None
 
 
 # ---- messages -------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import random
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 TTL_SECONDS = {"5m": 300, "1h": 3600}
 
@@ -147,8 +147,21 @@ def _segment(value: Any, tokens: int) -> Segment:
     return Segment(canonical(value), tokens, marker)
 
 
+def _after(at: datetime, ttl: str) -> datetime:
+    return at + timedelta(seconds=TTL_SECONDS[ttl])
+
+
 def count_tokens(params: Mapping[str, Any]) -> int:
     return sum(s.tokens for s in segments(params))
+
+
+class CacheOwner(Protocol):
+    """The batch behind a batch-tier entry: its writes land only if they happen before it ends."""
+
+    @property
+    def id(self) -> str: ...
+
+    def ended_at(self) -> datetime: ...
 
 
 @dataclass
@@ -157,7 +170,24 @@ class _Entry:
     written_at: datetime
     expires_at: datetime
     ttl: str
-    owner: str | None
+    owner: CacheOwner | None
+    read_until: datetime | None = None
+    """Lifetime given by reads, which refresh it."""
+
+    def live_at(self, at: datetime) -> bool:
+        expires = self.expires_at
+        if self.owner is not None:
+            # Read lazily, so a later cancel (or expiry) undoes writes of requests it cut off.
+            ended = self.owner.ended_at()
+            if self.written_at > ended:
+                return False
+            expires = min(expires, _after(ended, self.ttl))
+        if self.read_until is not None:
+            expires = max(expires, self.read_until)
+        return self.written_at <= at < expires
+
+    def refresh(self, at: datetime) -> None:
+        self.read_until = max(self.read_until or at, _after(at, self.ttl))
 
 
 @dataclass(frozen=True)
@@ -169,29 +199,30 @@ class CacheUsage:
 
 
 class PromptCache:
-    """Prefix cache of one tier. Batch entries remember their batch, which cannot read them."""
+    """Prefix cache of one tier. Batch entries remember their batch, which cannot read them.
+
+    Each prefix keeps one entry per writer (None: the real-time tier, else a batch id). Batch
+    requests are planned at creation for the moment they will finish, so a batch's entry is
+    its earliest write, refreshed by its later ones; it counts only if that write landed.
+    """
 
     def __init__(self, min_tokens: int) -> None:
         self.min_tokens = min_tokens
-        self._entries: dict[str, _Entry] = {}
+        self._entries: dict[str, dict[str | None, _Entry]] = {}
 
     def apply(
-        self, model: str, parts: Sequence[Segment], at: datetime, owner: str | None = None
+        self, model: str, parts: Sequence[Segment], at: datetime, owner: CacheOwner | None = None
     ) -> CacheUsage:
         """Look up the longest cached prefix at `at`, write the rest, and report the tokens."""
-        hashes, cumulative = self._prefixes(model, parts)
         breakpoints = [i for i, s in enumerate(parts) if s.ttl in TTL_SECONDS]
+        if not breakpoints:  # nothing to look up or write: skip hashing the prompt
+            return CacheUsage(sum(s.tokens for s in parts), 0, 0, 0)
+        hashes, cumulative = self._prefixes(model, parts)
         read_at = -1
         for i in reversed(breakpoints):
-            entry = self._entries.get(hashes[i])
-            if (
-                entry
-                and entry.written_at <= at < entry.expires_at
-                and (owner is None or entry.owner != owner)
-            ):
-                entry.expires_at = max(
-                    entry.expires_at, at + timedelta(seconds=TTL_SECONDS[entry.ttl])
-                )
+            entry = self._readable(hashes[i], at, owner)
+            if entry is not None:
+                entry.refresh(at)
                 read_at = i
                 break
         read = cumulative[read_at] if read_at >= 0 else 0
@@ -203,11 +234,27 @@ class PromptCache:
             ttl = parts[i].ttl or "5m"
             written[ttl] += cumulative[i] - done
             done = cumulative[i]
-            self._entries[hashes[i]] = _Entry(
-                cumulative[i], at, at + timedelta(seconds=TTL_SECONDS[ttl]), ttl, owner
-            )
+            self._write(hashes[i], _Entry(cumulative[i], at, _after(at, ttl), ttl, owner))
         total = cumulative[-1] if cumulative else 0
         return CacheUsage(total - done, read, written["5m"], written["1h"])
+
+    def _readable(self, key: str, at: datetime, owner: CacheOwner | None) -> _Entry | None:
+        """A live entry of another writer: a batch never reads its own requests' writes."""
+        mine = owner.id if owner is not None else None
+        for writer, entry in self._entries.get(key, {}).items():
+            if (owner is None or writer != mine) and entry.live_at(at):
+                return entry
+        return None
+
+    def _write(self, key: str, entry: _Entry) -> None:
+        writers = self._entries.setdefault(key, {})
+        writer = entry.owner.id if entry.owner is not None else None
+        old = writers.get(writer)
+        if writer is not None and old is not None:
+            entry.written_at = min(old.written_at, entry.written_at)
+            entry.expires_at = max(old.expires_at, entry.expires_at)
+            entry.read_until = old.read_until
+        writers[writer] = entry
 
     @staticmethod
     def _prefixes(model: str, parts: Sequence[Segment]) -> tuple[list[str], list[int]]:
@@ -245,7 +292,10 @@ def answer(params: Mapping[str, Any], digest: bytes, length_range: tuple[int, in
     tool = _forced_tool(params)
     if tool is not None and max_tokens > 0:
         block = {"type": "tool_use", "id": "toolu_" + ids_from(rng), "name": tool, "input": {}}
-        return Answer([block], "tool_use", None, 10 + text_tokens(canonical(block)))
+        cost = 10 + text_tokens(canonical(block))
+        if cost > max_tokens:  # the API cuts the call off: a truncated tool_use, billed to the cap
+            return Answer([block], "max_tokens", None, max_tokens)
+        return Answer([block], "tool_use", None, cost)
     natural = rng.randint(*length_range)
     words = [_WORDS[rng.randrange(len(_WORDS))] for _ in range(min(natural, max_tokens))]
     text = " ".join(words)
@@ -257,8 +307,10 @@ def answer(params: Mapping[str, Any], digest: bytes, length_range: tuple[int, in
             text, stop_reason, stop_sequence = text[:at], "stop_sequence", candidate
             words = text.split()
             break
-    content = [{"type": "text", "text": text}] if max_tokens > 0 else []
-    return Answer(content, stop_reason, stop_sequence, len(words) if max_tokens > 0 else 0)
+    if max_tokens == 0:  # cache pre-warming: nothing generated
+        return Answer([], stop_reason, None, 0)
+    # Generating even an empty text (a stop sequence first) costs a token: never 0.
+    return Answer([{"type": "text", "text": text}], stop_reason, stop_sequence, max(1, len(words)))
 
 
 def _forced_tool(params: Mapping[str, Any]) -> str | None:

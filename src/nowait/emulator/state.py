@@ -12,7 +12,7 @@ import threading
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from nowait.clock import Clock, SystemClock
@@ -190,28 +190,21 @@ class Emulator:
             now = self.clock.now()
             batch_id = new_id("msgbatch", self._rng)
             turnaround = self.config.turnaround.draw(self._rng)
-            items = [self._plan_item(r, batch_id, now, turnaround, betas) for r in requests]
             batch = Batch(
                 batch_id,
                 now,
                 turnaround,
-                items,
+                [],
                 self.config.seed,
                 cancel_latency=self.config.cancel_latency,
             )
+            batch.items = [self._plan_item(r, batch, betas) for r in requests]
             self._batches[batch_id] = batch
             self._order.append(batch_id)
-            self.batch_create_requests += len(items)
+            self.batch_create_requests += len(batch.items)
             return batch
 
-    def _plan_item(
-        self,
-        request: dict[str, Any],
-        batch_id: str,
-        now: datetime,
-        turnaround: float,
-        betas: frozenset[str],
-    ) -> Item:
+    def _plan_item(self, request: dict[str, Any], batch: Batch, betas: frozenset[str]) -> Item:
         params = request["params"]
         finish = max(1e-9, self._rng.random())
         item = Item(request["custom_id"], finish, "succeeded", model=str(params["model"]))
@@ -224,8 +217,8 @@ class Emulator:
         elif fate is not None:
             item.outcome, item.error = "errored", (fate, LINE_ERRORS[fate])
         else:
-            at = now + _seconds(finish * turnaround)
-            item.usage = self._batch_cache.apply(item.model, segments(params), at, owner=batch_id)
+            at = batch.created_at + _seconds(finish * batch.turnaround)
+            item.usage = self._batch_cache.apply(item.model, segments(params), at, owner=batch)
             item.digest = request_digest(self.config.seed, params)
             item.answer_params = {
                 k: params[k]
@@ -258,6 +251,7 @@ class Emulator:
         return batch
 
     def _synthetic(self, batch_id: str) -> Batch:
+        """An ended one-request batch for an id contract mode has never seen."""
         now = self.clock.now()
         item = Item(
             "contract",
@@ -268,12 +262,23 @@ class Emulator:
         )
         return Batch(batch_id, now - _seconds(60), 1.0, [item], self.config.seed)
 
+    def _synthetic_canceling(self, batch_id: str) -> Batch:
+        """What a cancel answers in contract mode for an unknown id: a batch still `canceling`."""
+        batch = self._synthetic(batch_id)
+        now = self.clock.now()
+        batch.created_at, batch.turnaround = now, 3600.0
+        batch.cancel_at, batch.cancel_latency = now, max(1.0, self.config.cancel_latency)
+        return batch
+
     def list_batches(self) -> list[Batch]:
         with self._lock:
             return [self._batches[b] for b in reversed(self._order) if not self._batches[b].deleted]
 
     def cancel_batch(self, batch_id: str) -> Batch:
         with self._lock:
+            known = self._batches.get(batch_id)
+            if self.config.contract_mode and (known is None or known.deleted):
+                return self._synthetic_canceling(batch_id)
             batch = self._batch(batch_id)
             now = self.clock.now()
             if batch.is_ended(now):
