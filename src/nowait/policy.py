@@ -1,7 +1,8 @@
 """Pure routing decisions. No I/O, no clock: `now` is passed in.
 
-The deadline guard refines these with a learned turnaround forecast (`forecast.py`); the router
-calls `choose_route` for every submitted request.
+The router calls `decide_route` for every submitted request; its docstring states the deadline
+guard's rule. The forecast (`forecast.py`) supplies the chance that a batch ends in time, and the
+worker cancels at `fallback_start`.
 """
 
 from __future__ import annotations
@@ -121,21 +122,42 @@ def realtime_duration(work: WorkLeft, capacity: Capacity) -> timedelta:
 
 @dataclass(frozen=True)
 class GuardConfig:
-    confidence: float = 0.95
-    """Quantile of the turnaround forecast a batch must fit in."""
+    """The deadline guard's settings. The rule they feed is `decide_route`'s."""
+
     margin: timedelta = timedelta(minutes=10)
+    """Slack kept between the planned end of a fallback and the deadline: it absorbs what the
+    plan does not know (slower calls, a slower cancel, other real-time work, polling)."""
     cancel_latency: timedelta = timedelta(minutes=2)
     """From the cancel call to `ended` (in-flight requests finish meanwhile)."""
     min_batch_chance: float = 0.2
-    """Try a batch when at least this share of batches would end before the fallback moment:
-    trying costs nothing (cancelled requests are not billed, finished ones are kept)."""
+    """Try a batch when at least this share of batches (by the forecast) ends before the
+    fallback moment. The deadline does not depend on it: the fallback makes it either way.
+    What a lower value costs is real-time load moved to fallback moments, where it meets other
+    work; a higher one gives up savings."""
 
 
 def fallback_start(
     deadline: datetime, work: WorkLeft, capacity: Capacity, config: GuardConfig
 ) -> datetime:
-    """The latest moment to cancel a batch and still finish its work in real time in time."""
+    """The latest moment to cancel a batch and still finish its work in real time in time:
+    the deadline, less the margin, the cancel latency and the real-time run of `work`."""
     return deadline - config.margin - config.cancel_latency - realtime_duration(work, capacity)
+
+
+def batch_chance(
+    now: datetime,
+    deadline: datetime,
+    work: WorkLeft,
+    capacity: Capacity,
+    config: GuardConfig,
+    chance_within: Callable[[float], float],
+) -> tuple[timedelta, float]:
+    """The room before the fallback moment, and the forecast's chance (`chance_within(seconds)`:
+    P(turnaround <= seconds)) that a batch created now ends within it; 0 without room."""
+    room = fallback_start(deadline, work, capacity, config) - now
+    if room <= timedelta(0):
+        return room, 0.0
+    return room, chance_within(room.total_seconds())
 
 
 def worth_batching(
@@ -146,11 +168,10 @@ def worth_batching(
     config: GuardConfig,
     chance_within: Callable[[float], float],
 ) -> bool:
-    """Batch when the guard can still fall back in time and the batch has a fair chance
-    (`chance_within(seconds)`: the forecast's probability of ending within that long) of
-    ending before the fallback moment. The deadline holds either way: the guard sees to it."""
-    room = (fallback_start(deadline, work, capacity, config) - now).total_seconds()
-    return room > 0 and chance_within(room) >= config.min_batch_chance
+    """Whether `decide_route` would batch this work: there is room for a fallback, and the
+    batch has at least `min_batch_chance` of ending before it."""
+    room, chance = batch_chance(now, deadline, work, capacity, config, chance_within)
+    return room > timedelta(0) and chance >= config.min_batch_chance
 
 
 def fall_back_now(
@@ -166,15 +187,31 @@ def decide_route(
     guard: GuardConfig,
     chance_within: Callable[[float], float],
 ) -> Decision:
-    """The one routing decision: real time when someone waits, or when no batch has a fair
-    chance to end before the moment the guard would have to fall back; batch otherwise (the
-    guard then makes the deadline either way)."""
+    """The one routing decision, and the deadline guard's rule.
+
+    1. Someone waits on the result: real time.
+    2. Nobody waits and there is no deadline: batch.
+    3. A deadline: find the fallback moment (`fallback_start`: the deadline less the margin,
+       the cancel latency and the request's real-time run within the account's capacity).
+       If it has passed, no batch can be guarded: real time. nowait does not bet a deadline
+       on a batch alone, however likely the forecast says it is to end in time.
+    4. Otherwise the deadline is met with or without the batch: either the batch ends before
+       the fallback moment, or the guard cancels it then, keeps every finished result (paid
+       once, at batch price) and runs the rest in real time, planned to end `margin` before
+       the deadline. So a batch is tried even when its chance is modest: cancelled requests
+       are not billed. Only below `min_batch_chance` does the request go real time now, where
+       it would otherwise have added to the real-time load at the fallback moment.
+
+    There is no confidence level to configure: given room for a fallback, the plan meets the
+    deadline with certainty under the account's capacity, and `margin` covers the difference
+    between that plan and the real world (the simulator measures it against a noisy world).
+    """
     if request.awaited:
         return Decision(Route.REALTIME, ("a person or process is waiting on this result",))
     if request.deadline is None:
         return Decision(Route.BATCH, ("nobody waits and there is no deadline",))
     work = WorkLeft(1, request.prompt_tokens, request.max_output_tokens)
-    room = fallback_start(request.deadline, work, capacity, guard) - now
+    room, chance = batch_chance(now, request.deadline, work, capacity, guard, chance_within)
     if room <= timedelta(0):
         return Decision(
             Route.REALTIME,
@@ -183,7 +220,6 @@ def decide_route(
                 "leaves no time for a batch and a fallback",
             ),
         )
-    chance = chance_within(room.total_seconds())
     if chance < guard.min_batch_chance:
         return Decision(
             Route.REALTIME,

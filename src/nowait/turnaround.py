@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
+from functools import cached_property
 from statistics import NormalDist
 
 _NORMAL = NormalDist()
@@ -27,7 +28,7 @@ class Turnaround:
         if self.median < 0 or (self.p95 is not None and self.p95 < self.median):
             raise ValueError("turnaround needs 0 <= median <= p95")
 
-    @property
+    @cached_property
     def _sigma(self) -> float | None:
         """The log-normal's shape; None for a fixed turnaround."""
         if self.p95 is None or self.median in (self.p95, 0.0):

@@ -1,26 +1,38 @@
 """Replay a trace on a virtual clock for five routing policies, and score each.
 
-Shared, so every policy faces the same world: batches form per model in fixed windows
-(submitted at the window's end), each batch's turnaround is drawn once from the turnaround
-model, and each request finishes at its own point inside its batch's turnaround. Real time
-is a FIFO server per model paced by the rate limits (requests, input and output tokens per
-minute), each call taking `seconds_per_request`. Money is integer units of 1e-10 USD from the
-price table: exact, and fast enough for millions of requests.
+The world, shared so every policy faces the same one:
+
+- batches form per model in fixed windows (submitted at the window's end); each batch's
+  turnaround is drawn once from the turnaround model, and each request finishes at its own
+  point inside it (a seeded hash, or `SimConfig.finish_fractions` for traces worked by hand);
+- results are seen when the batch has ended, at the worker's next poll (`SimConfig.poll`);
+- a cancel takes the world's own time to reach `ended` (`cancel_seconds`, ± `noise`), in
+  which in-flight requests still finish; the guard plans with `GuardConfig.cancel_latency`;
+- real time is, per model, a first-come-first-served server with `capacity.concurrency`
+  slots, starts paced by the rate limits (requests, input and output tokens per minute), each
+  call taking the world's own time (`call_seconds`, ± `noise`); the guard plans with
+  `capacity.seconds_per_request`. Every policy's real-time calls share it: awaited work and
+  the fallbacks of several batches meet there, which no single batch's plan counts.
+
+Money is integer units of 1e-10 USD from the price table: exact, and fast for millions of
+requests.
 
     all-realtime   everything real time
     all-batch      everything in batches, no guard
     fixed-buffer   batch all but awaited work; N minutes before a deadline an unfinished batch
                    is cancelled and all its requests re-run one at a time (finished work is
                    discarded and paid twice) - what firming does
-    nowait         forecast the turnaround; real time when no batch fits; at the latest safe
-                   moment cancel, keep what finished, run the rest in parallel
-    oracle         knows every batch's turnaround: batches exactly the requests it would land
-                   in time; the best any policy can do
+    nowait         `policy.decide_route`'s rule with a forecast; at the latest safe moment
+                   cancel, keep what finished, run the rest in parallel
+    oracle         knows where every request finishes: batches exactly the requests that land
+                   in time, each seen the moment it finishes (an upper bound for any policy)
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
+import heapq
 import math
 import random
 from collections.abc import Callable, Sequence
@@ -32,9 +44,11 @@ from nowait.errors import InputError
 from nowait.policy import (
     Capacity,
     GuardConfig,
+    PollConfig,
     WorkLeft,
     deadline_class,
     fallback_start,
+    next_poll,
     realtime_duration,
     worth_batching,
 )
@@ -51,16 +65,32 @@ POLICIES = ("all-realtime", "all-batch", "fixed-buffer", "nowait", "oracle")
 @dataclass(frozen=True)
 class SimConfig:
     turnaround: Turnaround = field(default_factory=lambda: Turnaround(20 * 60, 3 * 3600))
+    """The world's batch turnaround."""
     batch_window: float = 300.0
     capacity: Capacity = field(
         default_factory=lambda: Capacity(4_000, 2_000_000, 400_000, 64, 15.0)
     )
+    """The account's real-time limits: the world's server and the guard's plan share them,
+    except the duration of a call (the world's is `call_seconds`)."""
     guard: GuardConfig = field(default_factory=GuardConfig)
     fixed_buffer: float = 600.0
     seed: int = 1
     forecast: Turnaround | None = None
     """What nowait believes about turnaround; None: the true model, as if learned from
     history (the store's forecast converges to it)."""
+    call_seconds: float = 15.0
+    """How long one real-time call takes in the world."""
+    cancel_seconds: float = 180.0
+    """How long a cancel takes to reach `ended` in the world (the guard plans with 2 min)."""
+    noise: float = 0.5
+    """Each call's and each batch's cancel duration is drawn uniformly (seeded) within ± this
+    share of the above; 0: exactly the above."""
+    poll: PollConfig | None = field(default_factory=PollConfig)
+    """The worker's polling, from a batch's creation and again from a cancel: an ended batch
+    is seen at the next poll. None: at once."""
+    finish_fractions: Sequence[float] | None = None
+    """Where each request (by its index in the trace) finishes inside its batch's turnaround,
+    each in (0, 1]; None: a seeded hash. For traces worked by hand."""
 
 
 @dataclass(frozen=True)
@@ -85,11 +115,15 @@ class _World:
     batch_cost: list[int]
     batch_of: list[int]
     finish_frac: list[float]
+    call: list[float]
     batch_submit: list[float]
     batch_turnaround: list[float]
+    batch_cancel: list[float]
     batch_members: list[list[int]]
     model_index: list[int]
     models: list[str]
+    seen: Callable[[float, float], float]
+    """seen(polling_from, ended): when the worker sees a batch that ended at `ended`."""
 
 
 def _units(rate: Decimal) -> int:
@@ -108,17 +142,34 @@ def build_world(requests: Sequence[TraceRequest], config: SimConfig, table: Pric
         if price is None:
             raise InputError(f"the price table has no model {model!r}", field="model")
         rates[model] = (_units(price.rates.input), _units(price.rates.output))
-    factor = table.batch_discount
-    rt_cost, batch_cost, batch_of, frac = [], [], [], []
+    if config.finish_fractions is not None:
+        frac = [float(f) for f in config.finish_fractions]
+        if len(frac) != len(requests) or not all(0 < f <= 1 for f in frac):
+            raise ValueError("finish_fractions needs one value in (0, 1] per request")
+    else:
+        frac = [_unit_hash(config.seed, i) for i in range(len(requests))]
+    if not 0 <= config.noise < 1:
+        raise ValueError("noise is a share in [0, 1)")
+    spread = 2 * config.noise
+    low = 1 - config.noise
+    call = [
+        config.call_seconds * (low + spread * _unit_hash(config.seed, i, salt=1))
+        if spread
+        else config.call_seconds
+        for i in range(len(requests))
+    ]
+    num, den = table.batch_discount.as_integer_ratio()  # exact: int(Decimal(cost) * discount)
+    rt_cost, batch_cost, batch_of = [], [], []
     keys: dict[tuple[int, int], int] = {}
     submit: list[float] = []
     turnaround: list[float] = []
+    cancel: list[float] = []
     members: list[list[int]] = []
     for i, r in enumerate(requests):
         rin, rout = rates[r.model]
         cost = r.input_tokens * rin + r.output_tokens * rout
         rt_cost.append(cost)
-        batch_cost.append(int(Decimal(cost) * factor))
+        batch_cost.append(cost * num // den)
         window = int(r.t // config.batch_window)
         key = (index[r.model], window)
         b = keys.get(key)
@@ -127,22 +178,51 @@ def build_world(requests: Sequence[TraceRequest], config: SimConfig, table: Pric
             submit.append((window + 1) * config.batch_window)
             rng = random.Random(_seed(config.seed, r.model, window))
             turnaround.append(config.turnaround.draw(rng))
+            cancel.append(config.cancel_seconds * (low + spread * rng.random()))
             members.append([])
         batch_of.append(b)
         members[b].append(i)
-        frac.append(_unit_hash(config.seed, i))
     return _World(
         requests,
         rt_cost,
         batch_cost,
         batch_of,
         frac,
+        call,
         submit,
         turnaround,
+        cancel,
         members,
         [index[r.model] for r in requests],
         models,
+        _poller(config.poll),
     )
+
+
+def _poller(poll: PollConfig | None) -> Callable[[float, float], float]:
+    """seen(start, ended): the first poll at or after `ended` of polling begun at `start`
+    (after `first`, intervals growing by `factor` up to `longest`)."""
+    if poll is None:
+        return lambda start, ended: ended
+    offsets: list[float] = []
+    at = interval = 0.0
+    while True:
+        step = next_poll(interval, poll)
+        at += step
+        offsets.append(at)
+        if step >= poll.longest or step <= interval or len(offsets) >= 1_000:
+            break
+        interval = step
+    step = max(1.0, next_poll(step, poll))  # the interval from then on
+    last = offsets[-1]
+
+    def seen(start: float, ended: float) -> float:
+        after = ended - start
+        if after <= last:
+            return start + offsets[bisect.bisect_left(offsets, after)]
+        return start + last + math.ceil((after - last) / step) * step
+
+    return seen
 
 
 def _seed(seed: int, model: str, window: int) -> int:
@@ -151,8 +231,10 @@ def _seed(seed: int, model: str, window: int) -> int:
     )
 
 
-def _unit_hash(seed: int, i: int) -> float:
-    x = (i * 0x9E3779B97F4A7C15 + seed * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+def _unit_hash(seed: int, i: int, salt: int = 0) -> float:
+    x = (i * 0x9E3779B97F4A7C15 + seed * 0xBF58476D1CE4E5B9 + salt * 0xD6E8FEB86659FD93) & (
+        0xFFFFFFFFFFFFFFFF
+    )
     x ^= x >> 31
     x = (x * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
     x ^= x >> 29
@@ -179,20 +261,41 @@ class _Outcome:
 
 
 def _serve(world: _World, outcome: _Outcome, capacity: Capacity) -> None:
-    """Real-time calls through a FIFO server per model, paced by the rate limits."""
-    free = [0.0] * len(world.models)
+    """Real-time calls through `concurrency` slots per model, their starts paced by the rate
+    limits. Whenever a slot is free, the ready call with the earliest deadline starts (the
+    store hands the worker due jobs in that order; no deadline: last); each call takes the
+    world's time for it."""
     per_request = 60.0 / capacity.requests_per_minute
     per_in = 60.0 / capacity.input_tokens_per_minute
     per_out = 60.0 / capacity.output_tokens_per_minute
-    latency = capacity.seconds_per_request
-    outcome.realtime.sort()
-    for ready, _, i in outcome.realtime:
-        r = world.requests[i]
-        m = world.model_index[i]
-        start = ready if ready > free[m] else free[m]
-        free[m] = start + max(per_request, r.input_tokens * per_in, r.output_tokens * per_out)
-        outcome.done[i] = start + latency
-        outcome.cost += world.rt_cost[i]
+    requests, call, done = world.requests, world.call, outcome.done
+    push, pop, replace = heapq.heappush, heapq.heappop, heapq.heapreplace
+    queues: list[list[tuple[float, int, int]]] = [[] for _ in world.models]
+    for item in outcome.realtime:
+        queues[world.model_index[item[2]]].append(item)
+    for queue in queues:
+        queue.sort()
+        slots = [0.0] * max(1, capacity.concurrency)  # a heap: when each slot is free
+        free = 0.0  # when the rate limits next allow a start
+        waiting: list[tuple[float, float, int, int]] = []  # (due, ready, order, request)
+        k, n = 0, len(queue)
+        while k < n or waiting:
+            now = max(slots[0], free)
+            if not waiting and queue[k][0] > now:
+                now = queue[k][0]
+            while k < n and queue[k][0] <= now:
+                ready, order, i = queue[k]
+                r = requests[i]
+                due = r.t + r.deadline if r.deadline is not None else math.inf
+                push(waiting, (due, ready, order, i))
+                k += 1
+            i = pop(waiting)[3]
+            r = requests[i]
+            end = now + call[i]
+            replace(slots, end)
+            free = now + max(per_request, r.input_tokens * per_in, r.output_tokens * per_out)
+            done[i] = end
+            outcome.cost += world.rt_cost[i]
 
 
 def _score(name: str, world: _World, outcome: _Outcome) -> PolicyResult:
@@ -218,6 +321,19 @@ def _finish(world: _World, i: int) -> float:
     return world.batch_submit[b] + world.finish_frac[i] * world.batch_turnaround[b]
 
 
+def _ends(world: _World, outcome: _Outcome, b: int, batch: list[int]) -> None:
+    """Batch `b` (these of its requests) runs to its end: every result is seen then; what
+    had not finished after 24 h expired and is re-run in real time."""
+    submit = world.batch_submit[b]
+    end = submit + min(world.batch_turnaround[b], EXPIRY)
+    seen = world.seen(submit, end)
+    for i in batch:
+        if _finish(world, i) <= end:
+            outcome.in_batch(world, i, seen)
+        else:
+            outcome.run_realtime(seen, i)
+
+
 # ---- the policies ---------------------------------------------------------------------------
 def all_realtime(world: _World, config: SimConfig) -> _Outcome:
     outcome = _Outcome(len(world.requests))
@@ -228,13 +344,8 @@ def all_realtime(world: _World, config: SimConfig) -> _Outcome:
 
 def all_batch(world: _World, config: SimConfig) -> _Outcome:
     outcome = _Outcome(len(world.requests))
-    for i in range(len(world.requests)):
-        done = _finish(world, i)
-        b = world.batch_of[i]
-        if done - world.batch_submit[b] <= EXPIRY:
-            outcome.in_batch(world, i, done)
-        else:  # expired after 24 h: re-run in real time, late
-            outcome.run_realtime(world.batch_submit[b] + EXPIRY, i)
+    for b, members in enumerate(world.batch_members):
+        _ends(world, outcome, b, members)
     return outcome
 
 
@@ -249,18 +360,20 @@ def fixed_buffer(world: _World, config: SimConfig) -> _Outcome:
             continue
         submit, turnaround = world.batch_submit[b], world.batch_turnaround[b]
         cancel = min(_deadline_of(world, i) for i in batch) - config.fixed_buffer
-        end = submit + min(turnaround, EXPIRY)
-        if end <= cancel:
-            for i in batch:
-                outcome.in_batch(world, i, _finish(world, i))
+        if submit + min(turnaround, EXPIRY) <= cancel:
+            _ends(world, outcome, b, batch)
             continue
-        # Cancel and re-run every request serially; what finished is discarded (paid twice).
+        # Cancel and re-run every request serially, each call once the one before has
+        # returned. What finished before `ended` is billed and discarded: paid twice.
         start = max(cancel, submit)
+        ended = start + world.batch_cancel[b]
+        ready = start
         for order, i in enumerate(batch):
-            if _finish(world, i) <= start:
+            if _finish(world, i) <= ended:
                 outcome.cost += world.batch_cost[i]
                 outcome.paid_twice += 1
-            outcome.run_realtime(start + order * config.capacity.seconds_per_request, i, order)
+            outcome.run_realtime(ready, i, order)
+            ready += world.call[i]
     return outcome
 
 
@@ -270,6 +383,7 @@ def nowait(world: _World, config: SimConfig) -> _Outcome:
     chance = (config.forecast or config.turnaround).probability_within
     for b, members in enumerate(world.batch_members):
         submit = world.batch_submit[b]
+        now = _at(submit)
         groups: dict[int, list[int]] = {}
         for i in members:
             r = world.requests[i]
@@ -280,7 +394,7 @@ def nowait(world: _World, config: SimConfig) -> _Outcome:
             else:
                 alone = WorkLeft(1, r.input_tokens, r.output_tokens)
                 due = _at(r.t + r.deadline)
-                if worth_batching(_at(submit), due, alone, capacity, guard, chance):
+                if worth_batching(now, due, alone, capacity, guard, chance):
                     groups.setdefault(deadline_class(r.t + r.deadline - submit), []).append(i)
                 else:
                     outcome.run_realtime(r.t, i)
@@ -308,20 +422,19 @@ def _guarded_batch(
         if earliest < math.inf
         else math.inf
     )
-    end = submit + min(turnaround, EXPIRY)
-    if end <= cancel:
-        for i in batch:
-            if _finish(world, i) - submit <= EXPIRY:
-                outcome.in_batch(world, i, _finish(world, i))
-            else:
-                outcome.run_realtime(submit + EXPIRY, i)
+    if submit + min(turnaround, EXPIRY) <= cancel:
+        _ends(world, outcome, b, batch)
         return
-    ended = max(cancel, submit) + config.guard.cancel_latency.total_seconds()
-    for i in batch:  # keep what finished (paid once, at batch price); run the rest now
+    # Cancel at the fallback moment; the batch reaches `ended` in the world's cancel time and
+    # is seen at the next poll. Keep what finished (paid once, at batch price); run the rest.
+    start = max(cancel, submit)
+    ended = start + world.batch_cancel[b]
+    seen = world.seen(start, ended)
+    for i in batch:
         if _finish(world, i) <= ended:
-            outcome.in_batch(world, i, _finish(world, i))
+            outcome.in_batch(world, i, seen)
         else:
-            outcome.run_realtime(ended, i)
+            outcome.run_realtime(seen, i)
 
 
 def oracle(world: _World, config: SimConfig) -> _Outcome:

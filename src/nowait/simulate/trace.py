@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 from collections.abc import Iterator
@@ -37,35 +38,39 @@ def read_trace(path: Path) -> list[TraceRequest]:
     return out
 
 
-def _parse(path: Path, number: int, line: str) -> TraceRequest:
-    def bad(field: str, got: object, expected: str) -> InputError:
-        return InputError(f"got {got!r}", file=path, line=number, field=field, expected=expected)
+def _bad(path: Path, number: int, field: str, got: object, expected: str) -> InputError:
+    return InputError(f"got {got!r}", file=path, line=number, field=field, expected=expected)
 
+
+_decode = json.JSONDecoder().decode
+
+
+def _parse(path: Path, number: int, line: str) -> TraceRequest:
     try:
-        row = json.loads(line)
+        row = _decode(line)
     except json.JSONDecodeError as exc:
         raise InputError(f"not JSON ({exc.msg})", file=path, line=number) from None
     if not isinstance(row, dict):
-        raise bad("(line)", row, "a JSON object")
+        raise _bad(path, number, "(line)", row, "a JSON object")
     t, model = row.get("t"), row.get("model")
     if not isinstance(t, int | float) or isinstance(t, bool) or t < 0:
-        raise bad("t", t, "seconds from the start, ≥ 0")
+        raise _bad(path, number, "t", t, "seconds from the start, ≥ 0")
     if not isinstance(model, str) or not model:
-        raise bad("model", model, "a model id")
+        raise _bad(path, number, "model", model, "a model id")
     tokens = []
     for name in ("input_tokens", "output_tokens"):
         value = row.get(name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise bad(name, value, "a whole number ≥ 0")
+            raise _bad(path, number, name, value, "a whole number ≥ 0")
         tokens.append(value)
     awaited = row.get("awaited", False)
     if not isinstance(awaited, bool):
-        raise bad("awaited", awaited, "true or false")
+        raise _bad(path, number, "awaited", awaited, "true or false")
     deadline = row.get("deadline")
     if deadline is not None and (
         not isinstance(deadline, int | float) or isinstance(deadline, bool) or deadline <= 0
     ):
-        raise bad("deadline", deadline, "seconds after arrival (> 0), or null")
+        raise _bad(path, number, "deadline", deadline, "seconds after arrival (> 0), or null")
     return TraceRequest(
         float(t),
         model,
@@ -94,34 +99,53 @@ MIX = (
 )
 
 
+def _rows(
+    requests: int, days: int, seed: int
+) -> list[tuple[float, str, int, int, bool, float | None]]:
+    """The generated requests as (t, model, in, out, awaited, deadline), in arrival order."""
+    rng = random.Random(seed)
+    rows: list[tuple[float, str, int, int, bool, float | None]] = []
+    cumulative = list(itertools.accumulate(m[1] for m in MIX))
+    choices, randrange, uniform, gauss = rng.choices, rng.randrange, rng.uniform, rng.gauss
+    for _ in range(requests):
+        _, _, model, tin, tout, awaited, deadline, (lo, hi) = choices(MIX, cum_weights=cumulative)[
+            0
+        ]
+        day = randrange(days)
+        t = day * 86400 + uniform(lo, hi) * 3600
+        if deadline == "08:00":
+            due: float | None = round(day * 86400 + 8 * 3600 - t, 3)
+        else:
+            due = round(float(deadline), 3) if deadline is not None else None
+        tokens_in = max(1, int(gauss(tin, tin / 4)))
+        tokens_out = max(1, int(gauss(tout, tout / 4)))
+        rows.append((round(t, 3), model, tokens_in, tokens_out, awaited, due))
+    rows.sort(key=lambda r: r[0])
+    return rows
+
+
 def generate_trace(requests: int, *, days: int = 7, seed: int = 1) -> Iterator[dict[str, object]]:
     """A seeded mix of the four kinds of work, in arrival order."""
-    rng = random.Random(seed)
-    rows: list[dict[str, object]] = []
-    weights = [m[1] for m in MIX]
-    for _ in range(requests):
-        _, _, model, tin, tout, awaited, deadline, (lo, hi) = rng.choices(MIX, weights)[0]
-        day = rng.randrange(days)
-        t = day * 86400 + rng.uniform(lo, hi) * 3600
-        if deadline == "08:00":
-            due: float | None = day * 86400 + 8 * 3600 - t
-        else:
-            due = float(deadline) if deadline is not None else None
-        tokens_in = max(1, int(rng.gauss(tin, tin / 4)))
-        tokens_out = max(1, int(rng.gauss(tout, tout / 4)))
-        row: dict[str, object] = {"t": round(t, 3), "model": model}
-        row["input_tokens"], row["output_tokens"] = tokens_in, tokens_out
-        row["awaited"] = awaited
-        row["deadline"] = round(due, 3) if due is not None else None
-        rows.append(row)
-    rows.sort(key=lambda r: float(r["t"]))  # type: ignore[arg-type]
-    yield from rows
+    for t, model, tokens_in, tokens_out, awaited, due in _rows(requests, days, seed):
+        yield {
+            "t": t,
+            "model": model,
+            "input_tokens": tokens_in,
+            "output_tokens": tokens_out,
+            "awaited": awaited,
+            "deadline": due,
+        }
 
 
 def write_trace(path: Path, requests: int, *, days: int = 7, seed: int = 1) -> int:
     with path.open("w", encoding="utf-8") as out:
         count = 0
-        for row in generate_trace(requests, days=days, seed=seed):
-            out.write(json.dumps(row) + "\n")
+        for t, model, tokens_in, tokens_out, awaited, due in _rows(requests, days, seed):
+            # What json.dumps(row) writes for `generate_trace`'s rows, a few times faster.
+            out.write(
+                f'{{"t": {t!r}, "model": "{model}", "input_tokens": {tokens_in}, '
+                f'"output_tokens": {tokens_out}, "awaited": {"true" if awaited else "false"}, '
+                f'"deadline": {"null" if due is None else repr(due)}}}\n'
+            )
             count += 1
     return count
