@@ -18,10 +18,18 @@ PALETTE = {
 FONT = 'font-family="system-ui, sans-serif" font-size="12"'
 
 
-def _money(value: float) -> str:
+def _money(value: float | None) -> str:
+    if value is None:
+        return "unknown"
     sign = "−" if value < 0 else ""
     amount = abs(value)
     return f"{sign}${amount:,.0f}" if amount >= 100 else f"{sign}${amount:,.2f}"
+
+
+def _length(value: float, scale: float) -> float:
+    """A bar's drawn length: proportional, and at least one pixel for any non-zero value so
+    that it stays visible. Zero draws nothing (no bar pretends to hold a value)."""
+    return 0.0 if value == 0 else max(1.0, abs(value) * scale)
 
 
 def _svg(width: int, height: int, title: str, body: list[str], chart: str) -> str:
@@ -35,11 +43,14 @@ def _svg(width: int, height: int, title: str, body: list[str], chart: str) -> st
     )
 
 
-def stacked_bars(title: str, rows: Sequence[tuple[str, str, float]], *, width: int = 760) -> str:
-    """Horizontal bars, one per label, coloured by category: (label, category, value)."""
+def stacked_bars(
+    title: str, rows: Sequence[tuple[str, str, float | None]], *, width: int = 760
+) -> str:
+    """Horizontal bars, one per label, coloured by category: (label, category, value). A value
+    of None is unknown: no bar, and the label says so."""
     bar_h, top, left = 22, 52, 220
     height = top + bar_h * len(rows) + 40
-    peak = max((v for _, _, v in rows), default=0.0) or 1.0
+    peak = max((abs(v) for _, _, v in rows if v is not None), default=0.0) or 1.0
     scale = (width - left - 90) / peak
     body: list[str] = []
     categories = list(dict.fromkeys(c for _, c, _ in rows))
@@ -51,25 +62,31 @@ def stacked_bars(title: str, rows: Sequence[tuple[str, str, float]], *, width: i
         body.append(f'<text x="{x + 16}" y="40">{escape(category)}</text>')
     for i, (label, category, value) in enumerate(rows):
         y = top + i * bar_h
-        w = max(1.0, value * scale)
+        w = 0.0 if value is None else _length(value, scale)
         body.append(
             f'<text x="{left - 6}" y="{y + 15}" text-anchor="end">{escape(label[:32])}</text>'
         )
+        if w > 0:
+            body.append(
+                f'<rect class="bar" data-label="{escape(label)}" x="{left}" y="{y + 3}" '
+                f'width="{w:.1f}" height="{bar_h - 6}" fill="{PALETTE.get(category, "#888")}">'
+                f"<title>{escape(label)}: {_money(value)}</title></rect>"
+            )
         body.append(
-            f'<rect class="bar" x="{left}" y="{y + 3}" width="{w:.1f}" height="{bar_h - 6}" '
-            f'fill="{PALETTE.get(category, "#888")}"><title>{escape(label)}: {_money(value)}</title></rect>'
+            f'<text class="value" data-label="{escape(label)}" x="{left + w + 6:.1f}" '
+            f'y="{y + 15}">{_money(value)}</text>'
         )
-        body.append(f'<text x="{left + w + 6:.1f}" y="{y + 15}">{_money(value)}</text>')
     axis_y = top + bar_h * len(rows) + 14
     body.append(f'<text x="{left}" y="{axis_y + 10}" fill="#555">monthly spend (USD) →</text>')
     return _svg(width, height, title, body, "bars")
 
 
-def waterfall(title: str, steps: Sequence[tuple[str, float]], *, width: int = 760) -> str:
+def waterfall(title: str, steps: Sequence[tuple[str, float | None]], *, width: int = 760) -> str:
     """A start value, signed changes, and the end value: [(label, value)], first and last
-    absolute, the middle ones the (negative) changes between them."""
+    absolute, the middle ones the (negative) changes between them. A value of None is
+    unknown: no bar, and the label says so."""
     height, top, bottom = 320, 50, 270
-    peak = max((abs(v) for _, v in steps), default=0.0) or 1.0
+    peak = max((abs(v) for _, v in steps if v is not None), default=0.0) or 1.0
     scale = (bottom - top) / peak
     slot = (width - 80) / max(1, len(steps))
     body = [f'<line x1="60" y1="{bottom}" x2="{width - 10}" y2="{bottom}" stroke="#999"/>']
@@ -78,22 +95,25 @@ def waterfall(title: str, steps: Sequence[tuple[str, float]], *, width: int = 76
     )
     level = 0.0
     for i, (label, value) in enumerate(steps):
-        absolute = i in (0, len(steps) - 1)
-        low, high = (0.0, value) if absolute else (level + value, level)
-        if not absolute:
-            level += value
-        else:
-            level = value
         x = 70 + i * slot
-        y = bottom - max(low, high) * scale
-        h = max(1.0, abs(high - low) * scale)
-        colour = PALETTE["cost"] if absolute else PALETTE["saved"]
+        absolute = i in (0, len(steps) - 1)
+        if value is None:
+            y = float(bottom)
+        else:
+            low, high = (0.0, value) if absolute else (level + value, level)
+            level = value if absolute else level + value
+            h = _length(high - low, scale)
+            y = bottom - max(low, high) * scale
+            colour = PALETTE["cost"] if absolute else PALETTE["saved"]
+            if h > 0:
+                body.append(
+                    f'<rect class="bar" data-label="{escape(label)}" x="{x:.1f}" y="{y:.1f}" '
+                    f'width="{slot * 0.6:.1f}" height="{h:.1f}" fill="{colour}">'
+                    f"<title>{escape(label)}: {_money(value)}</title></rect>"
+                )
         body.append(
-            f'<rect class="bar" x="{x:.1f}" y="{y:.1f}" width="{slot * 0.6:.1f}" height="{h:.1f}" '
-            f'fill="{colour}"><title>{escape(label)}: {_money(value)}</title></rect>'
-        )
-        body.append(
-            f'<text x="{x + slot * 0.3:.1f}" y="{y - 6:.1f}" text-anchor="middle">{_money(value)}</text>'
+            f'<text class="value" data-label="{escape(label)}" x="{x + slot * 0.3:.1f}" '
+            f'y="{y - 6:.1f}" text-anchor="middle">{_money(value)}</text>'
         )
         body.append(
             f'<text x="{x + slot * 0.3:.1f}" y="{bottom + 18}" text-anchor="middle">{escape(label)}</text>'
@@ -115,9 +135,12 @@ def hour_histogram(title: str, series: Mapping[str, Sequence[int]], *, width: in
         )
         for hour, n in enumerate(counts):
             h = (row_h - 12) * n / peak
+            if n == 0:
+                continue
             body.append(
-                f'<rect class="bar" x="{left + hour * cell:.1f}" y="{y0 + row_h - 8 - h:.1f}" '
-                f'width="{cell * 0.8:.1f}" height="{max(h, 0.5):.1f}" fill="{PALETTE["cost"]}">'
+                f'<rect class="bar" data-label="{escape(name)}" data-hour="{hour}" '
+                f'x="{left + hour * cell:.1f}" y="{y0 + row_h - 8 - h:.1f}" '
+                f'width="{cell * 0.8:.1f}" height="{h:.1f}" fill="{PALETTE["cost"]}">'
                 f"<title>{escape(name)} {hour:02d}:00 UTC: {n}</title></rect>"
             )
     axis = top + row_h * len(series) + 4

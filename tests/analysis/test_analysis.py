@@ -48,6 +48,12 @@ QUIET = Signals(
         ({"batch_tier": 1.0}, Verdict.BATCH, "high", "already runs on the batch tier"),
         ({"per_request": False}, Verdict.REVIEW, "low", "aggregated usage only"),
         ({}, Verdict.REVIEW, "low", "no streaming, no user"),
+        (
+            {"http": 1.0, "streamed": None, "stream_unknown": 1.0},
+            Verdict.REVIEW,
+            "low",
+            "do not say whether they stream",
+        ),
     ],
 )
 def test_each_waiting_signal(
@@ -57,6 +63,14 @@ def test_each_waiting_signal(
     assert result.classification.verdict is verdict
     assert result.confidence == confidence
     assert any(evidence in e for e in result.evidence), result.evidence
+
+
+def test_unknown_streaming_is_only_mentioned_where_the_verdict_leans_on_it() -> None:
+    cron = infer(replace(QUIET, cron=1.0, streamed=None, stream_unknown=1.0))
+    assert cron.classification.verdict is Verdict.BATCH
+    assert not any("whether they stream" in e for e in cron.evidence)
+    http = infer(replace(QUIET, http=1.0, streamed=None, stream_unknown=1.0))
+    assert any("are not recorded as streaming" in e for e in http.evidence)
 
 
 def test_a_daily_burst_is_not_a_schedule_when_users_are_attached() -> None:

@@ -45,9 +45,8 @@ def detect(path: Path) -> str:  # noqa: PLR0911 (one return per format)
     if "resourceSpans" in keys:
         return "otlp"
     if "data" in keys and "has_more" in keys:
-        return (
-            "anthropic-cost" if '"amount"' in head and '"token_type"' in head else "anthropic-usage"
-        )
+        # cost reports (legacy and analytics) carry an amount; usage reports never do
+        return "anthropic-cost" if '"amount"' in head else "anthropic-usage"
     if {"request_id", "startTime"} <= keys or "call_type" in keys:
         return "litellm"
     if "usage_details" in keys or "provided_model_name" in keys or "usageDetails" in keys:

@@ -194,8 +194,11 @@ def _day(g: _Gen, day: datetime, scale: float) -> Iterator[tuple[str, int]]:
             3,
             at + timedelta(seconds=5),
             50,
-            g.openllmetry(
-                "claude-opus-5-5", 12000, 3000, **{"traceloop.workflow.name": "report-builder"}
+            g.openllmetry(  # the deep part passes stream=False, which OpenLLMetry records
+                "claude-opus-5-5",
+                12000,
+                3000,
+                **{"traceloop.workflow.name": "report-builder", "gen_ai.is_streaming": False},
             ),
             server["spanId"],
         )

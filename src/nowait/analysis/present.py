@@ -13,8 +13,30 @@ from nowait.analysis.report import Report, WorkloadReport
 from nowait.render import money_json, percent, usd
 
 
-def _f(value: Decimal | None) -> float:
-    return float(value) if value is not None else 0.0
+def _f(value: Decimal | None) -> float | None:
+    """A chart value; None stays None (unknown money is never drawn as $0)."""
+    return float(value) if value is not None else None
+
+
+def _neg(value: Decimal | None) -> float | None:
+    return -float(value) if value is not None else None
+
+
+def _unpriced(report: Report) -> str:
+    if not report.unknown_models:
+        return ""
+    return (
+        f"Money leaves out {report.unpriced_requests:,} "
+        f"{'request' if report.unpriced_requests == 1 else 'requests'} on models with no price: "
+        f"{', '.join(report.unknown_models)} (add them with --prices)."
+    )
+
+
+def _notes(w: WorkloadReport) -> str:
+    notes = (*w.inference.evidence, *w.inference.classification.reasons)
+    if w.unpriced:
+        notes = (*notes, f"not priced: {w.unpriced_requests:,} requests on {', '.join(w.unpriced)}")
+    return "; ".join(notes)
 
 
 def report_table(report: Report) -> Table:
@@ -38,10 +60,16 @@ def report_table(report: Report) -> Table:
         table.add_row(
             w.name, w.verdict.value, w.inference.confidence, f"{w.requests:,}",
             usd(w.monthly.current), usd(w.monthly.after_cache), usd(w.monthly.saved),
-            "; ".join((*w.inference.evidence, *w.inference.classification.reasons)),
+            _notes(w),
         )  # fmt: skip
-    table.caption = f"Batchable share of spend: {percent(report.batchable_share)}." + (
-        f" {report.bad.count:,} malformed records skipped." if report.bad.count else ""
+    table.caption = " ".join(
+        part
+        for part in (
+            f"Batchable share of spend: {percent(report.batchable_share)}.",
+            _unpriced(report),
+            f"{report.bad.count:,} malformed records skipped." if report.bad.count else "",
+        )
+        if part
     )
     return table
 
@@ -56,6 +84,8 @@ def _workload_json(w: WorkloadReport) -> dict[str, object]:
         "reasons": list(w.inference.classification.reasons),
         "requests": w.requests,
         "models": list(w.models),
+        "unpriced_models": list(w.unpriced),
+        "unpriced_requests": w.unpriced_requests,
         "period": _money(w.cost),
         "monthly": _money(w.monthly),
     }
@@ -77,6 +107,9 @@ def report_json(report: Report) -> dict[str, object]:
         "batchable_share": str(report.batchable_share)
         if report.batchable_share is not None
         else None,
+        "unknown_models": list(report.unknown_models),
+        "unpriced_requests": report.unpriced_requests,
+        "arrivals_by_hour": report.arrivals_by_hour,
         "token_rules": report.token_rules,
         "malformed": {"count": report.bad.count, "examples": report.bad.examples},
     }
@@ -108,8 +141,8 @@ def report_html(report: Report) -> str:
     )
     steps = [
         ("real-time today", _f(total.current)),
-        ("batch", -_f(total.saved_by_batch)),
-        ("cache", -_f(total.saved_by_cache)),
+        ("batch", _neg(total.saved_by_batch)),
+        ("cache", _neg(total.saved_by_cache)),
         ("after", _f(total.after_cache)),
     ]
     waterfall = charts.waterfall("Savings waterfall: real-time → batch → cache (per month)", steps)
@@ -118,7 +151,7 @@ def report_html(report: Report) -> str:
         "<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in (
             w.name, w.verdict.value, w.inference.confidence, f"{w.requests:,}",
             usd(w.monthly.current), usd(w.monthly.after_cache), usd(w.monthly.saved),
-            "; ".join((*w.inference.evidence, *w.inference.classification.reasons)),
+            _notes(w),
         )) + "</tr>"
         for w in report.workloads
     )  # fmt: skip
@@ -135,7 +168,8 @@ def report_html(report: Report) -> str:
             "why",
         )
     )
-    data = escape(json.dumps(report_json(report)))
+    # Raw JSON inside the script element (its text is not HTML-decoded): only `<` is escaped.
+    data = json.dumps(report_json(report)).replace("<", "\\u003c")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>nowait analysis</title>
 <style>
@@ -149,6 +183,7 @@ table {{ border-collapse: collapse; font-size: 13px; }} td, th {{ border-bottom:
 <div class="kpi"><b>{usd(total.current)}</b>monthly spend now</div>
 <div class="kpi"><b>{usd(total.saved)}</b>saved per month by moving what nobody waits for</div>
 <div class="kpi"><b>{percent(report.batchable_share)}</b>of spend is batchable</div>
+{f'<p class="unpriced">{escape(_unpriced(report))}</p>' if report.unknown_models else ""}
 {spend}
 {waterfall}
 {hours}

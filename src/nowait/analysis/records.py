@@ -30,6 +30,7 @@ class Record:
     workflow: str | None = None
     http_route: str | None = None
     service: str | None = None
+    workspace: str | None = None  # Anthropic workspace (Admin API reports)
     api_key: str | None = None
     tags: str | None = None
     user_id: str | None = None
@@ -45,8 +46,10 @@ class Record:
 
 COLUMNS = tuple(f.name for f in fields(Record) if f.name != "extras")
 
-GROUP_KEYS = ("feature", "workflow", "http_route", "service", "api_key", "model")
+GROUP_KEYS = ("feature", "workflow", "http_route", "service", "workspace", "api_key", "model")
 """Workload keys, best first: the first one present names a record's workload."""
+GROUP_BY = (*GROUP_KEYS, "tags")
+"""What `--group-by` accepts: any workload key, or the request's tags (all of them, joined)."""
 
 
 def split_input(

@@ -8,10 +8,10 @@ from decimal import Decimal
 import duckdb
 
 from nowait.analysis.readers import BadRecords
-from nowait.analysis.records import GROUP_KEYS
+from nowait.analysis.records import GROUP_BY, GROUP_KEYS
 from nowait.analysis.signals import Inference, Signals, infer
 from nowait.models import Tier, Usage
-from nowait.pricing import PriceTable
+from nowait.pricing import PriceTable, default_table
 from nowait.sorting import MoveCost, Traffic, Verdict, price_move, traffic_cost
 
 
@@ -21,8 +21,10 @@ class WorkloadReport:
     requests: int
     models: tuple[str, ...]
     inference: Inference
-    cost: MoveCost  # over the period the logs cover
+    cost: MoveCost  # over the period the logs cover; of the priced models only
     monthly: MoveCost  # projected to 30 days
+    unpriced: tuple[str, ...] = ()  # models with no price: their requests are not in the money
+    unpriced_requests: int = 0
 
     @property
     def verdict(self) -> Verdict:
@@ -32,7 +34,7 @@ class WorkloadReport:
 @dataclass(frozen=True)
 class Report:
     workloads: list[WorkloadReport]
-    total: MoveCost
+    total: MoveCost  # the priced models' money; None only when nothing could be priced
     monthly_total: MoveCost
     records: int
     days: float
@@ -40,10 +42,12 @@ class Report:
     bad: BadRecords
     group_by: str
     token_rules: dict[str, int] = field(default_factory=dict)
-    unknown_models: tuple[str, ...] = ()
+    unknown_models: tuple[str, ...] = ()  # models the price table does not know
+    unpriced_requests: int = 0  # requests on those models, left out of every sum of money
 
     @property
     def batchable_share(self) -> Decimal | None:
+        """The share of the priced spend that nobody waits for."""
         current, movable = self.total.current, self.total.batchable_current
         if current is None or movable is None or current == 0:
             return None
@@ -52,35 +56,53 @@ class Report:
 
 def workload_expression(group_by: str | None) -> str:
     if group_by is not None:
-        if group_by not in GROUP_KEYS:
+        if group_by not in GROUP_BY:
             raise ValueError(group_by)
         return f"coalesce({group_by}, '(no {group_by})')"
     return f"coalesce({', '.join(GROUP_KEYS)})"
 
 
-SIGNALS_SQL = """
-SELECT {w} AS workload,
-       sum(coalesce(request_count, 1)) AS requests,
-       avg(CASE WHEN stream IS NOT NULL THEN stream::INT END) AS streamed,
-       avg((ttft_s IS NOT NULL)::INT) AS ttft,
-       avg((user_id IS NOT NULL OR session_id IS NOT NULL)::INT) AS with_user,
-       avg((trigger = 'http')::INT), avg((trigger = 'queue')::INT),
-       avg((trigger = 'cron')::INT), avg((trigger = 'script')::INT),
-       avg((finish_reason = 'tool_use')::INT),
-       sum(CASE WHEN service_tier = 'batch' THEN coalesce(request_count, 1) ELSE 0 END)
-           / sum(coalesce(request_count, 1)),
-       count(DISTINCT date_trunc('day', start_time)),
-       bool_and(granularity = 'request')
-FROM records GROUP BY 1
+# One scan of the records for the whole report: the fine groups (workload × model × tier ×
+# streaming × hour of day × token rule) hold every sum the report needs, and a second grouping
+# set of the same scan gives the distinct days per workload.
+REPORT_SQL = """
+WITH r AS (
+    SELECT {w} AS workload, model, coalesce(service_tier = 'batch', false) AS batched,
+           coalesce(stream, false) AS streamed, hour(start_time AT TIME ZONE 'UTC') AS hour,
+           date_trunc('day', start_time) AS day, token_rule,
+           granularity = 'request' AS per_request, coalesce(request_count, 1) AS n,
+           stream, ttft_s, user_id, session_id, trigger, finish_reason, input_uncached,
+           output_tokens, cache_write_5m, cache_write_1h, cache_read, start_time,
+           coalesce(end_time, start_time) AS end_time
+    FROM records
+)
+SELECT grouping(day) = 0 AS by_day, workload, model, batched, streamed, hour, token_rule,
+       per_request, day, sum(CASE WHEN per_request THEN n ELSE 1 END), sum(n),
+       sum(CASE WHEN stream IS NOT NULL THEN n END), sum(CASE WHEN stream THEN n END),
+       sum(CASE WHEN ttft_s IS NOT NULL THEN n END),
+       sum(CASE WHEN user_id IS NOT NULL OR session_id IS NOT NULL THEN n END),
+       sum(CASE WHEN trigger = 'http' THEN n END), sum(CASE WHEN trigger = 'queue' THEN n END),
+       sum(CASE WHEN trigger = 'cron' THEN n END), sum(CASE WHEN trigger = 'script' THEN n END),
+       sum(CASE WHEN finish_reason = 'tool_use' THEN n END),
+       sum(input_uncached), sum(output_tokens), sum(cache_write_5m), sum(cache_write_1h),
+       sum(cache_read), min(start_time), max(end_time)
+FROM r
+GROUP BY GROUPING SETS (
+    (workload, model, batched, streamed, hour, token_rule, per_request), (workload, day))
 """
 
-TRAFFIC_SQL = """
-SELECT {w} AS workload, model, coalesce(service_tier = 'batch', false) AS batched,
-       coalesce(stream, false) AS streamed, sum(coalesce(request_count, 1)),
-       sum(input_uncached), sum(output_tokens), sum(cache_write_5m), sum(cache_write_1h),
-       sum(cache_read)
-FROM records GROUP BY ALL
-"""
+# Counters rolled up per workload from the fine groups, in the order of REPORT_SQL's columns:
+# records (a request row counts its requests, a bucket counts one), requests, stream known,
+# streamed, ttft, user, http, queue, cron, script, tool_use. Shares are of requests.
+_COUNTERS = 11
+
+
+@dataclass
+class _Totals:
+    counters: list[int] = field(default_factory=lambda: [0] * _COUNTERS)
+    batched_requests: int = 0
+    per_request: bool = True
+    days: int = 0
 
 
 def build_report(
@@ -91,67 +113,92 @@ def build_report(
     cache_share: Decimal | None = None,
     table: PriceTable | None = None,
 ) -> Report:
-    w = workload_expression(group_by)
-    summary = con.execute(
-        "SELECT count(*), min(start_time), max(coalesce(end_time, start_time)) FROM records"
-    ).fetchone()
-    count = int(summary[0]) if summary else 0
-    days = max(1.0, (summary[2] - summary[1]).total_seconds() / 86400) if count and summary else 1.0
+    table = table or default_table()
+    rows = con.execute(REPORT_SQL.format(w=workload_expression(group_by))).fetchall()
+    totals: dict[str, _Totals] = {}
+    traffic: dict[tuple[str, str, bool, bool], list[int]] = {}
+    hours: dict[str, list[int]] = {}
+    rules: dict[str, int] = {}
+    count, first, last = 0, None, None
+    for row in rows:
+        by_day, name = bool(row[0]), str(row[1])
+        workload = totals.setdefault(name, _Totals())
+        if by_day:
+            workload.days += row[8] is not None
+            continue
+        model, batched, streamed, hour, rule, per_request = row[2:8]
+        counters = [int(v or 0) for v in row[9:20]]
+        workload.counters = [a + b for a, b in zip(workload.counters, counters, strict=True)]
+        workload.per_request = workload.per_request and bool(per_request)
+        if batched:
+            workload.batched_requests += counters[1]
+        tokens = [int(v or 0) for v in row[20:25]]
+        key = (name, str(model), bool(batched), bool(streamed))
+        part = traffic.setdefault(key, [0] * 6)
+        traffic[key] = [a + b for a, b in zip(part, [counters[1], *tokens], strict=True)]
+        if hour is not None:
+            hours.setdefault(name, [0] * 24)[int(hour)] += counters[1]
+        rules[str(rule)] = rules.get(str(rule), 0) + counters[0]
+        count += counters[0]
+        first = row[25] if first is None or (row[25] is not None and row[25] < first) else first
+        last = row[26] if last is None or (row[26] is not None and row[26] > last) else last
+    days = max(1.0, (last - first).total_seconds() / 86400) if first and last else 1.0
     scale = Decimal(30) / Decimal(str(round(days, 6)))
-    traffic = _traffic(con, w)
-    hours = _arrivals(con, w)
-    peaks = {name: _peak_two_hours(counts) for name, counts in hours.items()}
+    parts: dict[str, list[_Part]] = {}
+    for (name, model, batched, streamed), sums in traffic.items():
+        usage = Usage(*sums[1:])
+        parts.setdefault(name, []).append((Traffic(model, sums[0], usage), batched, streamed))
     workloads = []
-    for row in con.execute(SIGNALS_SQL.format(w=w)).fetchall():
-        name = str(row[0])
+    for name, t in totals.items():
+        _, n, known, streamed, ttft, user, http, queue, cron, script, tool = t.counters
         signals = Signals(
-            requests=int(row[1]), streamed=row[2], ttft_recorded=row[3] or 0.0,
-            with_user=row[4] or 0.0, http=row[5] or 0.0, queue=row[6] or 0.0,
-            cron=row[7] or 0.0, script=row[8] or 0.0, tool_use=row[9] or 0.0,
-            batch_tier=float(row[10] or 0.0), peak_two_hours=peaks.get(name, 0.0),
-            days=int(row[11]), per_request=bool(row[12]),
+            requests=n, streamed=_share(streamed, known) if known else None,
+            ttft_recorded=_share(ttft, n), with_user=_share(user, n), http=_share(http, n),
+            queue=_share(queue, n), cron=_share(cron, n), script=_share(script, n),
+            tool_use=_share(tool, n), batch_tier=_share(t.batched_requests, n),
+            peak_two_hours=_peak_two_hours(hours.get(name, [0] * 24)), days=t.days,
+            per_request=t.per_request, stream_unknown=_share(n - known, n),
         )  # fmt: skip
         inference = infer(signals)
-        cost = _price(traffic.get(name, []), inference, cache_share, table)
+        mine = parts.get(name, [])
+        cost, unpriced = _price(mine, inference, cache_share, table)
         workloads.append(
             WorkloadReport(
                 name,
                 signals.requests,
-                tuple(sorted({t[0].model for t in traffic.get(name, [])})),
+                tuple(sorted({p[0].model for p in mine})),
                 inference,
                 cost,
                 _scaled(cost, scale),
+                tuple(sorted({p[0].model for p in unpriced})),
+                sum(p[0].requests for p in unpriced),
             )
         )
-    workloads.sort(key=lambda x: x.cost.current or Decimal(0), reverse=True)
-    total = _sum_costs([x.cost for x in workloads])
-    rules = dict(con.execute("SELECT token_rule, count(*) FROM records GROUP BY 1").fetchall())
+    workloads.sort(key=lambda x: (x.cost.current is None, -(x.cost.current or 0), x.name))
+    total = _sum_known([x.cost for x in workloads])
     return Report(
         workloads, total, _scaled(total, scale), count, days, hours, bad,
         group_by or "best available", rules,
+        tuple(sorted({m for x in workloads for m in x.unpriced})),
+        sum(x.unpriced_requests for x in workloads),
     )  # fmt: skip
 
 
 _Part = tuple[Traffic, bool, bool]  # traffic, already batched, streamed
 
 
-def _traffic(con: duckdb.DuckDBPyConnection, w: str) -> dict[str, list[_Part]]:
-    out: dict[str, list[_Part]] = {}
-    for row in con.execute(TRAFFIC_SQL.format(w=w)).fetchall():
-        usage = Usage(*(int(v or 0) for v in row[5:10]))
-        out.setdefault(str(row[0]), []).append(
-            (Traffic(str(row[1]), int(row[4]), usage), bool(row[2]), bool(row[3]))
-        )
-    return out
-
-
 def _price(
-    parts: list[_Part], inference: Inference, cache_share: Decimal | None, table: PriceTable | None
-) -> MoveCost:
+    parts: list[_Part], inference: Inference, cache_share: Decimal | None, table: PriceTable
+) -> tuple[MoveCost, list[_Part]]:
+    """The money of the parts whose model has a price, and the parts that have none."""
     costs: list[MoveCost] = []
+    unpriced: list[_Part] = []
     verdict = inference.classification.verdict
-    for traffic, batched, streamed in parts:
-        if batched:  # already at batch price: nothing left to move
+    for part in parts:
+        traffic, batched, streamed = part
+        if table.lookup(traffic.model) is None:
+            unpriced.append(part)
+        elif batched:  # already at batch price: nothing left to move
             paid = traffic_cost(traffic, Tier.BATCH, table)
             costs.append(MoveCost(paid, paid, paid, Decimal(0) if paid is not None else None))
         elif verdict is Verdict.SPLIT:
@@ -161,16 +208,19 @@ def _price(
             )
         else:
             costs.append(price_move(verdict, traffic, cache_share_after=cache_share, table=table))
-    return _sum_costs(costs)
+    if not costs and unpriced:
+        return MoveCost(None, None, None, None), unpriced
+    return _sum_known(costs), unpriced
 
 
-def _add(a: Decimal | None, b: Decimal | None) -> Decimal | None:
-    return None if a is None or b is None else a + b
-
-
-def _sum_costs(costs: list[MoveCost]) -> MoveCost:
+def _sum_known(costs: list[MoveCost]) -> MoveCost:
+    """The sum of the costs that are known: unknown ones are listed apart, never counted as 0.
+    Unknown when nothing at all is known."""
+    known = [c for c in costs if c.current is not None]
+    if costs and not known:
+        return MoveCost(None, None, None, None)
     total = MoveCost(Decimal(0), Decimal(0), Decimal(0), Decimal(0))
-    for c in costs:
+    for c in known:
         total = MoveCost(
             _add(total.current, c.current),
             _add(total.after_batch, c.after_batch),
@@ -178,6 +228,10 @@ def _sum_costs(costs: list[MoveCost]) -> MoveCost:
             _add(total.batchable_current, c.batchable_current),
         )
     return total
+
+
+def _add(a: Decimal | None, b: Decimal | None) -> Decimal | None:
+    return None if a is None or b is None else a + b
 
 
 def _scaled(cost: MoveCost, factor: Decimal) -> MoveCost:
@@ -189,15 +243,8 @@ def _scaled(cost: MoveCost, factor: Decimal) -> MoveCost:
     )
 
 
-def _arrivals(con: duckdb.DuckDBPyConnection, w: str) -> dict[str, list[int]]:
-    out: dict[str, list[int]] = {}
-    rows = con.execute(
-        f"SELECT {w}, hour(start_time AT TIME ZONE 'UTC'), sum(coalesce(request_count, 1)) "
-        "FROM records GROUP BY ALL"
-    ).fetchall()
-    for name, hour, n in rows:
-        out.setdefault(str(name), [0] * 24)[int(hour)] += int(n)
-    return out
+def _share(part: int, whole: int) -> float:
+    return part / whole if whole else 0.0
 
 
 def _peak_two_hours(counts: list[int]) -> float:

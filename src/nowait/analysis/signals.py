@@ -25,6 +25,7 @@ class Signals:
     peak_two_hours: float  # share of requests in the busiest two hours of the day
     days: int  # distinct days with traffic
     per_request: bool  # False for aggregated (Admin API) buckets: no context at all
+    stream_unknown: float = 0.0  # requests whose producer did not say whether they streamed
 
 
 @dataclass(frozen=True)
@@ -59,12 +60,20 @@ def infer(s: Signals) -> Inference:  # noqa: PLR0911, PLR0912 (a decision table)
     interactive = streamed >= 0.8 or (s.ttft_recorded >= 0.8 and s.with_user >= 0.5)
     if streamed >= 0.2:
         evidence.append(f"{_pct(streamed)} of calls stream")
+    # Said only where the verdict leans on "does not stream" (not for a cron job, say).
+    unknown = (
+        f"{_pct(s.stream_unknown)} do not say whether they stream (OpenLLMetry, for one, "
+        "records nothing for messages.stream()): check them before moving"
+        if s.stream_unknown >= 0.2
+        else None
+    )
     if s.ttft_recorded >= 0.2:
         evidence.append(f"time to first token recorded on {_pct(s.ttft_recorded)}")
     if s.with_user >= 0.2:
         evidence.append(f"{_pct(s.with_user)} carry a user or session id")
     if 0.2 <= streamed < 0.8 and s.http >= 0.5:
         evidence.append("a streamed part and a non-streamed part: someone waits on one only")
+        evidence.extend([unknown] if unknown else [])
         facts = Facts(Trigger.USER_ACTION, Waiter.PERSON, has_deferred_part=True)
         return Inference(facts, classify(facts), "medium", tuple(evidence))
     if interactive:
@@ -94,11 +103,14 @@ def infer(s: Signals) -> Inference:  # noqa: PLR0911, PLR0912 (a decision table)
         return Inference(facts, classify(facts), "medium", tuple(evidence))
     if s.http >= 0.5:
         evidence.append(
-            f"{_pct(s.http)} run inside an HTTP handler but do not stream: a user "
-            "triggers them, maybe without waiting"
+            f"{_pct(s.http)} run inside an HTTP handler but "
+            f"{'are not recorded as streaming' if s.stream_unknown >= 0.5 else 'do not stream'}"
+            ": a user triggers them, maybe without waiting"
         )
+        evidence.extend([unknown] if unknown else [])
         facts = Facts(Trigger.USER_ACTION, Waiter.UNKNOWN, needed_within=None)
         return Inference(facts, classify(facts), "low", tuple(evidence))
     evidence.append("no streaming, no user, no trigger context recorded")
+    evidence.extend([unknown] if unknown else [])
     facts = Facts(None, Waiter.UNKNOWN)
     return Inference(facts, classify(facts), "low", tuple(evidence))

@@ -13,7 +13,7 @@ from nowait.analysis.detect import FORMATS
 from nowait.analysis.engine import connect, load
 from nowait.analysis.present import report_html, report_json, report_table
 from nowait.analysis.readers import BadRecords
-from nowait.analysis.records import GROUP_KEYS
+from nowait.analysis.records import GROUP_BY
 from nowait.analysis.report import build_report
 from nowait.cli import PricesOption, app, stdout
 from nowait.errors import InputError
@@ -36,7 +36,7 @@ def analyze_command(
         str | None, typer.Option("--format", help=f"Force the format: {', '.join(FORMATS)}.")
     ] = None,
     group_by: Annotated[
-        str | None, typer.Option("--group-by", help=f"Workload key: {', '.join(GROUP_KEYS)}.")
+        str | None, typer.Option("--group-by", help=f"Workload key: {', '.join(GROUP_BY)}.")
     ] = None,
     cache_share: Annotated[
         str | None,
@@ -53,9 +53,9 @@ def analyze_command(
     """Sort the workloads in your logs and price moving what nobody waits for to batch."""
     if fmt is not None and fmt not in FORMATS:
         raise InputError(f"unknown format {fmt!r}", field="--format", expected=", ".join(FORMATS))
-    if group_by is not None and group_by not in GROUP_KEYS:
+    if group_by is not None and group_by not in GROUP_BY:
         raise InputError(
-            f"unknown key {group_by!r}", field="--group-by", expected=", ".join(GROUP_KEYS)
+            f"unknown key {group_by!r}", field="--group-by", expected=", ".join(GROUP_BY)
         )
     share = _share(cache_share)
     bad = BadRecords(skip=skip_bad)

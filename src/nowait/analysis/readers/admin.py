@@ -1,10 +1,14 @@
 """Anthropic Admin API exports: the usage report (tokens per bucket, the ground truth every
-org has) and the cost report. Aggregates only: no per-request context, so they show spend
-and what is already batched, and leave who waits to review."""
+org has) and the cost report, in both the legacy shape (`usage_report/messages`,
+`cost_report`: buckets holding `results`) and the Usage & Cost Analytics API's
+(`analytics/usage`, `analytics/cost`: one item per bucket and group, `{group, usage}` or
+`{group, cost}`). Aggregates only: no per-request context, so they show spend and what is
+already batched, and leave who waits to review."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -18,47 +22,87 @@ from nowait.pricing import PriceTable, default_table
 WIDTHS = {3600: "bucket_1h", 60: "bucket_1m", 86400: "bucket_1d"}
 
 
+def _granularity(bucket: dict[str, Any], default: str) -> tuple[datetime, datetime, str]:
+    start, end = timestamp(bucket["starting_at"]), timestamp(bucket["ending_at"])
+    return start, end, WIDTHS.get(int((end - start).total_seconds()), default)
+
+
 def read_usage_report(path: Path, bad: BadRecords) -> Iterator[Record]:
     for line, page in json_objects(path, bad):
         if not isinstance(page, dict) or not isinstance(page.get("data"), list):
             bad.add(path, line, "not a usage report page (expected data: [...])")
             continue
-        for bucket in page["data"]:
+        for n, item in enumerate(page["data"]):
+            where = f"data[{n}]"
             try:
-                yield from _bucket(bucket, path, line)
+                if not isinstance(item, dict):
+                    raise TypeError("not an object")
+                where = f"bucket {item.get('starting_at', where)}"
+                if "results" in item:  # legacy usage_report/messages
+                    yield from _bucket(item, path, line)
+                elif "usage" in item:  # analytics/usage
+                    yield _analytics_usage(item, n, path, line)
+                elif "cost" in item:
+                    raise ValueError("a cost item (analytics/cost): read it as anthropic-cost")
+                else:
+                    raise ValueError(
+                        "neither results (usage_report/messages) nor usage (analytics/usage)"
+                    )
             except (ValueError, TypeError, KeyError, AttributeError) as exc:
-                bad.add(path, line, f"bucket {bucket.get('starting_at', '?')}: {exc}")
+                bad.add(path, line, f"{where}: {exc}")
+
+
+def _usage_record(
+    row: dict[str, Any], dims: dict[str, Any], record_id: str, bucket: dict[str, Any],
+    path: Path, line: int, default_width: str,
+) -> Record:  # fmt: skip
+    """One row of usage (legacy `results[i]`, or analytics `usage` with its `group`)."""
+    start, end, granularity = _granularity(bucket, default_width)
+    creation = row.get("cache_creation") or {}
+    if not isinstance(creation, dict):
+        raise ValueError("cache_creation must be an object keyed by TTL")
+    requests = row.get("requests")
+    tier = dims.get("service_tier")
+    if dims.get("product") == "message_batches_api":
+        tier = "batch"
+    return Record(
+        source="anthropic_usage_api",
+        producer="anthropic-admin-api",
+        record_id=record_id,
+        start_time=start,
+        end_time=end,
+        model=str(dims.get("model") or "unknown"),
+        granularity=granularity,
+        request_count=number(requests) if requests is not None else None,
+        service_tier=tier,
+        input_uncached=number(row.get("uncached_input_tokens")),
+        cache_read=number(row.get("cache_read_input_tokens")),
+        cache_write_5m=number(creation.get("ephemeral_5m_input_tokens")),
+        cache_write_1h=number(creation.get("ephemeral_1h_input_tokens")),
+        output_tokens=number(row.get("output_tokens")),
+        token_rule="exclusive (uncached_input_tokens)",
+        api_key=dims.get("api_key_id"),
+        workspace=dims.get("workspace_id"),
+        session_id=dims.get("session_id"),
+        file=str(path),
+        line=line,
+    )
 
 
 def _bucket(bucket: dict[str, Any], path: Path, line: int) -> Iterator[Record]:
-    start, end = timestamp(bucket["starting_at"]), timestamp(bucket["ending_at"])
-    granularity = WIDTHS.get(int((end - start).total_seconds()), "bucket_1d")
     for i, row in enumerate(bucket.get("results") or []):
-        creation = row.get("cache_creation") or {}
-        if not isinstance(creation, dict):
-            raise ValueError("cache_creation must be an object keyed by TTL")
-        requests = row.get("requests")
-        yield Record(
-            source="anthropic_usage_api",
-            producer="anthropic-admin-api",
-            record_id=f"{bucket['starting_at']}#{i}",
-            start_time=start,
-            end_time=end,
-            model=str(row.get("model") or "unknown"),
-            granularity=granularity,
-            request_count=number(requests) if requests is not None else None,
-            service_tier=row.get("service_tier"),
-            input_uncached=number(row.get("uncached_input_tokens")),
-            cache_read=number(row.get("cache_read_input_tokens")),
-            cache_write_5m=number(creation.get("ephemeral_5m_input_tokens")),
-            cache_write_1h=number(creation.get("ephemeral_1h_input_tokens")),
-            output_tokens=number(row.get("output_tokens")),
-            token_rule="exclusive (uncached_input_tokens)",
-            api_key=row.get("api_key_id"),
-            service=row.get("workspace_id"),
-            file=str(path),
-            line=line,
-        )
+        record_id = f"{bucket['starting_at']}#{i}"
+        yield _usage_record(row, row, record_id, bucket, path, line, "bucket_1d")
+
+
+def _analytics_usage(item: dict[str, Any], n: int, path: Path, line: int) -> Record:
+    """An analytics/usage item: `{starting_at, ending_at, group: {...}, usage: {...}}`. Without
+    `time_bucket_width` the one item spans the whole range (granularity `bucket_range`)."""
+    usage, group = item["usage"], item.get("group") or {}
+    if not isinstance(usage, dict) or not isinstance(group, dict):
+        raise TypeError("usage and group must be objects")
+    record_id = f"{item['starting_at']}#{n}"
+    return _usage_record(usage, group, record_id, item, path, line, "bucket_range")
 
 
 TOKEN_TYPES = {
@@ -79,7 +123,21 @@ def read_cost_report(path: Path, bad: BadRecords) -> Iterator[Record]:
         if not isinstance(page, dict) or not isinstance(page.get("data"), list):
             bad.add(path, line, "not a cost report page (expected data: [...])")
             continue
-        for bucket in page["data"]:
+        for n, bucket in enumerate(page["data"]):
+            if isinstance(bucket, dict) and "cost" in bucket:  # analytics/cost
+                try:
+                    item = _analytics_cost(bucket, n, table, path, line)
+                except (ValueError, TypeError, KeyError, ArithmeticError) as exc:
+                    bad.add(path, line, f"cost item {n} of {bucket.get('starting_at', '?')}: {exc}")
+                    continue
+                if item is not None:
+                    yield item
+                continue
+            if not isinstance(bucket, dict) or "results" not in bucket:
+                bad.add(
+                    path, line, f"data[{n}]: neither results (cost_report) nor cost (analytics)"
+                )
+                continue
             for i, row in enumerate(bucket.get("results") or []):
                 try:
                     record = _cost_row(bucket, i, row, table, path, line)
@@ -88,6 +146,29 @@ def read_cost_report(path: Path, bad: BadRecords) -> Iterator[Record]:
                     continue
                 if record is not None:
                     yield record
+
+
+def _analytics_cost(
+    item: dict[str, Any], n: int, table: PriceTable, path: Path, line: int
+) -> Record | None:
+    """An analytics/cost item, `{group, cost: {amount (cents), ...}}`. Only an item grouped by
+    model and token type can be turned back into tokens; any other is a bad record."""
+    cost, group = item["cost"], item.get("group") or {}
+    if not isinstance(cost, dict) or not isinstance(group, dict):
+        raise TypeError("cost and group must be objects")
+    if not group.get("model") or not group.get("token_type"):
+        raise ValueError(
+            "cannot turn cost into tokens without group_by[]=model and group_by[]=token_type"
+        )
+    if group.get("cost_type", "tokens") != "tokens":
+        return None  # web search, code execution: not tokens (as in the legacy report)
+    record = _cost_row(item, n, {**group, "amount": cost["amount"], "cost_type": "tokens"},
+                       table, path, line)  # fmt: skip
+    if record is None:
+        return None
+    record.request_count = number(cost["requests"]) if cost.get("requests") is not None else None
+    _, _, record.granularity = _granularity(item, "bucket_range")
+    return record
 
 
 def _cost_row(
@@ -116,7 +197,7 @@ def _cost_row(
         request_count=None,
         service_tier=row.get("service_tier"),
         token_rule="derived from cost at the price table's rate",
-        service=row.get("workspace_id"),
+        workspace=row.get("workspace_id"),
         cost_usd_reported=float(dollars),
         file=str(path),
         line=line,

@@ -72,7 +72,7 @@ def litellm_record(row: Mapping[str, Any], path: Path, line: int) -> Record | No
         feature=spend_meta.get("feature") if isinstance(spend_meta, dict) else None,
         api_key=(metadata.get("user_api_key_alias") if isinstance(metadata, dict) else None)
         or row.get("api_key"),
-        tags=",".join(map(str, tags)) if isinstance(tags, list) else str(tags or "") or None,
+        tags=(",".join(map(str, tags)) if isinstance(tags, list) else str(tags or "")) or None,
         user_id=row.get("end_user") or row.get("user") or None,
         session_id=row.get("session_id") or None,
         cost_usd_reported=float(row["spend"]) if row.get("spend") not in (None, "") else None,
@@ -82,7 +82,7 @@ def litellm_record(row: Mapping[str, Any], path: Path, line: int) -> Record | No
 
 
 def read_litellm(path: Path, bad: BadRecords) -> Iterator[Record]:
-    if _is_csv(path):
+    if is_csv(path):
         with open_text(path) as text:
             for line, row in enumerate(csv.DictReader(text), start=2):
                 yield from _guarded(litellm_record, row, path, line, bad)
@@ -91,9 +91,14 @@ def read_litellm(path: Path, bad: BadRecords) -> Iterator[Record]:
         yield from _guarded(litellm_record, row, path, line, bad)
 
 
-def _is_csv(path: Path) -> bool:
-    name = path.name.removesuffix(".gz")
-    return name.endswith(".csv")
+def is_csv(path: Path) -> bool:
+    """A CSV export, by its name or, whatever the name, by its content: the first character
+    that is not a space (or a byte-order mark) opens no JSON value."""
+    if path.name.removesuffix(".gz").endswith(".csv"):
+        return True
+    with open_text(path) as text:
+        head = text.read(4096).lstrip("\ufeff \t\r\n")
+    return bool(head) and head[0] not in "{["
 
 
 def _guarded(make: Any, row: Any, path: Path, line: int, bad: BadRecords) -> Iterator[Record]:
@@ -129,7 +134,13 @@ def langfuse_record(row: Mapping[str, Any], path: Path, line: int) -> Record | N
     first = row.get("completion_start_time") or row.get("completionStartTime")
     params = _json_field(row.get("model_parameters") or row.get("modelParameters")) or {}
     stream = params.get("stream") if isinstance(params, dict) else None
-    ttft = row.get("time_to_first_token")
+    end = row.get("end_time") or row.get("endTime")
+    ttft = _langfuse_ttft(
+        start,
+        timestamp(first) if first else None,
+        timestamp(end) if end else None,
+        row.get("time_to_first_token", row.get("timeToFirstToken")),
+    )
     metadata = _json_field(row.get("metadata")) or {}
     tags = row.get("tags") or []
     return Record(
@@ -137,9 +148,9 @@ def langfuse_record(row: Mapping[str, Any], path: Path, line: int) -> Record | N
         producer="langfuse",
         record_id=str(row.get("id") or f"{path}:{line}"),
         start_time=start,
-        end_time=timestamp(row["end_time"]) if row.get("end_time") else None,
+        end_time=timestamp(end) if end else None,
         model=model,
-        ttft_s=float(ttft) if ttft not in (None, "") else None,
+        ttft_s=ttft,
         stream=bool(stream) if stream is not None else (True if first else None),
         input_uncached=number(usage.get("input", usage.get("input_tokens"))),
         cache_read=read,
@@ -149,7 +160,7 @@ def langfuse_record(row: Mapping[str, Any], path: Path, line: int) -> Record | N
         token_rule="exclusive (Langfuse prices each usage key separately)",
         feature=metadata.get("feature") if isinstance(metadata, dict) else None,
         workflow=row.get("trace_name") or row.get("name"),
-        tags=",".join(map(str, tags)) if isinstance(tags, list) else None,
+        tags=(",".join(map(str, tags)) or None) if isinstance(tags, list) else None,
         user_id=row.get("user_id") or row.get("userId"),
         session_id=row.get("session_id") or row.get("sessionId"),
         trigger="http"
@@ -162,6 +173,22 @@ def langfuse_record(row: Mapping[str, Any], path: Path, line: int) -> Record | N
         file=str(path),
         line=line,
     )
+
+
+def _langfuse_ttft(
+    start: datetime, first: datetime | None, end: datetime | None, reported: Any
+) -> float | None:
+    """Seconds to the first token. From the timestamps when the first token's is there (no
+    unit to guess); else the reported value, which exports of integrations created before
+    2026-04-01 give in milliseconds: a value longer than the whole call is read as ms."""
+    if first is not None:
+        return max(0.0, (first - start).total_seconds())
+    if reported in (None, ""):
+        return None
+    value = float(reported)
+    if end is not None and value > (end - start).total_seconds() + 1:
+        return value / 1000
+    return value
 
 
 def read_langfuse(path: Path, bad: BadRecords) -> Iterator[Record]:

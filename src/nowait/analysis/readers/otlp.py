@@ -19,15 +19,43 @@ from nowait.analysis.readers import BadRecords, json_objects, number
 from nowait.analysis.records import Record, split_input
 
 SERVER, CONSUMER = 2, 5
+# OTLP JSON may spell the span kind as its enum name, and ConsoleSpanExporter as `SpanKind.X`.
+KINDS = {"INTERNAL": 1, "SERVER": 2, "CLIENT": 3, "PRODUCER": 4, "CONSUMER": 5}
 LLM_OPERATIONS = {"chat", "text_completion", "completion"}
+# Logfire counts cache tokens inside gen_ai.usage.input_tokens from v4.31.0 (pydantic/logfire
+# #1812, 2026-03-27); before it, input_tokens was Anthropic's own, uncached count.
+LOGFIRE_INCLUSIVE_FROM = (4, 31, 0)
+# OpenInference names the span after the SDK method: `messages.stream` streamed.
+STREAM_SPANS = {"messages.stream", "Messages.stream", "beta.messages.stream"}
+
+
+PROVIDER_KEYS = ("gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system")
+# Attributes of any span that say what started the work (kept for every span of a file).
+CONTEXT_KEYS = (
+    "http.route",
+    "url.path",
+    "messaging.system",
+    "messaging.destination.name",
+    "faas.trigger",
+    "faas.cron",
+    "user.id",
+    "session.id",
+)
+# Resolved records leave the reader every this many pending ones (see `read_otlp`).
+SWEEP_EVERY = 5000
+
+
+def _raw(items: Any) -> dict[str, Any]:
+    """key → OTLP AnyValue, not yet converted (most spans need only a few of their values)."""
+    return {
+        str(item["key"]): item.get("value")
+        for item in items or ()
+        if isinstance(item, dict) and "key" in item
+    }
 
 
 def attributes(items: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items or []:
-        if isinstance(item, dict) and "key" in item:
-            out[str(item["key"])] = any_value(item.get("value"))
-    return out
+    return {key: any_value(value) for key, value in _raw(items).items()}
 
 
 def any_value(value: Any) -> Any:
@@ -45,16 +73,67 @@ def any_value(value: Any) -> Any:
     return None
 
 
-@dataclass
+@dataclass(slots=True)
 class _Context:
     parent: str | None
     kind: int
     attrs: dict[str, Any]
 
 
+def span_kind(value: Any) -> int:
+    """The span kind as its OTLP enum number, from a number or a name (`SPAN_KIND_SERVER`,
+    `SERVER`, `SpanKind.SERVER`); 0 (unspecified) when absent."""
+    if value in (None, ""):
+        return 0
+    if isinstance(value, str) and not value.isdigit():
+        name = value.rsplit(".", 1)[-1].upper().removeprefix("SPAN_KIND_")
+        if name not in KINDS and name != "UNSPECIFIED":
+            raise ValueError(f"unknown span kind {value!r}")
+        return KINDS.get(name, 0)
+    return int(value)
+
+
+_Pending = tuple[Record, str, str, dict[str, Any]]  # record, trace id, span id, resource
+
+
 def read_otlp(path: Path, bad: BadRecords) -> Iterator[Record]:
+    """OTLP does not order spans, so an LLM span waits for its ancestors: it leaves as soon as
+    its chain reaches the trace's root (and its streaming is decided), else at the end of the
+    file. Only a small context (parent, kind, a few attributes) is kept per span."""
     contexts: dict[tuple[str, str], _Context] = {}
-    pending: list[tuple[Record, str, str | None, dict[str, Any]]] = []
+    pending: list[_Pending] = []
+    sweep_at = SWEEP_EVERY
+    # Producers that set gen_ai.request.stream (semconv ≥ 1.41) set it "if and only if the
+    # request is streaming": on their other spans, its absence means not streamed.
+    says_stream: set[str] = set()
+    for line, resource, producer, span in _spans(path, bad):
+        try:
+            found = _span(path, line, span, resource, producer, contexts)
+        except (ValueError, TypeError, KeyError) as exc:
+            bad.add(path, line, f"span {span.get('spanId', '?')}: {exc}")
+            continue
+        if found is not None:
+            pending.append(found)
+            if found[0].extras.pop("says_stream", None):
+                says_stream.add(producer)
+        if len(pending) >= sweep_at:
+            waiting: list[_Pending] = []
+            for item in pending:
+                if _finish(item, contexts, says_stream, final=False):
+                    yield item[0]
+                else:
+                    waiting.append(item)
+            pending = waiting
+            sweep_at = len(pending) + SWEEP_EVERY
+    for item in pending:
+        _finish(item, contexts, says_stream, final=True)
+        yield item[0]
+
+
+def _spans(
+    path: Path, bad: BadRecords
+) -> Iterator[tuple[int, dict[str, Any], str, dict[str, Any]]]:
+    """(line, resource attributes, producer `scope@version`, span) for every span of a file."""
     for line, document in json_objects(path, bad):
         if not isinstance(document, dict) or "resourceSpans" not in document:
             bad.add(path, line, "not an OTLP TracesData object (expected resourceSpans)")
@@ -65,16 +144,24 @@ def read_otlp(path: Path, bad: BadRecords) -> Iterator[Record]:
                 scope = scope_spans.get("scope") or {}
                 producer = f"{scope.get('name', '')}@{scope.get('version', '')}"
                 for span in scope_spans.get("spans") or []:
-                    try:
-                        found = _span(path, line, span, resource, producer, contexts)
-                    except (ValueError, TypeError, KeyError) as exc:
-                        bad.add(path, line, f"span {span.get('spanId', '?')}: {exc}")
-                        continue
-                    if found is not None:
-                        pending.append(found)
-    for record, trace, parent, resource in pending:
-        _apply_context(record, _ancestors(contexts, trace, parent), resource)
-        yield record
+                    if isinstance(span, dict):
+                        yield line, resource, producer, span
+                    else:
+                        bad.add(path, line, "a span that is not an object")
+
+
+def _finish(
+    item: _Pending, contexts: dict[tuple[str, str], _Context], says_stream: set[str], *, final: bool
+) -> bool:
+    """Apply the trace context to a pending record, if it is complete (or `final`)."""
+    record, trace, span_id, resource = item
+    if record.stream is None and record.producer in says_stream:
+        record.stream = False
+    chain, complete = _ancestors(contexts, trace, span_id)
+    if not final and not (complete and record.stream is not None):
+        return False
+    _apply_context(record, chain, resource)
+    return True
 
 
 def _span(
@@ -84,11 +171,15 @@ def _span(
     resource: dict[str, Any],
     producer: str,
     contexts: dict[tuple[str, str], _Context],
-) -> tuple[Record, str, str | None, dict[str, Any]] | None:
-    attrs = attributes(span.get("attributes"))
+) -> tuple[Record, str, str, dict[str, Any]] | None:
+    raw = _raw(span.get("attributes"))
     trace, span_id = str(span.get("traceId", "")), str(span.get("spanId", ""))
     parent = span.get("parentSpanId") or None
-    contexts[(trace, span_id)] = _Context(parent, int(span.get("kind") or 0), _context_attrs(attrs))
+    context = {key: any_value(raw[key]) for key in CONTEXT_KEYS if key in raw}
+    contexts[(trace, span_id)] = _Context(parent, span_kind(span.get("kind")), context)
+    if not any(key in raw for key in PROVIDER_KEYS):
+        return None
+    attrs = {key: any_value(value) for key, value in raw.items()}
     if not _is_anthropic_llm(attrs):
         return None
     start = _time(span.get("startTimeUnixNano"))
@@ -113,9 +204,9 @@ def _span(
         line=line,
     )
     _tokens(record, attrs, producer)
-    _interaction(record, attrs)
+    _interaction(record, attrs, str(span.get("name") or ""))
     record.service = resource.get("service.name")
-    return record, trace, parent, resource
+    return record, trace, span_id, resource
 
 
 def _first(attrs: dict[str, Any], *names: str) -> Any:
@@ -175,9 +266,10 @@ def _tokens(record: Record, attrs: dict[str, Any], producer: str) -> None:
             "llm.token_count.prompt",
         )
     )
-    # Logfire counted cache inside input only from pydantic/logfire#1812; decide from the numbers.
-    includes = None if producer.startswith("logfire@") else True
+    includes = _logfire_includes_cache(producer) if producer.startswith("logfire@") else True
     record.input_uncached, rule = split_input(reported, read, write, includes_cache=includes)
+    if producer.startswith("logfire@") and includes is not None:
+        rule += f" (logfire {'≥' if includes else '<'} 4.31, pydantic/logfire#1812)"
     record.cache_read, record.cache_write_5m = read, write
     record.output_tokens = number(
         _first(
@@ -190,16 +282,32 @@ def _tokens(record: Record, attrs: dict[str, Any], producer: str) -> None:
     record.token_rule = rule + (", cache-write TTL unknown: priced as 5m" if write else "")
 
 
-def _interaction(record: Record, attrs: dict[str, Any]) -> None:
+def _logfire_includes_cache(producer: str) -> bool | None:
+    """Whether this Logfire version counted cache tokens inside input; None if the version
+    cannot be read (then the numbers decide)."""
+    version = producer.partition("@")[2]
+    parts = version.split(".")[:3]
+    if not parts or not all(p.isdigit() for p in parts):
+        return None
+    return tuple(int(p) for p in parts) >= LOGFIRE_INCLUSIVE_FROM
+
+
+def _interaction(record: Record, attrs: dict[str, Any], name: str) -> None:
+    """Streaming is None (unknown) unless the producer says: OpenLLMetry sets is_streaming from
+    the `stream` kwarg only, so a `messages.stream()` call carries nothing."""
     stream = _first(attrs, "gen_ai.request.stream", "gen_ai.is_streaming", "llm.is_streaming")
+    if "gen_ai.request.stream" in attrs:
+        record.extras["says_stream"] = "1"
     if stream is None and isinstance(attrs.get("llm.invocation_parameters"), str):
         stream = json.loads(attrs["llm.invocation_parameters"]).get("stream")
+    if stream is None and name in STREAM_SPANS:
+        stream = True
     ttft = attrs.get("gen_ai.response.time_to_first_chunk")
     record.ttft_s = float(ttft) if ttft is not None else None
     if stream is None and ttft is not None:
         stream = True  # a first chunk was timed: it streamed
-    if stream is None and not record.producer.startswith("logfire@"):
-        stream = False  # semconv: "if unset, the request is assumed to be non-streaming"
+    if isinstance(stream, str):
+        stream = stream.lower() == "true"
     record.stream = bool(stream) if stream is not None else None
     props = "traceloop.association.properties."
     record.user_id = _first(attrs, "user.id", props + "user_id", "enduser.id")
@@ -212,35 +320,27 @@ def _interaction(record: Record, attrs: dict[str, Any]) -> None:
     record.finish_reason = reasons[0] if isinstance(reasons, list) and reasons else None
 
 
-def _context_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
-    keep = (
-        "http.route",
-        "url.path",
-        "messaging.system",
-        "messaging.destination.name",
-        "faas.trigger",
-        "user.id",
-        "session.id",
-    )
-    return {k: attrs[k] for k in keep if k in attrs}
-
-
 def _ancestors(
-    contexts: dict[tuple[str, str], _Context], trace: str, parent: str | None
-) -> list[_Context]:
+    contexts: dict[tuple[str, str], _Context], trace: str, span_id: str
+) -> tuple[list[_Context], bool]:
+    """The span's own context, then its parent's, up to the root as far as the file has it so
+    far; and whether the chain is complete (it reached a span without a parent)."""
     chain: list[_Context] = []
     seen: set[str] = set()
+    parent: str | None = span_id
     while parent and parent not in seen and len(chain) < 64:
         seen.add(parent)
         context = contexts.get((trace, parent))
         if context is None:
-            break
+            return chain, False
         chain.append(context)
         parent = context.parent
-    return chain
+    return chain, True
 
 
 def _apply_context(record: Record, ancestors: list[_Context], resource: dict[str, Any]) -> None:
+    """The trigger: the resource first (a CronJob pod runs nothing else), then the nearest
+    span of the chain (the LLM span itself, then its ancestors) that says what started it."""
     if (
         resource.get("k8s.cronjob.name")
         or resource.get("faas.trigger") == "timer"
@@ -250,10 +350,17 @@ def _apply_context(record: Record, ancestors: list[_Context], resource: dict[str
         record.workflow = record.workflow or resource.get("k8s.cronjob.name")
         return
     for context in ancestors:
+        faas = context.attrs.get("faas.trigger")
+        if faas == "timer" or "faas.cron" in context.attrs:
+            record.trigger = "cron"
+            return
+        if faas in ("pubsub", "datasource"):
+            record.trigger = "queue"
+            return
         if context.kind == CONSUMER or "messaging.system" in context.attrs:
             record.trigger = "queue"
             return
-        if context.kind == SERVER or "http.route" in context.attrs:
+        if context.kind == SERVER or "http.route" in context.attrs or faas == "http":
             record.trigger = "http"
             record.http_route = context.attrs.get("http.route") or context.attrs.get("url.path")
             record.user_id = record.user_id or context.attrs.get("user.id")
