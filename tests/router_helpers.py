@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
+
+from nowait.backend import AnthropicBackend, BatchInfo
+from nowait.errors import RetryableBackendError
 
 
 def ask(i: int, model: str = "claude-haiku-5-5", **extra: Any) -> dict[str, Any]:
@@ -12,3 +16,20 @@ def ask(i: int, model: str = "claude-haiku-5-5", **extra: Any) -> dict[str, Any]
         "messages": [{"role": "user", "content": f"Label item {i}."}],
         **extra,
     }
+
+
+class ReplyLostBackend(AnthropicBackend):
+    """The real SDK against the emulator, except that the replies of the next `lose` batch
+    creates are dropped after the API acted on them: a timeout or connection reset after the
+    batch was made, as far as nowait can tell."""
+
+    def __init__(self, lose: int = 1, **options: Any) -> None:
+        super().__init__(**options)
+        self.lose = lose
+
+    def create_batch(self, requests: Iterable[tuple[str, str]]) -> BatchInfo:
+        info = super().create_batch(requests)
+        if self.lose > 0:
+            self.lose -= 1
+            raise RetryableBackendError("cannot reach the API: APITimeoutError")
+        return info

@@ -15,13 +15,20 @@ from typing import Any, Protocol, TypeVar
 
 import anthropic
 
-from nowait.errors import PermanentBackendError, RetryableBackendError
+from nowait.errors import ConfigError, PermanentBackendError, RetryableBackendError
 from nowait.models import Usage
 
 T = TypeVar("T")
 RETRYABLE_LINE_ERRORS = frozenset(
     {"overloaded_error", "api_error", "rate_limit_error", "timeout_error"}
 )
+
+
+class AuthError(ConfigError):
+    """The API refused the credentials (401/403): a setting to fix, not a request's fate.
+
+    Not a `BackendError`, so no retry or failure handler turns it into job outcomes: it stops
+    the worker with every job left where it was."""
 
 
 @dataclass(frozen=True)
@@ -59,7 +66,8 @@ class Backend(Protocol):
     def retrieve_batch(self, batch_id: str) -> BatchInfo: ...
 
     def list_batches(self, limit: int = 100) -> Iterator[BatchInfo]:
-        """Newest first."""
+        """Every batch of the account, newest first, fetched `limit` a page as iterated: stop
+        iterating once they are old enough."""
         ...
 
     def cancel_batch(self, batch_id: str) -> BatchInfo: ...
@@ -74,16 +82,27 @@ class AnthropicBackend:
         self,
         *,
         api_key: str | None = None,
+        auth_token: str | None = None,
         base_url: str | None = None,
         timeout: float = 600.0,
         client: anthropic.Anthropic | None = None,
     ) -> None:
         self._client = client or anthropic.Anthropic(
-            api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout
+            api_key=api_key,
+            auth_token=auth_token,
+            base_url=base_url,
+            max_retries=0,
+            timeout=timeout,
         )
 
     def close(self) -> None:
         self._client.close()
+
+    def __enter__(self) -> AnthropicBackend:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
     def create_message(self, params: dict[str, Any]) -> MessageOutcome:
         message = _call(lambda: self._client.messages.create(**params))
@@ -97,9 +116,11 @@ class AnthropicBackend:
         return _info(_call(lambda: self._client.messages.batches.retrieve(batch_id)))
 
     def list_batches(self, limit: int = 100) -> Iterator[BatchInfo]:
-        page = _call(lambda: self._client.messages.batches.list(limit=limit))
-        for batch in page.data:
-            yield _info(batch)
+        try:  # the SDK's page iterator fetches the next page (after_id) when one runs out
+            for batch in self._client.messages.batches.list(limit=limit):
+                yield _info(batch)
+        except anthropic.APIError as exc:
+            raise _classified(exc) from None
 
     def cancel_batch(self, batch_id: str) -> BatchInfo:
         return _info(_call(lambda: self._client.messages.batches.cancel(batch_id)))
@@ -150,13 +171,18 @@ def _call(fn: Callable[[], T]) -> T:
         raise _classified(exc) from None
 
 
-def _classified(exc: anthropic.APIError) -> RetryableBackendError | PermanentBackendError:
-    """Map an SDK error to nowait's two kinds, keeping the API's words and nothing secret."""
+def _classified(exc: anthropic.APIError) -> Exception:
+    """Map an SDK error to nowait's kinds, keeping the API's words and nothing secret."""
     if isinstance(exc, anthropic.APIConnectionError):
         return RetryableBackendError(f"cannot reach the API: {type(exc).__name__}")
     if isinstance(exc, anthropic.APIStatusError):
         status = exc.status_code
         message = _api_message(exc)
+        if status in (401, 403):
+            return AuthError(
+                f"the API refused the credentials ({message}); check ANTHROPIC_API_KEY."
+                " Nothing was marked failed: run again with the right key to carry on"
+            )
         if status in (408, 409, 429) or status >= 500:
             return RetryableBackendError(message, status=status, retry_after=_retry_after(exc))
         return PermanentBackendError(message, status=status)

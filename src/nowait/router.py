@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from nowait.backend import Backend
 from nowait.clock import Clock, SystemClock
@@ -78,6 +78,7 @@ class JsonlSink:
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
+        _cut_torn_tail(self.path)
         self._seen = set(self._keys())
         self._file = self.path.open("a", encoding="utf-8")
 
@@ -104,6 +105,39 @@ class JsonlSink:
 
     def close(self) -> None:
         self._file.close()
+
+    def __enter__(self) -> JsonlSink:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def _cut_torn_tail(path: Path) -> None:
+    """A crash mid-write leaves a last line without its newline; its job was never
+    acknowledged, so it is redelivered. Cut the fragment off (durably), or the next line
+    would be glued onto it."""
+    if not path.exists():
+        return
+    with path.open("r+b") as file:
+        size = file.seek(0, os.SEEK_END)
+        keep = _after_last_newline(file, size)
+        if keep != size:
+            file.truncate(keep)
+            os.fsync(file.fileno())
+
+
+def _after_last_newline(file: BinaryIO, size: int) -> int:
+    """Offset just past the last newline (0 when there is none), reading from the end."""
+    end = size
+    while end > 0:
+        start = max(0, end - 65536)
+        file.seek(start)
+        newline = file.read(end - start).rfind(b"\n")
+        if newline >= 0:
+            return start + newline + 1
+        end = start
+    return 0
 
 
 def prompt_tokens_estimate(params: Mapping[str, Any]) -> int:
@@ -251,7 +285,20 @@ class Router:
         on_progress: Callable[[int], None] | None = None,
         forever: bool = False,
     ) -> None:
-        """Work until nothing is pending (or forever), delivering as results arrive."""
+        """Work until nothing is pending (or forever), delivering as results arrive.
+
+        Holds the store's claim throughout: a second worker on the same store would race
+        this one's crash recovery (`StoreBusyError`)."""
+        with self.store.claim():
+            self._work(sink, idle, on_progress, forever)
+
+    def _work(
+        self,
+        sink: Sink | Callable[[Delivery], None] | None,
+        idle: float,
+        on_progress: Callable[[int], None] | None,
+        forever: bool,
+    ) -> None:
         self._forecast = None  # learn from what finished since
         self.worker.recover()
         while True:

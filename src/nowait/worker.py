@@ -7,7 +7,9 @@ Steps, each safe to interrupt at any instruction:
   poll       retrieve batches in flight, with backoff
   collect    stream the results of ended batches into the store
 `recover()` runs once at start-up: real-time calls that never reported back are queued
-again, planned batches are matched to batches the API already has (or abandoned).
+again. A planned batch whose create call may have happened (a crash, or a timeout or 5xx
+that may have created it anyway) is matched to the batch the API already has before it is
+ever sent again (`_reconcile`).
 """
 
 from __future__ import annotations
@@ -16,13 +18,14 @@ import json
 import os
 import re
 import signal
+import sys
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from nowait.backend import Backend, BatchInfo, ResultLine
+from nowait.backend import AuthError, Backend, BatchInfo, ResultLine
 from nowait.clock import Clock
 from nowait.errors import BackendError, PermanentBackendError, RetryableBackendError
 from nowait.forecast import PRIOR
@@ -70,8 +73,9 @@ class WorkerConfig:
     poll: PollConfig = field(default_factory=PollConfig)
     apply_chunk: int = 5000
     """Result lines applied per transaction while collecting."""
-    match_slack: float = 120.0
-    """Seconds around a planned batch's time in which an API batch can be its own."""
+    clock_skew: float = 5.0
+    """Seconds the API's clock may lag ours: an API batch created up to this long before a
+    create call started can still be that call's."""
     capacity: Capacity = field(default_factory=Capacity)
     """The account's real-time capacity per model, for fallback timing."""
     guard: GuardConfig = field(default_factory=GuardConfig)
@@ -104,36 +108,87 @@ class Worker:
 
     # ---- start-up ---------------------------------------------------------------------------
     def recover(self) -> None:
-        now = self.clock.now()
-        self.store.requeue_running(now)
-        planned = self.store.batches(BatchState.PLANNED)
-        if not planned:
-            return
-        known = {b.api_id for b in self.store.batches(*BatchState) if b.api_id}
-        remote = [b for b in self.backend.list_batches(limit=100) if b.id not in known]
-        for batch in planned:
-            match = self._match(batch, remote)
-            if match is None:
-                self.store.abandon_batch(batch.id, now)
-                continue
-            remote.remove(match)
-            self.store.batch_created(batch.id, match.id, match.created_at, now)
+        """Real-time calls that never reported back go back to the queue. Planned batches
+        are reconciled by the first `submit_planned`, where an API error is just a retry."""
+        self.store.requeue_running(self.clock.now())
 
-    def _match(self, batch: BatchRecord, remote: list[BatchInfo]) -> BatchInfo | None:
-        """The API batch this planned batch became, if the create call went through.
+    # ---- reconciliation ---------------------------------------------------------------------
+    def _reconcile(self, planned: list[BatchRecord]) -> set[int]:
+        """Match each planned batch whose create call started (`submit_started_at`) to the
+        API batch it became, if any. Returns the ids of plans that must wait: an API batch
+        could be theirs but cannot be told apart yet. The rest with no candidate were never
+        created and are sent (again) with the same custom_ids.
 
-        The API stores no client metadata on a batch; a planned batch is matched on its
-        request count and creation time, the closest after the plan. The custom_ids are
-        checked again at collection: lines that are not ours are ignored.
+        The API keeps no client metadata, so a candidate is an unknown API batch with the
+        plan's request count, created after the call started. An ended candidate is
+        identified for sure by the custom_id of its first result line; one in progress is
+        taken only when it is the sole candidate of exactly one plan.
         """
-        slack = timedelta(seconds=self.config.match_slack)
-        fits = [
-            b
-            for b in remote
-            if b.request_total == batch.request_count
-            and batch.planned_at - timedelta(seconds=5) <= b.created_at <= batch.planned_at + slack
-        ]
-        return min(fits, key=lambda b: b.created_at, default=None)
+        started = [b for b in planned if b.submit_started_at is not None]
+        if not started:
+            return set()
+        candidates = self._candidates(started)
+        owners = {cid: plan for plan in started for cid, _ in self.store.batch_members(plan.id)}
+        for remote in {r.id: r for rs in candidates.values() for r in rs}.values():
+            if remote.status == "ended":
+                self._identify(remote, owners, candidates)
+        claims = Counter(r.id for rs in candidates.values() for r in rs)
+        waiting = set()
+        for plan in started:
+            fits = candidates.get(plan.id, [])
+            if len(fits) == 1 and claims[fits[0].id] == 1:
+                self._adopt(plan, fits[0])
+            elif fits:
+                waiting.add(plan.id)
+        return waiting
+
+    def _candidates(self, started: list[BatchRecord]) -> dict[int, list[BatchInfo]]:
+        skew = timedelta(seconds=self.config.clock_skew)
+        oldest = min(b.submit_started_at or b.planned_at for b in started) - skew
+        known = {b.api_id for b in self.store.batches(*BatchState) if b.api_id}
+        remote: list[BatchInfo] = []
+        for info in self.backend.list_batches():  # newest first: page back to the oldest call
+            if info.created_at < oldest:
+                break
+            if info.id not in known:
+                remote.append(info)
+        return {
+            plan.id: [
+                r
+                for r in remote
+                if r.request_total == plan.request_count
+                and r.created_at >= (plan.submit_started_at or plan.planned_at) - skew
+            ]
+            for plan in started
+        }
+
+    def _identify(
+        self,
+        remote: BatchInfo,
+        owners: dict[str, BatchRecord],
+        candidates: dict[int, list[BatchInfo]],
+    ) -> None:
+        """An ended batch's first result line names its plan: adopt it there, or drop it
+        from every plan when the line is not one of ours (another client's batch)."""
+        lines = iter(self.backend.batch_results(remote.id))
+        try:
+            first = next(lines, None)
+        except PermanentBackendError:
+            first = None  # results gone (archived): months old, not a recent create of ours
+        finally:
+            if isinstance(lines, Generator):
+                lines.close()  # one line is enough: end the streamed download now
+        owner = owners.get(first.custom_id) if first else None
+        for plan_id, fits in candidates.items():
+            if owner is not None and plan_id == owner.id:
+                fits[:] = [remote]
+            elif remote in fits:
+                fits.remove(remote)
+
+    def _adopt(self, plan: BatchRecord, remote: BatchInfo) -> None:
+        poll_at = self.clock.now()  # poll at once: it may have ended long ago
+        self.store.batch_created(plan.id, remote.id, remote.created_at, poll_at)
+        self.store.schedule_poll(plan.id, poll_at, self.config.poll.first)
 
     # ---- one pass ---------------------------------------------------------------------------
     def run_once(self) -> PassReport:
@@ -163,6 +218,9 @@ class Worker:
             outcome = Outcome(
                 None, "succeeded", answer.message_json, answer.usage, Tier(answer.tier)
             )
+        except AuthError:
+            self.store.release_realtime(job.id, self.clock.now())  # not the request's fault
+            raise
         except RetryableBackendError as exc:
             outcome = self._retry_or_fail(attempts, str(exc), exc.retry_after)
         except BackendError as exc:
@@ -239,21 +297,33 @@ class Worker:
             )
 
     def submit_planned(self) -> int:
-        submitted = 0
+        planned = self.store.batches(BatchState.PLANNED)
+        try:
+            waiting = self._reconcile(planned)
+        except RetryableBackendError:
+            return 0  # cannot tell yet whether an earlier create went through: send nothing
+        submitted = len(planned) - len(self.store.batches(BatchState.PLANNED))  # adopted
         for batch in self.store.batches(BatchState.PLANNED):
-            try:
-                info = self.backend.create_batch(self.store.batch_members(batch.id))
-            except RetryableBackendError:
-                continue  # stays planned; the next pass tries again
-            except PermanentBackendError as exc:
-                self._reject_plan(batch, str(exc))
-                continue
-            crashpoint("batch_created")
-            poll_at = self.clock.now() + timedelta(seconds=self.config.poll.first)
-            self.store.batch_created(batch.id, info.id, info.created_at, poll_at)
-            self.store.schedule_poll(batch.id, poll_at, self.config.poll.first)
-            submitted += 1
+            if batch.id not in waiting:
+                submitted += self._submit(batch)
         return submitted
+
+    def _submit(self, batch: BatchRecord) -> int:
+        # Intent before side effect: from this commit on, the API may hold the batch.
+        self.store.submit_started(batch.id, self.clock.now())
+        crashpoint("submit_started")
+        try:
+            info = self.backend.create_batch(self.store.batch_members(batch.id))
+        except RetryableBackendError:
+            return 0  # stays planned; the next pass reconciles it before creating again
+        except PermanentBackendError as exc:
+            self._reject_plan(batch, str(exc))
+            return 0
+        crashpoint("batch_created")
+        poll_at = self.clock.now() + timedelta(seconds=self.config.poll.first)
+        self.store.batch_created(batch.id, info.id, info.created_at, poll_at)
+        self.store.schedule_poll(batch.id, poll_at, self.config.poll.first)
+        return 1
 
     def _reject_plan(self, batch: BatchRecord, error: str) -> None:
         """The API refused the whole batch. A 400 naming `requests.N` fails request N alone
@@ -279,6 +349,9 @@ class Worker:
                 info = self.backend.retrieve_batch(batch.api_id or "")
             except RetryableBackendError:
                 continue
+            except PermanentBackendError as exc:
+                self._lose(batch, str(exc))
+                continue
             polled += 1
             if info.status == "ended":
                 self.store.batch_ended(batch.id, info.ended_at or now)
@@ -295,6 +368,8 @@ class Worker:
                 self._collect(batch)
             except RetryableBackendError:
                 continue
+            except PermanentBackendError as exc:
+                self._lose(batch, str(exc))
             collected += 1
         return collected
 
@@ -303,17 +378,41 @@ class Worker:
         chunk: list[Outcome] = []
         for line in self.backend.batch_results(batch.api_id or ""):
             chunk.append(self._line_outcome(line))
+            crashpoint("result_line")
             if len(chunk) >= self.config.apply_chunk:
                 self.store.apply_batch_outcomes(batch.id, chunk, self.clock.now())
                 crashpoint("results_chunk_applied")
                 chunk = []
         self.store.apply_batch_outcomes(batch.id, chunk, self.clock.now())
         now = self.clock.now()
-        retry = now if batch.cancel_requested else retry_at(1, now, None, self.config.retry) or now
-        self.store.close_batch(batch.id, retry, now)
-        if batch.cancel_requested:  # the guard's fallback: what did not finish runs in real
-            reason = "deadline guard: the batch ran late; finished in real time"  # time, now
-            self.store.reroute(members, Route.REALTIME, reason, now)
+        self.store.close_batch(batch.id, self._requeue_at(batch), now, self._cap(batch))
+        self._fall_back(batch, members)
+
+    def _requeue_at(self, batch: BatchRecord) -> datetime:
+        now = self.clock.now()
+        if batch.cancel_requested:  # the guard's fallback cannot wait
+            return now
+        return retry_at(1, now, None, self.config.retry) or now
+
+    def _cap(self, batch: BatchRecord) -> int:
+        """Attempts after which an unanswered job fails. A batch the deadline guard canceled
+        failed no one: its jobs always get their real-time fallback."""
+        return sys.maxsize if batch.cancel_requested else self.config.retry.max_attempts
+
+    def _fall_back(self, batch: BatchRecord, members: list[int]) -> None:
+        if batch.cancel_requested:  # the guard's fallback: what did not finish runs in real time
+            reason = "deadline guard: the batch ran late; finished in real time"
+            self.store.reroute(members, Route.REALTIME, reason, self.clock.now())
+
+    def _lose(self, batch: BatchRecord, error: str) -> None:
+        """The API refuses to show this batch for good (404, ...): its unanswered jobs are
+        sent again (the attempt counted) or failed at the cap, so the worker never stops on
+        it at every restart."""
+        members = [_job_id_of(c) for c, _ in self.store.batch_members(batch.id)]
+        reason = f"batch {batch.api_id} lost: {error}"
+        now = self.clock.now()
+        self.store.lose_batch(batch.id, reason, self._requeue_at(batch), now, self._cap(batch))
+        self._fall_back(batch, members)
 
     def _line_outcome(self, line: ResultLine) -> Outcome:
         verdict = line_verdict(line.kind, line.error_type)

@@ -62,8 +62,10 @@ def run(
     "crash_at",
     [
         "batch_planned:1",  # intent stored, create never called
+        "submit_started:1",  # the create call is about to start: it may or may not happen
         "batch_created:1",  # the API has the batch, its id was never stored
         "batch_ended:1",  # the batch ended, results not collected
+        "result_line:10",  # mid results chunk: lines read, none applied
         "realtime_answered:2",  # a real-time answer arrived but was not stored
         "result_written:1",  # the sink wrote a result that was never acknowledged
         "result_written:20",

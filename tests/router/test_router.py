@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -183,3 +185,21 @@ def test_results_iterate_and_states(emulator_server: Any, make_router: Any) -> N
     assert [d.key for d in router.results()] == ["a"]
     assert router.store.job_counts() == {JobState.SUCCEEDED: 1}
     assert [j.tier for j in router.store.jobs()] == [Tier.BATCH]
+
+
+@pytest.mark.parametrize(
+    "torn", ['{"key": "a", "ok": tr', '{"key": "a", "ok": true, "message": null}']
+)
+def test_the_jsonl_sink_cuts_a_torn_last_line_and_redelivers_it_whole(
+    tmp_path: Path, torn: str
+) -> None:
+    from nowait.router import JsonlSink
+
+    out = tmp_path / "results.jsonl"
+    out.write_text(json.dumps({"key": "x", "ok": True}) + "\n" + torn)  # power cut mid-line
+    sink = JsonlSink(out)
+    sink(Delivery("a", None, True, "batch", "batch", {"m": 1}, None))  # redelivered
+    sink(Delivery("b", None, True, "batch", "batch", {"m": 2}, None))
+    sink.flush()
+    sink.close()
+    assert [json.loads(line)["key"] for line in out.read_text().splitlines()] == ["x", "a", "b"]

@@ -11,7 +11,7 @@ import pytest
 
 from nowait.errors import IllegalTransition, StoreError
 from nowait.models import JobState, Route, Tier, Usage
-from nowait.store import BatchState, NewJob, Outcome, Store
+from nowait.store import BatchState, NewJob, Outcome, Store, StoreBusyError
 from nowait.store.sqlite import SQLiteStore
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -73,7 +73,7 @@ def test_batch_plan_create_collect_cycle(store: Store) -> None:
     ]
     assert store.apply_batch_outcomes(batch.id, outcomes, NOW) == 2
     assert store.apply_batch_outcomes(batch.id, outcomes, NOW) == 0  # a second pass changes nothing
-    assert store.close_batch(batch.id, NOW + timedelta(minutes=1), NOW) == 1  # k2 was missing
+    assert store.close_batch(batch.id, NOW + timedelta(minutes=1), NOW, 5) == 1  # k2 missing
     states = {j.key: j.state for j in store.jobs()}
     assert states == {"k0": JobState.SUCCEEDED, "k1": JobState.FAILED, "k2": JobState.QUEUED}
     done = store.get_job("k0")
@@ -157,3 +157,130 @@ def test_sqlite_rejects_a_file_that_is_not_a_store(tmp_path: Path) -> None:
     path.write_text("not a database at all" * 100)
     with pytest.raises(StoreError, match="not a usable nowait store"):
         SQLiteStore(path)
+
+
+def test_submit_started_is_recorded_on_planned_batches_only(store: Store) -> None:
+    a = store.add_job(job("a"), NOW)[0].id
+    batch = store.plan_batch([(a, "ja-a1")], 10, "m", NOW)
+    assert batch.submit_started_at is None
+    later = NOW + timedelta(minutes=10)
+    store.submit_started(batch.id, later)
+    [planned] = store.batches(BatchState.PLANNED)
+    assert planned.submit_started_at == later
+    store.batch_created(batch.id, "msgbatch_1", later, later)
+    with pytest.raises(StoreError):
+        store.submit_started(batch.id, later)
+
+
+def test_batch_created_refuses_a_batch_that_is_not_planned(store: Store) -> None:
+    a = store.add_job(job("a"), NOW)[0].id
+    batch = store.plan_batch([(a, "ja-a1")], 10, "m", NOW)
+    store.abandon_batch(batch.id, NOW)
+    with pytest.raises(StoreError, match="no longer planned"):
+        store.batch_created(batch.id, "msgbatch_1", NOW, NOW)
+
+
+def test_result_lines_land_on_their_job_whichever_batch_is_collected(store: Store) -> None:
+    ids = [store.add_job(job(f"k{i}"), NOW)[0].id for i in range(2)]
+    first = store.plan_batch([(ids[0], "j1-a1")], 10, "m", NOW)
+    second = store.plan_batch([(ids[1], "j2-a1")], 10, "m", NOW)
+    store.batch_created(first.id, "msgbatch_1", NOW, NOW)
+    store.batch_created(second.id, "msgbatch_2", NOW, NOW)
+    line = Outcome("j2-a1", "succeeded", "{}", Usage(1, 1), Tier.BATCH)
+    assert store.apply_batch_outcomes(first.id, [line], NOW) == 1  # a stray line of job k1
+    assert store.apply_batch_outcomes(second.id, [line], NOW) == 0  # never applied twice
+    done = store.get_job("k1")
+    assert done is not None and done.state is JobState.SUCCEEDED
+
+
+def test_unanswered_jobs_fail_at_the_attempt_cap(store: Store) -> None:
+    ids = [store.add_job(job(f"k{i}"), NOW)[0].id for i in range(2)]
+    old = store.plan_batch([(ids[0], "j1-a1")], 10, "m", NOW)
+    store.abandon_batch(old.id, NOW)  # k0 leaves with one attempt used
+    batch = store.plan_batch([(ids[0], "j1-a2"), (ids[1], "j2-a1")], 10, "m", NOW)
+    store.batch_created(batch.id, "msgbatch_1", NOW, NOW)
+    store.batch_ended(batch.id, NOW)
+    assert store.close_batch(batch.id, NOW, NOW, max_attempts=2) == 1
+    states = {j.key: (j.state, j.error) for j in store.jobs()}
+    assert states["k0"][0] is JobState.FAILED and "gave up after 2" in (states["k0"][1] or "")
+    assert states["k1"] == (JobState.QUEUED, "missing from the batch results")
+
+
+def test_a_lost_batch_requeues_its_unanswered_jobs(store: Store) -> None:
+    a = store.add_job(job("a"), NOW)[0].id
+    batch = store.plan_batch([(a, "ja-a1")], 10, "m", NOW)
+    store.batch_created(batch.id, "msgbatch_1", NOW, NOW)
+    later = NOW + timedelta(minutes=1)
+    assert store.lose_batch(batch.id, "batch msgbatch_1 lost: 404", later, NOW, 5) == 1
+    assert store.batches(BatchState.LOST)[0].id == batch.id
+    again = store.get_job("a")
+    assert again is not None and again.state is JobState.QUEUED and again.not_before == later
+
+
+def test_resubmitted_keys_join_the_new_run_and_count_undelivered(store: Store) -> None:
+    assert store.add_jobs([job("a", run_id="r1"), job("b", run_id="r1")], NOW) == 2
+    assert store.add_jobs([job("a", run_id="r2"), job("c", run_id="r2")], NOW) == 1
+    _, new = store.add_job(job("b", run_id="r2"), NOW)
+    assert not new
+    assert sorted(j.key for j in store.jobs(run_id="r2")) == ["a", "b", "c"]
+    assert store.undelivered_count() == 0
+    a = store.get_job("a")
+    assert a is not None and store.start_realtime(a.id, NOW)
+    store.finish_realtime(a.id, Outcome(None, "failed", error="x"), NOW)
+    assert store.undelivered_count() == 1
+
+
+def test_release_realtime_leaves_no_attempt_counted(store: Store) -> None:
+    a = store.add_job(job("a", Route.REALTIME), NOW)[0].id
+    assert store.start_realtime(a, NOW)
+    store.release_realtime(a, NOW)
+    again = store.get_job("a")
+    assert again is not None and again.state is JobState.QUEUED and again.attempts == 0
+
+
+def test_only_one_claim_at_a_time(store: Store) -> None:
+    busy = pytest.raises(StoreBusyError, match="another nowait process")
+    with store.claim(), busy, store.claim():
+        pass
+    with store.claim():  # released when the block ends
+        pass
+
+
+def test_sqlite_claim_is_held_against_other_processes(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "nowait.db"
+    holder = SQLiteStore(path)
+    probe = (
+        "import sys; from nowait.store.sqlite import SQLiteStore\n"
+        "try:\n    SQLiteStore(sys.argv[1]).claim().__enter__()\n"
+        "except Exception as exc:\n    print(type(exc).__name__)"
+    )
+    command = [sys.executable, "-c", probe, str(path)]
+    with holder.claim():
+        busy = subprocess.run(command, capture_output=True, check=False)
+    free = subprocess.run(command, capture_output=True, check=False)
+    holder.close()
+    assert busy.stdout.strip() == b"StoreBusyError" and free.stdout.strip() == b""
+
+
+def test_an_older_store_gains_submit_started(tmp_path: Path) -> None:
+    import sqlite3
+
+    from nowait.store.sqlite import MIGRATIONS
+
+    path = tmp_path / "nowait.db"
+    db = sqlite3.connect(path)
+    db.executescript(MIGRATIONS[0] + "PRAGMA user_version = 1;")
+    db.execute(
+        "INSERT INTO batches (state, request_count, body_bytes, model, planned_at)"
+        " VALUES ('planned', 1, 10, 'm', ?)",
+        (NOW.isoformat(),),
+    )
+    db.commit()
+    db.close()
+    store = SQLiteStore(path)
+    [planned] = store.batches(BatchState.PLANNED)
+    assert planned.submit_started_at == NOW  # it may have been sent: reconciled, not resent
+    store.close()

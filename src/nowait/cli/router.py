@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -22,7 +23,7 @@ from nowait.progress import progress
 from nowait.receipts import build_receipt
 from nowait.requests_file import read_requests
 from nowait.router import JsonlSink, Router, default_home, delivery_of
-from nowait.store import BatchState
+from nowait.store import BatchState, NewJob
 from nowait.store.sqlite import SQLiteStore
 from nowait.worker import WorkerConfig
 
@@ -40,10 +41,13 @@ def _store(home: Path | None) -> SQLiteStore:
 
 
 def _backend(base_url: str | None) -> AnthropicBackend:
-    key = os.environ.get("ANTHROPIC_API_KEY") or os.environ.get("ANTHROPIC_AUTH_TOKEN")
-    if not key:
+    key = os.environ.get("ANTHROPIC_API_KEY")
+    token = None if key else os.environ.get("ANTHROPIC_AUTH_TOKEN")  # a bearer token
+    if not key and not token:
         raise ConfigError("set ANTHROPIC_API_KEY (any value works against `nowait emulator`)")
-    return AnthropicBackend(api_key=key, base_url=base_url or os.environ.get("ANTHROPIC_BASE_URL"))
+    return AnthropicBackend(
+        api_key=key, auth_token=token, base_url=base_url or os.environ.get("ANTHROPIC_BASE_URL")
+    )
 
 
 def _router(home: Path | None, base_url: str | None, poll: float) -> Router:
@@ -77,28 +81,41 @@ def run_command(
             f"not a duration: {deadline!r}", field="--deadline", expected="e.g. 6h"
         ) from None
     router = _router(home, base_url, poll)
-    now = router.clock.now()
-    jobs = [
-        router.prepare(
-            r.params,
-            key=r.key or f"{requests.name}:{r.line}",
-            workload=r.workload,
-            deadline=r.deadline,
-            awaited=r.awaited,
-        )
-        for r in read_requests(requests, now, default)
-    ]  # every line is checked before anything is queued
+    jobs = _prepare_all(router, requests, default)  # every line checked before any is queued
     router.submit_many(jobs)
-    sink = JsonlSink(out)
-    with progress("results", total=router.pending() + len(router.store.undelivered(10**9))) as bar:
+    total = router.pending() + router.store.undelivered_count()
+    with JsonlSink(out) as sink, progress("results", total=total) as bar:
         router.run(sink, on_progress=bar.advance)
-    sink.close()
     stdout().print(
         render.receipt_table(
             build_receipt(router.store.usage_rows(router.run_id), load_table(prices))
         )
     )
     typer.echo(f"{len(jobs):,} results in {out}", err=True)
+
+
+def _prepare_all(router: Router, requests: Path, default: timedelta | None) -> list[NewJob]:
+    """Route every line; a line the router refuses, or a key used twice, is an error naming
+    the file and line(s)."""
+    jobs, lines = list[NewJob](), dict[str, int]()
+    for r in read_requests(requests, router.clock.now(), default):
+        key = r.key or f"{requests.name}:{r.line}"
+        if key in lines:
+            raise InputError(
+                f"{key!r} is also the key of line {lines[key]}",
+                file=requests, line=r.line, field="key", expected="one line per key",
+            )  # fmt: skip
+        lines[key] = r.line
+        try:
+            job = router.prepare(
+                r.params, key=key, workload=r.workload, deadline=r.deadline, awaited=r.awaited
+            )
+        except InputError as exc:
+            raise InputError(
+                exc.reason, file=requests, line=r.line, field=exc.field, expected=exc.expected
+            ) from None
+        jobs.append(job)
+    return jobs
 
 
 @app.command("worker")

@@ -8,12 +8,20 @@ a job's state are checked by `models.transition` and guarded in SQL by the state
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
+from nowait.errors import StoreError
 from nowait.models import JobState, Route, Tier, Usage
+
+
+class StoreBusyError(StoreError):
+    """Another nowait process is working on this store."""
+
+    exit_code = 2  # a setup problem the user fixes, like a bad option
 
 
 class BatchState(StrEnum):
@@ -22,6 +30,7 @@ class BatchState(StrEnum):
     ENDED = "ended"  # the API says it ended; results not yet collected
     COLLECTED = "collected"  # every line applied to its job: final
     ABANDONED = "abandoned"  # never reached the API; its jobs went back to the queue: final
+    LOST = "lost"  # the API no longer knows it; unanswered jobs re-queued or failed: final
 
 
 @dataclass(frozen=True)
@@ -70,6 +79,8 @@ class BatchRecord:
     body_bytes: int
     model: str
     planned_at: datetime
+    submit_started_at: datetime | None
+    """When the latest create call was about to start; None: never sent."""
     created_at: datetime | None
     ended_at: datetime | None
     next_poll_at: datetime | None
@@ -105,12 +116,18 @@ class Store(Protocol):
     def close(self) -> None: ...
 
     # jobs
+    def claim(self) -> AbstractContextManager[None]:
+        """Hold the store for one worker while the block runs; `StoreBusyError` when another
+        process holds it (two workers would race each other's crash recovery)."""
+        ...
+
     def add_job(self, job: NewJob, now: datetime) -> tuple[Job, bool]:
-        """Insert a job, or return the existing one with this key; the flag says if it is new."""
+        """Insert a job, or return the existing one with this key; the flag says if it is new.
+        An existing job joins `job.run_id`, so the run's receipt covers every key it submitted."""
         ...
 
     def add_jobs(self, jobs: Sequence[NewJob], now: datetime) -> int:
-        """Insert many jobs in one transaction, skipping keys already present; returns new."""
+        """Insert many jobs in one transaction; existing keys only join `run_id`. Returns new."""
         ...
 
     def get_job(self, key: str) -> Job | None: ...
@@ -123,6 +140,10 @@ class Store(Protocol):
 
     def finish_realtime(self, job_id: int, outcome: Outcome, now: datetime) -> None: ...
 
+    def release_realtime(self, job_id: int, now: datetime) -> None:
+        """running → queued, the attempt uncounted: the call never reached a model."""
+        ...
+
     def requeue_running(self, now: datetime) -> int:
         """After a crash: real-time calls that never reported back go back to the queue."""
         ...
@@ -132,6 +153,8 @@ class Store(Protocol):
         ...
 
     def undelivered(self, limit: int) -> list[Job]: ...
+
+    def undelivered_count(self) -> int: ...
 
     def mark_delivered(self, job_id: int, now: datetime) -> None: ...
 
@@ -154,9 +177,15 @@ class Store(Protocol):
         """Record the intent: a planned batch and its jobs (id, custom_id) → submitting."""
         ...
 
+    def submit_started(self, batch_id: int, now: datetime) -> None:
+        """Committed just before each create call: from then on the API may hold the batch."""
+        ...
+
     def batch_created(
         self, batch_id: int, api_id: str, created_at: datetime, next_poll_at: datetime
-    ) -> None: ...
+    ) -> None:
+        """planned → created; `StoreError` if the batch was not planned."""
+        ...
 
     def abandon_batch(self, batch_id: int, now: datetime) -> int: ...
 
@@ -175,7 +204,9 @@ class Store(Protocol):
     def apply_batch_outcomes(
         self, batch_id: int, outcomes: Sequence[Outcome], now: datetime
     ) -> int:
-        """Apply result lines to the jobs still in this batch; returns how many applied."""
+        """Apply result lines, by custom_id, to jobs still waiting in a batch; returns how many.
+        A custom_id names one attempt of one job, so a line lands on its job whichever batch
+        row is being collected (a stray batch included), and never twice."""
         ...
 
     def batch_history(self, limit: int = 5000) -> list[tuple[str, int, datetime, datetime]]:
@@ -187,6 +218,15 @@ class Store(Protocol):
         """(earliest deadline, requests, input tokens, output tokens at most) still in a batch."""
         ...
 
-    def close_batch(self, batch_id: int, retry_at: datetime, now: datetime) -> int:
-        """Batch → collected; jobs it never answered go back to the queue (returns how many)."""
+    def close_batch(
+        self, batch_id: int, retry_at: datetime, now: datetime, max_attempts: int
+    ) -> int:
+        """Batch → collected; jobs it never answered go back to the queue, or fail once they
+        used `max_attempts` (returns how many went back)."""
+        ...
+
+    def lose_batch(
+        self, batch_id: int, reason: str, retry_at: datetime, now: datetime, max_attempts: int
+    ) -> int:
+        """Batch → lost (the API refuses to show it); its unanswered jobs as in `close_batch`."""
         ...

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from nowait.errors import IllegalTransition, StoreError
 from nowait.models import JobState, Route, Tier, Usage, transition
-from nowait.store import BatchRecord, BatchState, Job, NewJob, Outcome, UsageRow
+from nowait.store import (
+    BatchRecord,
+    BatchState,
+    Job,
+    NewJob,
+    Outcome,
+    StoreBusyError,
+    UsageRow,
+)
 
 MIGRATIONS = (
     """
@@ -61,6 +71,13 @@ MIGRATIONS = (
     CREATE INDEX jobs_batch ON jobs (batch_ref, custom_id);
     CREATE INDEX jobs_run ON jobs (run_id, state);
     CREATE INDEX batches_state ON batches (state);
+    """,
+    # 2: when each create call started (reconciliation matches on it; a plan left by an older
+    # nowait may have been sent); result lines are applied by custom_id alone.
+    """
+    ALTER TABLE batches ADD COLUMN submit_started_at TEXT;
+    UPDATE batches SET submit_started_at = planned_at WHERE state = 'planned';
+    CREATE INDEX jobs_custom ON jobs (custom_id);
     """,
 )
 
@@ -141,39 +158,32 @@ class SQLiteStore:
         with self._lock:
             self._db.close()
 
+    @contextmanager
+    def claim(self) -> Iterator[None]:
+        """An exclusive `flock` on `<db>.lock`; the kernel drops it if the process dies."""
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise StoreBusyError(
+                    f"another nowait process is working on {self.path};"
+                    " stop it first, or use another --home"
+                ) from None
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
+
     # ---- jobs -------------------------------------------------------------------------------
     def add_job(self, job: NewJob, now: datetime) -> tuple[Job, bool]:
         with self._tx() as db:
-            row = db.execute(JOB_SELECT + " WHERE key = ?", (job.key,)).fetchone()
-            if row is not None:
-                return _job(row), False
-            db.execute(
-                """INSERT INTO jobs (key, workload, params_json, model, route, reasons, deadline,
-                   awaited, state, not_before, run_id, created_at, updated_at)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                (
-                    job.key, job.workload, job.params_json, job.model, job.route.value,
-                    job.reasons, _ts(job.deadline), int(job.awaited), JobState.QUEUED.value,
-                    _ts(now), job.run_id, _ts(now), _ts(now),
-                ),
-            )  # fmt: skip
-            return _job(db.execute(JOB_SELECT + " WHERE key = ?", (job.key,)).fetchone()), True
+            new = not _join_run(db, job) and _insert(db, job, now)
+            return _job(db.execute(JOB_SELECT + " WHERE key = ?", (job.key,)).fetchone()), new
 
     def add_jobs(self, jobs: Sequence[NewJob], now: datetime) -> int:
         with self._tx() as db:
-            return sum(
-                db.execute(
-                    """INSERT OR IGNORE INTO jobs (key, workload, params_json, model, route,
-                       reasons, deadline, awaited, state, not_before, run_id, created_at,
-                       updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                    (
-                        j.key, j.workload, j.params_json, j.model, j.route.value, j.reasons,
-                        _ts(j.deadline), int(j.awaited), JobState.QUEUED.value, _ts(now),
-                        j.run_id, _ts(now), _ts(now),
-                    ),
-                ).rowcount
-                for j in jobs
-            )  # fmt: skip
+            return sum(not _join_run(db, j) and _insert(db, j, now) for j in jobs)
 
     def get_job(self, key: str) -> Job | None:
         with self._lock:
@@ -234,6 +244,13 @@ class SQLiteStore:
             custom_id=None, not_before=_ts(outcome.not_before or now), updated_at=_ts(now),
         )  # fmt: skip
 
+    def release_realtime(self, job_id: int, now: datetime) -> None:
+        with self._tx() as db:
+            self._move(
+                db, job_id, JobState.RUNNING, JobState.QUEUED, updated_at=_ts(now),
+                attempts=max(0, _attempts(db, job_id) - 1),
+            )  # fmt: skip
+
     def requeue_running(self, now: datetime) -> int:
         with self._tx() as db:
             return db.execute(
@@ -259,6 +276,13 @@ class SQLiteStore:
                 (limit,),
             ).fetchall()
         return [_job(r) for r in rows]
+
+    def undelivered_count(self) -> int:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT count(*) FROM jobs WHERE state IN ('succeeded', 'failed')"
+            ).fetchone()
+        return int(row[0])
 
     def mark_delivered(self, job_id: int, now: datetime) -> None:
         with self._tx() as db:
@@ -339,15 +363,26 @@ class SQLiteStore:
                 raise StoreError("a planned job is no longer queued; batch plan rolled back")
             return _batch(db.execute("SELECT * FROM batches WHERE id = ?", (batch_id,)).fetchone())
 
+    def submit_started(self, batch_id: int, now: datetime) -> None:
+        with self._tx() as db:
+            done = db.execute(
+                "UPDATE batches SET submit_started_at = ? WHERE id = ? AND state = 'planned'",
+                (_ts(now), batch_id),
+            ).rowcount
+            if not done:
+                raise StoreError(f"batch {batch_id} is not planned; not sending it")
+
     def batch_created(
         self, batch_id: int, api_id: str, created_at: datetime, next_poll_at: datetime
     ) -> None:
         with self._tx() as db:
-            db.execute(
+            done = db.execute(
                 """UPDATE batches SET state = 'created', api_id = ?, created_at = ?,
                    next_poll_at = ? WHERE id = ? AND state = 'planned'""",
                 (api_id, _ts(created_at), _ts(next_poll_at), batch_id),
-            )
+            ).rowcount
+            if not done:  # e.g. another process abandoned the plan: its jobs are elsewhere
+                raise StoreError(f"batch {batch_id} is no longer planned; {api_id} not recorded")
             transition(JobState.SUBMITTING, JobState.IN_BATCH)
             db.execute(
                 "UPDATE jobs SET state = 'in_batch' WHERE batch_ref = ? AND state = 'submitting'",
@@ -413,17 +448,16 @@ class SQLiteStore:
         with self._tx() as db:
             db.executemany(  # results live in their own table: appends, not row growth
                 """INSERT OR REPLACE INTO results (job_id, result_json)
-                   SELECT id, ? FROM jobs
-                   WHERE batch_ref = ? AND custom_id = ? AND state = 'in_batch'""",
-                ((o.result_json, batch_id, o.custom_id) for o in outcomes if o.kind == "succeeded"),
+                   SELECT id, ? FROM jobs WHERE custom_id = ? AND state = 'in_batch'""",
+                ((o.result_json, o.custom_id) for o in outcomes if o.kind == "succeeded"),
             )
             return db.executemany(
                 f"""UPDATE jobs SET state = ?, tier = ?, error = ?,
                     not_before = coalesce(?, not_before), updated_at = ?,
                     batch_ref = CASE WHEN ? THEN NULL ELSE batch_ref END,
                     custom_id = CASE WHEN ? THEN NULL ELSE custom_id END, {sets}
-                    WHERE batch_ref = ? AND custom_id = ? AND state = 'in_batch'""",
-                (_outcome_row(o, batch_id, now) for o in outcomes),
+                    WHERE custom_id = ? AND state = 'in_batch'""",
+                (_outcome_row(o, now) for o in outcomes),
             ).rowcount
 
     def batch_history(self, limit: int = 5000) -> list[tuple[str, int, datetime, datetime]]:
@@ -449,20 +483,29 @@ class SQLiteStore:
             ).fetchone()
         return _dt(row[0]), int(row[1] or 0), int(row[2] or 0), int(row[3] or 0)
 
-    def close_batch(self, batch_id: int, retry_at: datetime, now: datetime) -> int:
+    def close_batch(
+        self, batch_id: int, retry_at: datetime, now: datetime, max_attempts: int
+    ) -> int:
         with self._tx() as db:
-            transition(JobState.IN_BATCH, JobState.QUEUED)
-            missing = db.execute(
-                """UPDATE jobs SET state = 'queued', batch_ref = NULL, custom_id = NULL,
-                   not_before = ?, error = 'missing from the batch results', updated_at = ?
-                   WHERE batch_ref = ? AND state = 'in_batch'""",
-                (_ts(retry_at), _ts(now), batch_id),
-            ).rowcount
+            requeued = _release_unanswered(
+                db, batch_id, "missing from the batch results", retry_at, now, max_attempts
+            )
             db.execute(
                 "UPDATE batches SET state = 'collected' WHERE id = ? AND state = 'ended'",
                 (batch_id,),
             )
-            return missing
+            return requeued
+
+    def lose_batch(
+        self, batch_id: int, reason: str, retry_at: datetime, now: datetime, max_attempts: int
+    ) -> int:
+        with self._tx() as db:
+            requeued = _release_unanswered(db, batch_id, reason, retry_at, now, max_attempts)
+            db.execute(
+                "UPDATE batches SET state = 'lost' WHERE id = ? AND state IN ('created', 'ended')",
+                (batch_id,),
+            )
+            return requeued
 
 
 _TARGET = {
@@ -472,14 +515,54 @@ _TARGET = {
 }
 
 
-_TARGET = {
-    "succeeded": JobState.SUCCEEDED,
-    "failed": JobState.FAILED,
-    "retry": JobState.QUEUED,
-}
+def _join_run(db: sqlite3.Connection, job: NewJob) -> bool:
+    """An existing key joins this run (its receipt counts it); False when the key is new."""
+    return bool(
+        db.execute(
+            "UPDATE jobs SET run_id = coalesce(?, run_id) WHERE key = ?", (job.run_id, job.key)
+        ).rowcount
+    )
 
 
-def _outcome_row(o: Outcome, batch_id: int, now: datetime) -> tuple[object, ...]:
+def _insert(db: sqlite3.Connection, job: NewJob, now: datetime) -> bool:
+    db.execute(
+        """INSERT INTO jobs (key, workload, params_json, model, route, reasons, deadline,
+           awaited, state, not_before, run_id, created_at, updated_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        (
+            job.key, job.workload, job.params_json, job.model, job.route.value, job.reasons,
+            _ts(job.deadline), int(job.awaited), JobState.QUEUED.value, _ts(now), job.run_id,
+            _ts(now), _ts(now),
+        ),
+    )  # fmt: skip
+    return True
+
+
+def _release_unanswered(
+    db: sqlite3.Connection,
+    batch_id: int,
+    reason: str,
+    retry_at: datetime,
+    now: datetime,
+    max_attempts: int,
+) -> int:
+    """Jobs a batch never answered: failed once their attempts are used up (each plan counted
+    one), else back to the queue. Returns how many were re-queued."""
+    transition(JobState.IN_BATCH, JobState.FAILED)
+    db.execute(
+        """UPDATE jobs SET state = 'failed', error = ?, updated_at = ?
+           WHERE batch_ref = ? AND state = 'in_batch' AND attempts >= ?""",
+        (f"{reason} (gave up after {max_attempts} attempts)", _ts(now), batch_id, max_attempts),
+    )
+    transition(JobState.IN_BATCH, JobState.QUEUED)
+    return db.execute(
+        """UPDATE jobs SET state = 'queued', batch_ref = NULL, custom_id = NULL,
+           not_before = ?, error = ?, updated_at = ? WHERE batch_ref = ? AND state = 'in_batch'""",
+        (_ts(retry_at), reason, _ts(now), batch_id),
+    ).rowcount
+
+
+def _outcome_row(o: Outcome, now: datetime) -> tuple[object, ...]:
     ok = o.kind == "succeeded"
     usage = o.usage or Usage()
     retry = o.kind == "retry"
@@ -487,7 +570,7 @@ def _outcome_row(o: Outcome, batch_id: int, now: datetime) -> tuple[object, ...]
         _TARGET[o.kind].value,
         o.tier.value if ok and o.tier else None, o.error, _ts(o.not_before), _ts(now),
         retry, retry, *(getattr(usage, c) if ok else None for c in USAGE_COLUMNS),
-        batch_id, o.custom_id,
+        o.custom_id,
     )  # fmt: skip
 
 
@@ -531,6 +614,7 @@ def _batch(row: sqlite3.Row) -> BatchRecord:
         body_bytes=row["body_bytes"],
         model=row["model"],
         planned_at=_dt(row["planned_at"]) or datetime.min,
+        submit_started_at=_dt(row["submit_started_at"]),
         created_at=_dt(row["created_at"]),
         ended_at=_dt(row["ended_at"]),
         next_poll_at=_dt(row["next_poll_at"]),
