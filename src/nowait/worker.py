@@ -66,7 +66,6 @@ _passes: Counter[str] = Counter()
 
 @dataclass(frozen=True)
 class WorkerConfig:
-    concurrency: int = 8
     max_batch_requests: int = BATCH_MAX_REQUESTS
     max_batch_bytes: int = BATCH_MAX_BYTES
     retry: RetryConfig = field(default_factory=RetryConfig)
@@ -77,7 +76,8 @@ class WorkerConfig:
     """Seconds the API's clock may lag ours: an API batch created up to this long before a
     create call started can still be that call's."""
     capacity: Capacity = field(default_factory=Capacity)
-    """The account's real-time capacity per model, for fallback timing."""
+    """The account's real-time capacity per model: fallback timing plans with it, and the
+    real-time path runs `capacity.concurrency` calls at once, so plan and practice agree."""
     guard: GuardConfig = field(default_factory=GuardConfig)
     prior: Turnaround = PRIOR
 
@@ -202,10 +202,11 @@ class Worker:
         return report
 
     def run_realtime(self) -> int:
-        jobs = self.store.due_jobs(Route.REALTIME, self.clock.now(), 10 * self.config.concurrency)
+        concurrency = max(1, self.config.capacity.concurrency)
+        jobs = self.store.due_jobs(Route.REALTIME, self.clock.now(), 10 * concurrency)
         if not jobs:
             return 0
-        with ThreadPoolExecutor(self.config.concurrency, thread_name_prefix="nowait-rt") as pool:
+        with ThreadPoolExecutor(concurrency, thread_name_prefix="nowait-rt") as pool:
             return sum(pool.map(self._run_one, jobs))
 
     def _run_one(self, job: Job) -> int:

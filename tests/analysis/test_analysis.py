@@ -121,6 +121,9 @@ def test_savings_arithmetic_on_a_hand_worked_sample(tmp_path: Path) -> None:
     # aggregated nothing, one request and no context: review, so nothing moves
     assert workload.verdict is Verdict.REVIEW and workload.cost.saved == 0
     assert report.days == 1.0 and workload.monthly.current == workload.cost.current * 30
+    # ...but the report says what asking would be worth: every item at half price, monthly
+    assert workload.review_if_batch is not None
+    assert workload.review_if_batch.saved == now / 2 / 1_000_000 * 30
 
 
 def test_moving_and_caching_multiply(month: Path) -> None:
@@ -146,6 +149,9 @@ def test_cli_table_json_html_and_errors(month: Path, tmp_path: Path, cli: Any) -
     table = cli("analyze", str(month), "--html", str(html))
     assert table.code == 0, table.err
     assert "nightly-digest" in table.out and "Batchable share of spend" in table.out
+    why = table.out.split("Why", 1)[1]  # each workload's evidence, in full, under the table
+    assert "cron" in why and "tool_use" in why
+    assert "To review: /api/documents/summarize would save $" in " ".join(table.out.split())
     assert html.read_text().startswith("<!doctype html>")
     as_json = json.loads(cli("analyze", str(month), "--json").out)
     assert {w["verdict"] for w in as_json["workloads"]} == {"realtime", "split", "review", "batch"}

@@ -54,6 +54,13 @@ def test_due_jobs_respect_route_time_and_deadline_order(store: Store) -> None:
     assert store.due_jobs(Route.BATCH, NOW - timedelta(seconds=1), 10) == []
 
 
+def test_awaited_work_is_due_before_any_deadline(store: Store) -> None:
+    store.add_job(job("fallback", Route.REALTIME, deadline=NOW + timedelta(minutes=5)), NOW)
+    store.add_job(job("later", Route.REALTIME), NOW)
+    store.add_job(job("chat", Route.REALTIME, awaited=True), NOW)
+    assert [j.key for j in store.due_jobs(Route.REALTIME, NOW, 10)] == ["chat", "fallback", "later"]
+
+
 def test_batch_plan_create_collect_cycle(store: Store) -> None:
     ids = [store.add_job(job(f"k{i}"), NOW)[0].id for i in range(3)]
     batch = store.plan_batch([(i, f"j{i}-a1") for i in ids], 999, "claude-haiku-5-5", NOW)

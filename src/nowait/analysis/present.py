@@ -6,7 +6,9 @@ import json
 from decimal import Decimal
 from html import escape
 
+from rich.console import Group
 from rich.table import Table
+from rich.text import Text
 
 from nowait import charts
 from nowait.analysis.report import Report, WorkloadReport
@@ -39,6 +41,31 @@ def _notes(w: WorkloadReport) -> str:
     return "; ".join(notes)
 
 
+def report_terminal(report: Report) -> Group:
+    """The table of workloads, then each one's evidence in full (too long for a table cell)."""
+    return Group(report_table(report), _evidence(report))
+
+
+def _evidence(report: Report) -> Table:
+    grid = Table.grid(padding=(0, 1))
+    grid.title, grid.title_justify = "Why", "left"
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(ratio=1)
+    for w in report.workloads:
+        grid.add_row(w.name, Text(f"{w.verdict.value}, {w.inference.confidence}: {_notes(w)}"))
+    return grid
+
+
+def _to_review(report: Report) -> str:
+    """What each review workload would save if nobody waits: whether it is worth asking."""
+    worth = [
+        f"{w.name} would save {usd(w.review_if_batch.saved)}/month if nobody waits"
+        for w in report.workloads
+        if w.review_if_batch is not None
+    ]
+    return "To review: " + "; ".join(worth) + "." if worth else ""
+
+
 def report_table(report: Report) -> Table:
     table = Table(
         title=f"Where the money goes: {report.records:,} records over {report.days:.1f} days "
@@ -55,18 +82,17 @@ def report_table(report: Report) -> Table:
     table.add_column("monthly now", justify="right", footer=usd(total.current))
     table.add_column("after move", justify="right", footer=usd(total.after_cache))
     table.add_column("saved / month", justify="right", footer=usd(total.saved))
-    table.add_column("evidence")
     for w in report.workloads:
         table.add_row(
             w.name, w.verdict.value, w.inference.confidence, f"{w.requests:,}",
             usd(w.monthly.current), usd(w.monthly.after_cache), usd(w.monthly.saved),
-            _notes(w),
         )  # fmt: skip
     table.caption = " ".join(
         part
         for part in (
             f"Batchable share of spend: {percent(report.batchable_share)}.",
             _unpriced(report),
+            _to_review(report),
             f"{report.bad.count:,} malformed records skipped." if report.bad.count else "",
         )
         if part
@@ -88,6 +114,7 @@ def _workload_json(w: WorkloadReport) -> dict[str, object]:
         "unpriced_requests": w.unpriced_requests,
         "period": _money(w.cost),
         "monthly": _money(w.monthly),
+        "monthly_if_batch": _money(w.review_if_batch) if w.review_if_batch else None,
     }
 
 

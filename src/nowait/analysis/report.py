@@ -25,6 +25,7 @@ class WorkloadReport:
     monthly: MoveCost  # projected to 30 days
     unpriced: tuple[str, ...] = ()  # models with no price: their requests are not in the money
     unpriced_requests: int = 0
+    review_if_batch: MoveCost | None = None  # review only: the monthly money if nobody waits
 
     @property
     def verdict(self) -> Verdict:
@@ -161,7 +162,13 @@ def build_report(
         )  # fmt: skip
         inference = infer(signals)
         mine = parts.get(name, [])
-        cost, unpriced = _price(mine, inference, cache_share, table)
+        verdict = inference.classification.verdict
+        cost, unpriced = _price(mine, verdict, cache_share, table)
+        review_if_batch = (
+            _scaled(_price(mine, Verdict.BATCH, cache_share, table)[0], scale)
+            if verdict is Verdict.REVIEW
+            else None
+        )
         workloads.append(
             WorkloadReport(
                 name,
@@ -172,6 +179,7 @@ def build_report(
                 _scaled(cost, scale),
                 tuple(sorted({p[0].model for p in unpriced})),
                 sum(p[0].requests for p in unpriced),
+                review_if_batch,
             )
         )
     workloads.sort(key=lambda x: (x.cost.current is None, -(x.cost.current or 0), x.name))
@@ -188,12 +196,12 @@ _Part = tuple[Traffic, bool, bool]  # traffic, already batched, streamed
 
 
 def _price(
-    parts: list[_Part], inference: Inference, cache_share: Decimal | None, table: PriceTable
+    parts: list[_Part], verdict: Verdict, cache_share: Decimal | None, table: PriceTable
 ) -> tuple[MoveCost, list[_Part]]:
-    """The money of the parts whose model has a price, and the parts that have none."""
+    """The money of the parts whose model has a price under `verdict`, and the parts that
+    have none."""
     costs: list[MoveCost] = []
     unpriced: list[_Part] = []
-    verdict = inference.classification.verdict
     for part in parts:
         traffic, batched, streamed = part
         if table.lookup(traffic.model) is None:

@@ -11,7 +11,7 @@ import typer
 
 from nowait.analysis.detect import FORMATS
 from nowait.analysis.engine import connect, load
-from nowait.analysis.present import report_html, report_json, report_table
+from nowait.analysis.present import report_html, report_json, report_terminal
 from nowait.analysis.readers import BadRecords
 from nowait.analysis.records import GROUP_BY
 from nowait.analysis.report import build_report
@@ -72,7 +72,7 @@ def analyze_command(
     if json_out:
         typer.echo(json.dumps(report_json(report), indent=2))
     else:
-        stdout().print(report_table(report))
+        stdout().print(report_terminal(report))
         if html is not None:
             typer.echo(f"HTML report: {html}", err=True)
 

@@ -9,12 +9,12 @@ import typer
 
 from nowait import render, worksheet
 from nowait.analysis.demo import write_demo_report
-from nowait.analysis.present import report_table
+from nowait.analysis.present import report_terminal
 from nowait.cli import PricesOption, app, stdout
 from nowait.demo_route import route_example
 from nowait.pricing import load_table
 from nowait.simulate.engine import simulate
-from nowait.simulate.report import results_table
+from nowait.simulate.report import results_html, results_table
 from nowait.simulate.trace import read_trace, write_trace
 from nowait.sorting import human_duration
 
@@ -26,7 +26,7 @@ def demo_command(
     ),
     prices: PricesOption = None,
 ) -> None:
-    """Sort the bundled example workloads and show what moving them saves."""
+    """The whole story on the embedded defaults: sort, route, analyze, guard deadlines."""
     console = stdout()
     out.mkdir(parents=True, exist_ok=True)
     sheet = out / "worksheet.toml"
@@ -49,7 +49,7 @@ def demo_command(
     console.rule("3. Analyze: a month of a team's traces, sorted by who waits")
     report, logs, html = write_demo_report(out, load_table(prices))
     console.print(f"`nowait analyze {logs} --html {html}`:\n")
-    console.print(report_table(report))
+    console.print(report_terminal(report))
     console.print(f"Charts (spend by verdict, savings waterfall, arrivals by hour): {html}")
 
     console.rule("4. Guard deadlines: five routing policies on a week of traffic")
@@ -57,4 +57,8 @@ def demo_command(
     write_trace(trace, 50_000, days=7)
     requests = read_trace(trace)
     console.print(f"`nowait simulate {trace}` (batch turnaround: median 20 min, p95 3 h):\n")
-    console.print(results_table(simulate(requests, table=load_table(prices)), len(requests)))
+    results = simulate(requests, table=load_table(prices))
+    console.print(results_table(results, len(requests)))
+    chart = out / "policies.html"
+    chart.write_text(results_html(results, len(requests)), encoding="utf-8")
+    console.print(f"Chart (cost and deadlines missed by policy): {chart}")

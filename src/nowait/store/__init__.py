@@ -132,7 +132,10 @@ class Store(Protocol):
 
     def get_job(self, key: str) -> Job | None: ...
 
-    def due_jobs(self, route: Route, now: datetime, limit: int) -> list[Job]: ...
+    def due_jobs(self, route: Route, now: datetime, limit: int) -> list[Job]:
+        """Queued jobs of `route` due by `now`: awaited first (someone is waiting), then by
+        deadline, earliest first, then those without one, in arrival order."""
+        ...
 
     def start_realtime(self, job_id: int, now: datetime) -> bool:
         """queued → running; False when another worker took it."""

@@ -195,7 +195,7 @@ class SQLiteStore:
             rows = self._db.execute(
                 JOB_SELECT
                 + """ WHERE state = 'queued' AND route = ? AND not_before <= ?
-                   ORDER BY deadline IS NULL, deadline, id LIMIT ?""",
+                   ORDER BY awaited DESC, deadline IS NULL, deadline, id LIMIT ?""",
                 (route.value, _ts(now), limit),
             ).fetchall()
         return [_job(r) for r in rows]
