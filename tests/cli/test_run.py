@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -148,3 +149,60 @@ def test_a_second_worker_on_one_store_is_refused(
     store.close()
     assert result.code == 2
     assert "another nowait process is working on" in result.err and "Traceback" not in result.err
+
+
+@pytest.fixture
+def fresh_database(postgres_dsn: str) -> Iterator[str]:
+    """A database of its own on the session's PostgreSQL server, dropped afterwards."""
+    import uuid
+
+    import psycopg
+
+    name = "cli_" + uuid.uuid4().hex[:16]
+    with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    yield postgres_dsn.rpartition("/")[0] + "/" + name
+    with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+@pytest.mark.postgres
+def test_run_and_status_on_a_postgres_store(
+    tmp_path: Path, cli: Any, monkeypatch: pytest.MonkeyPatch, fresh_database: str
+) -> None:
+    from nowait.clock import SystemClock
+    from nowait.emulator import EmulatorConfig, EmulatorServer, Turnaround
+
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
+    write_lines(tmp_path / "requests.jsonl", 3, workload="digest")
+    with EmulatorServer(EmulatorConfig(turnaround=Turnaround(0.1)), SystemClock()) as server:
+        result = cli(*run_args(tmp_path, server.base_url), "--store", fresh_database)
+    assert result.code == 0, result.err
+    assert "digest" in result.out
+    lines = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert sorted(line["key"] for line in lines) == ["k0", "k1", "k2"]
+    monkeypatch.setenv("NOWAIT_STORE", fresh_database)  # the option's environment variable
+    status = cli("status", "--json")
+    assert status.code == 0, status.err
+    assert json.loads(status.out)["jobs"] == {"delivered": 3}
+    assert not (tmp_path / "home" / "nowait.db").exists()  # nothing went to --home
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("mysql://nowait:pw-CANARY-1@db/nowait", "is not a postgresql://… URL"),
+        (
+            "postgresql://nowait:pw-CANARY-1@127.0.0.1:1/nowait?connect_timeout=2",
+            "cannot connect to PostgreSQL at postgresql://nowait:***@127.0.0.1:1/nowait",
+        ),
+    ],
+)
+def test_a_bad_store_url_is_a_clear_error_without_the_password(
+    cli: Any, url: str, expected: str
+) -> None:
+    for command in ("status", "results"):
+        result = cli(command, "--store", url)
+        assert result.code == 2, result.err
+        assert expected in result.err and "Traceback" not in result.err
+        assert "pw-CANARY-1" not in result.err + result.out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import stat
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,14 +16,34 @@ from nowait.store import BatchState, NewJob, Outcome, Store, StoreBusyError
 from nowait.store.sqlite import SQLiteStore
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
-STORES: dict[str, Callable[[Path], Store]] = {"sqlite": lambda d: SQLiteStore(d / "nowait.db")}
 
 
-@pytest.fixture(params=sorted(STORES))
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    made = STORES[request.param](tmp_path)
+@contextmanager
+def sqlite_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    made = SQLiteStore(tmp_path / "nowait.db")
     yield made
     made.close()
+
+
+@contextmanager
+def postgres_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """A fresh database on the session's real server (the `pg_database` fixture)."""
+    from nowait.store.postgres import PostgresStore
+
+    made = PostgresStore(request.getfixturevalue("pg_database"))
+    yield made
+    made.close()
+
+
+StoreFactory = Callable[[pytest.FixtureRequest, Path], AbstractContextManager[Store]]
+STORES: dict[str, StoreFactory] = {"sqlite": sqlite_store, "postgres": postgres_store}
+MARKS = {"postgres": pytest.mark.postgres}
+
+
+@pytest.fixture(params=[pytest.param(name, marks=MARKS.get(name, ())) for name in sorted(STORES)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    with STORES[request.param](request, tmp_path) as made:
+        yield made
 
 
 def job(key: str, route: Route = Route.BATCH, **extra: object) -> NewJob:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import closing
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
@@ -23,7 +24,7 @@ from nowait.progress import progress
 from nowait.receipts import build_receipt
 from nowait.requests_file import read_requests
 from nowait.router import JsonlSink, Router, default_home, delivery_of
-from nowait.store import BatchState, NewJob
+from nowait.store import BatchState, NewJob, Store
 from nowait.store.sqlite import SQLiteStore
 from nowait.worker import WorkerConfig
 
@@ -34,10 +35,29 @@ Home = Annotated[
     Path | None, typer.Option("--home", help="Data directory (default: $NOWAIT_HOME).")
 ]
 Poll = Annotated[float, typer.Option("--poll", help="Seconds between batch polls at first.")]
+StoreUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        envvar="NOWAIT_STORE",
+        help="A postgresql://… URL to keep state in PostgreSQL (default: SQLite in --home; env NOWAIT_STORE).",
+        show_default=False,
+    ),
+]
 
 
-def _store(home: Path | None) -> SQLiteStore:
-    return SQLiteStore((home or default_home()) / "nowait.db")
+def _store(home: Path | None, url: str | None = None) -> Store:
+    """Where state lives: PostgreSQL for a postgresql:// URL, else `nowait.db` in the home."""
+    if not url:
+        return SQLiteStore((home or default_home()) / "nowait.db")
+    from nowait.store.postgres import PostgresStore, mask
+
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise ConfigError(
+            f"--store: {mask(url)!r} is not a postgresql://… URL"
+            " (leave --store out to use SQLite in --home)"
+        )
+    return PostgresStore(url)
 
 
 def _backend(base_url: str | None) -> AnthropicBackend:
@@ -50,11 +70,10 @@ def _backend(base_url: str | None) -> AnthropicBackend:
     )
 
 
-def _router(home: Path | None, base_url: str | None, poll: float) -> Router:
+def _router(home: Path | None, url: str | None, base_url: str | None, poll: float) -> Router:
     config = WorkerConfig(poll=PollConfig(first=poll, longest=max(poll, 120.0)))
-    return Router(
-        store=_store(home), backend=_backend(base_url), clock=SystemClock(), worker=config
-    )
+    backend = _backend(base_url)
+    return Router(store=_store(home, url), backend=backend, clock=SystemClock(), worker=config)
 
 
 @app.command("run")
@@ -70,6 +89,7 @@ def run_command(
     ),
     base_url: BaseUrl = None,
     home: Home = None,
+    store: StoreUrl = None,
     poll: Poll = 10.0,
     prices: PricesOption = None,
 ) -> None:
@@ -80,17 +100,15 @@ def run_command(
         raise InputError(
             f"not a duration: {deadline!r}", field="--deadline", expected="e.g. 6h"
         ) from None
-    router = _router(home, base_url, poll)
-    jobs = _prepare_all(router, requests, default)  # every line checked before any is queued
-    router.submit_many(jobs)
-    total = router.pending() + router.store.undelivered_count()
-    with JsonlSink(out) as sink, progress("results", total=total) as bar:
-        router.run(sink, on_progress=bar.advance)
-    stdout().print(
-        render.receipt_table(
-            build_receipt(router.store.usage_rows(router.run_id), load_table(prices))
-        )
-    )
+    router = _router(home, store, base_url, poll)
+    with closing(router.store):
+        jobs = _prepare_all(router, requests, default)  # every line checked before any is queued
+        router.submit_many(jobs)
+        total = router.pending() + router.store.undelivered_count()
+        with JsonlSink(out) as sink, progress("results", total=total) as bar:
+            router.run(sink, on_progress=bar.advance)
+        usage = router.store.usage_rows(router.run_id)
+    stdout().print(render.receipt_table(build_receipt(usage, load_table(prices))))
     typer.echo(f"{len(jobs):,} results in {out}", err=True)
 
 
@@ -119,22 +137,28 @@ def _prepare_all(router: Router, requests: Path, default: timedelta | None) -> l
 
 
 @app.command("worker")
-def worker_command(base_url: BaseUrl = None, home: Home = None, poll: Poll = 10.0) -> None:
+def worker_command(
+    base_url: BaseUrl = None, home: Home = None, store: StoreUrl = None, poll: Poll = 10.0
+) -> None:
     """Work the store's queue forever (Ctrl-C to stop; safe to kill at any moment)."""
-    _router(home, base_url, poll).run(forever=True)
+    router = _router(home, store, base_url, poll)
+    with closing(router.store):
+        router.run(forever=True)
 
 
 @app.command("status")
 def status_command(
     home: Home = None,
+    store_url: StoreUrl = None,
     prices: PricesOption = None,
     json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Jobs and batches by state, and the money so far."""
-    store = _store(home)
-    jobs = {state.value: n for state, n in store.job_counts().items()}
-    batches = {s.value: len(store.batches(s)) for s in BatchState}
-    receipt = build_receipt(store.usage_rows(), load_table(prices))
+    with closing(_store(home, store_url)) as store:
+        jobs = {state.value: n for state, n in store.job_counts().items()}
+        batches = {s.value: len(store.batches(s)) for s in BatchState}
+        usage = store.usage_rows()
+    receipt = build_receipt(usage, load_table(prices))
     if json_out:
         typer.echo(
             json.dumps(
@@ -151,10 +175,15 @@ def status_command(
 @app.command("results")
 def results_command(
     home: Home = None,
+    store_url: StoreUrl = None,
     key: Annotated[str | None, typer.Option(help="Only this request.")] = None,
 ) -> None:
     """Print finished results as JSON lines (delivered or not; delivery state unchanged)."""
-    store = _store(home)
+    with closing(_store(home, store_url)) as store:
+        _print_results(store, key)
+
+
+def _print_results(store: Store, key: str | None) -> None:
     if key is not None:
         job = store.get_job(key)
         if job is None:

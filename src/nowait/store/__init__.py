@@ -1,6 +1,7 @@
 """Durable state of the route side: jobs (one per request) and batches.
 
-`Store` is the one protocol; `SQLiteStore` the embedded default. Every method is one
+`Store` is the one protocol; `SQLiteStore` the embedded default, `PostgresStore`
+(`nowait.store.postgres`, needs `nowait[postgres]`) the server one. Every method is one
 transaction, so a crash between two calls leaves a state the worker can reconcile. Moves of
 a job's state are checked by `models.transition` and guarded in SQL by the state they leave.
 """
