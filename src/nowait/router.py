@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
@@ -40,8 +41,13 @@ class Delivery:
     ok: bool
     route: str
     tier: str | None
-    message: dict[str, Any] | None
+    message_json: str | None
+    """The Messages API response as stored, JSON text (parsed on demand: `message`)."""
     error: str | None
+
+    @cached_property
+    def message(self) -> dict[str, Any] | None:
+        return json.loads(self.message_json) if self.message_json is not None else None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -54,6 +60,16 @@ class Delivery:
             "error": self.error,
         }
 
+    def to_json_line(self) -> str:
+        """`to_json()` as one line, with the stored message spliced in, not parsed again."""
+        head = json.dumps(
+            {"key": self.key, "workload": self.workload, "ok": self.ok, "route": self.route}
+        )
+        return (
+            f'{head[:-1]}, "tier": {json.dumps(self.tier)}, '
+            f'"message": {self.message_json or "null"}, "error": {json.dumps(self.error)}}}'
+        )
+
 
 def delivery_of(job: Job) -> Delivery:
     ok = job.result_json is not None
@@ -63,7 +79,7 @@ def delivery_of(job: Job) -> Delivery:
         ok=ok,
         route=job.route.value,
         tier=job.tier.value if job.tier else None,
-        message=json.loads(job.result_json) if job.result_json else None,
+        message_json=job.result_json,
         error=job.error if not ok else None,
     )
 
@@ -95,7 +111,7 @@ class JsonlSink:
     def __call__(self, delivery: Delivery) -> None:
         if delivery.key in self._seen:
             return
-        self._file.write(json.dumps(delivery.to_json()) + "\n")
+        self._file.write(delivery.to_json_line() + "\n")
         self._seen.add(delivery.key)
 
     def flush(self) -> None:

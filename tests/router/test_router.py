@@ -198,8 +198,20 @@ def test_the_jsonl_sink_cuts_a_torn_last_line_and_redelivers_it_whole(
     out = tmp_path / "results.jsonl"
     out.write_text(json.dumps({"key": "x", "ok": True}) + "\n" + torn)  # power cut mid-line
     sink = JsonlSink(out)
-    sink(Delivery("a", None, True, "batch", "batch", {"m": 1}, None))  # redelivered
-    sink(Delivery("b", None, True, "batch", "batch", {"m": 2}, None))
+    sink(Delivery("a", None, True, "batch", "batch", '{"m": 1}', None))  # redelivered
+    sink(Delivery("b", None, True, "batch", "batch", '{"m": 2}', None))
     sink.flush()
     sink.close()
     assert [json.loads(line)["key"] for line in out.read_text().splitlines()] == ["x", "a", "b"]
+
+
+@pytest.mark.parametrize(
+    ("message_json", "error"),
+    [('{"id": "msg_1", "content": [{"type": "text", "text": "caf\\u00e9 \\"q\\""}]}', None),
+     (None, "errored invalid_request_error: bad \"param\"\nline")],
+)  # fmt: skip
+def test_a_jsonl_line_is_the_delivery_as_json(message_json: str | None, error: str | None) -> None:
+    ok = message_json is not None
+    delivery = Delivery("k\"1", "w", ok, "batch", "batch", message_json, error)
+    line = delivery.to_json_line()
+    assert "\n" not in line and json.loads(line) == delivery.to_json()

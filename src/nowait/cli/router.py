@@ -189,11 +189,11 @@ def _print_results(store: Store, key: str | None) -> None:
         if job is None:
             raise InputError(f"no request with key {key!r}", field="--key")
         typer.echo(
-            json.dumps(delivery_of(job).to_json())
+            delivery_of(job).to_json_line()
             if job.state.value in ("succeeded", "failed", "delivered")
             else json.dumps({"key": key, "state": job.state.value})
         )
         return
     for state in ("succeeded", "failed", "delivered"):
         for job in store.jobs(state=JobState(state)):
-            typer.echo(json.dumps(delivery_of(job).to_json()))
+            typer.echo(delivery_of(job).to_json_line())
