@@ -212,6 +212,6 @@ def test_the_jsonl_sink_cuts_a_torn_last_line_and_redelivers_it_whole(
 )  # fmt: skip
 def test_a_jsonl_line_is_the_delivery_as_json(message_json: str | None, error: str | None) -> None:
     ok = message_json is not None
-    delivery = Delivery("k\"1", "w", ok, "batch", "batch", message_json, error)
+    delivery = Delivery('k"1', "w", ok, "batch", "batch", message_json, error)
     line = delivery.to_json_line()
     assert "\n" not in line and json.loads(line) == delivery.to_json()

@@ -79,6 +79,15 @@ MIGRATIONS = (
     UPDATE batches SET submit_started_at = planned_at WHERE state = 'planned';
     CREATE INDEX jobs_custom ON jobs (custom_id);
     """,
+    # 3: indexes a job's state moves do not rewrite: the queue and the undelivered results are
+    # partial indexes, entered and left once; the run index does not carry the state.
+    """
+    DROP INDEX jobs_due;
+    CREATE INDEX jobs_due ON jobs (route, not_before) WHERE state = 'queued';
+    DROP INDEX jobs_run;
+    CREATE INDEX jobs_run ON jobs (run_id);
+    CREATE INDEX jobs_undelivered ON jobs (id) WHERE state IN ('succeeded', 'failed');
+    """,
 )
 
 JOB_SELECT = (
@@ -600,25 +609,30 @@ def _attempts(db: sqlite3.Connection, job_id: int) -> int:
     return int(row[0]) if row else 0
 
 
-def _job(row: sqlite3.Row) -> Job:
-    has_usage = row["tier"] is not None
+_ROUTES = {r.value: r for r in Route}
+_STATES = {s.value: s for s in JobState}
+_TIERS = {t.value: t for t in Tier}
+
+
+def _job(row: sqlite3.Row) -> Job:  # hot: every due job and every delivery passes here
+    tier = row["tier"]
     return Job(
         id=row["id"],
         key=row["key"],
         workload=row["workload"],
         params_json=row["params_json"],
         model=row["model"],
-        route=Route(row["route"]),
+        route=_ROUTES[row["route"]],
         reasons=row["reasons"],
         deadline=_dt(row["deadline"]),
         awaited=bool(row["awaited"]),
-        state=JobState(row["state"]),
+        state=_STATES[row["state"]],
         attempts=row["attempts"],
         not_before=_dt(row["not_before"]) or datetime.min,
         batch_ref=row["batch_ref"],
         custom_id=row["custom_id"],
-        tier=Tier(row["tier"]) if has_usage else None,
-        usage=Usage(*(int(row[c] or 0) for c in USAGE_COLUMNS)) if has_usage else None,
+        tier=_TIERS[tier] if tier is not None else None,
+        usage=Usage(*(int(row[c] or 0) for c in USAGE_COLUMNS)) if tier is not None else None,
         result_json=row["result_json"],
         error=row["error"],
         run_id=row["run_id"],
