@@ -7,13 +7,13 @@ timed on nowait's clock, and every failure arrives classified as retryable or pe
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 import anthropic
+import orjson
 
 from nowait.errors import ConfigError, PermanentBackendError, RetryableBackendError
 from nowait.models import Usage
@@ -109,7 +109,7 @@ class AnthropicBackend:
         return _outcome(message.model_dump(mode="json"))
 
     def create_batch(self, requests: Iterable[tuple[str, str]]) -> BatchInfo:
-        body = [{"custom_id": cid, "params": json.loads(params)} for cid, params in requests]
+        body = [{"custom_id": cid, "params": orjson.loads(params)} for cid, params in requests]
         return _info(_call(lambda: self._client.messages.batches.create(requests=body)))  # type: ignore[arg-type]
 
     def retrieve_batch(self, batch_id: str) -> BatchInfo:
@@ -133,7 +133,7 @@ class AnthropicBackend:
             ) as response:
                 for text in response.iter_lines():
                     if text.strip():
-                        entry = json.loads(text)
+                        entry = orjson.loads(text)  # a 100,000-line file: the fast parser
                         yield _line(str(entry["custom_id"]), entry["result"])
         except anthropic.APIError as exc:
             raise _classified(exc) from None
@@ -154,7 +154,9 @@ def _line(custom_id: str, result: dict[str, Any]) -> ResultLine:
 def _outcome(message: dict[str, Any]) -> MessageOutcome:
     usage = message.get("usage") or {}
     return MessageOutcome(
-        json.dumps(message), Usage.from_api(usage), str(usage.get("service_tier") or "standard")
+        orjson.dumps(message).decode(),
+        Usage.from_api(usage),
+        str(usage.get("service_tier") or "standard"),
     )
 
 

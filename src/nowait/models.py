@@ -30,6 +30,15 @@ class Decision:
     reasons: tuple[str, ...] = ()
 
 
+USAGE_FIELDS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
+    "cache_read_tokens",
+)
+
+
 @dataclass(frozen=True)
 class Usage:
     """Token counts of one or more Messages API calls, split the way they are billed.
@@ -45,16 +54,19 @@ class Usage:
     cache_read_tokens: int = 0
 
     def __post_init__(self) -> None:
-        for name in (
-            "input_tokens",
-            "output_tokens",
-            "cache_write_5m_tokens",
-            "cache_write_1h_tokens",
-            "cache_read_tokens",
-        ):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        for name, value in zip(USAGE_FIELDS, self.counts(), strict=True):
+            if type(value) is not int or value < 0:  # bool is not a token count either
                 raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+
+    def counts(self) -> tuple[int, int, int, int, int]:
+        """The five counts in `USAGE_FIELDS` order."""
+        return (
+            self.input_tokens,
+            self.output_tokens,
+            self.cache_write_5m_tokens,
+            self.cache_write_1h_tokens,
+            self.cache_read_tokens,
+        )
 
     @property
     def prompt_tokens(self) -> int:

@@ -22,6 +22,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
+import orjson
+
 from nowait.backend import Backend
 from nowait.clock import Clock, SystemClock
 from nowait.errors import InputError
@@ -62,13 +64,18 @@ class Delivery:
 
     def to_json_line(self) -> str:
         """`to_json()` as one line, with the stored message spliced in, not parsed again."""
-        head = json.dumps(
-            {"key": self.key, "workload": self.workload, "ok": self.ok, "route": self.route}
-        )
-        return (
-            f'{head[:-1]}, "tier": {json.dumps(self.tier)}, '
-            f'"message": {self.message_json or "null"}, "error": {json.dumps(self.error)}}}'
-        )
+        message = orjson.Fragment(self.message_json) if self.message_json is not None else None
+        return orjson.dumps(
+            {
+                "key": self.key,
+                "workload": self.workload,
+                "ok": self.ok,
+                "route": self.route,
+                "tier": self.tier,
+                "message": message,
+                "error": self.error,
+            }
+        ).decode()
 
 
 def delivery_of(job: Job) -> Delivery:
@@ -156,9 +163,10 @@ def _after_last_newline(file: BinaryIO, size: int) -> int:
     return 0
 
 
-def prompt_tokens_estimate(params: Mapping[str, Any]) -> int:
-    """About how many prompt tokens a request has (four characters a token)."""
-    return len(json.dumps(params.get("system"))) // 4 + len(json.dumps(params["messages"])) // 4
+def prompt_tokens_estimate(params_json: str) -> int:
+    """About how many prompt tokens a request has: four characters a token, counted over the
+    whole serialized request (a slight over-estimate, which errs on the deadline's side)."""
+    return len(params_json) // 4
 
 
 class Router:
@@ -233,8 +241,9 @@ class Router:
         now = self.clock.now()
         if deadline is not None and deadline.tzinfo is None:
             raise InputError("deadline needs a timezone", field="deadline")
+        params_json = json.dumps(dict(params))
         request = RouteRequest(
-            awaited, deadline, model, prompt_tokens_estimate(params), int(params["max_tokens"])
+            awaited, deadline, model, prompt_tokens_estimate(params_json), int(params["max_tokens"])
         )
         forecast = self.forecast
 
@@ -244,7 +253,7 @@ class Router:
         decision = decide_route(request, now, self.config.capacity, self.config.guard, chance)
         return NewJob(
             key=key or uuid.uuid4().hex,
-            params_json=json.dumps(dict(params)),
+            params_json=params_json,
             model=model,
             route=decision.route,
             reasons="; ".join(decision.reasons),
