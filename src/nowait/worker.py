@@ -48,12 +48,14 @@ from nowait.store import BatchRecord, BatchState, Job, Outcome, Store
 from nowait.turnaround import Turnaround
 
 CRASH_ENV = "NOWAIT_CRASH_AT"
+_CRASH_SPEC = os.environ.get(CRASH_ENV)  # read once: crashpoints sit on per-line hot paths
 
 
 def crashpoint(name: str) -> None:
-    """Fault injection for the crash tests: `NOWAIT_CRASH_AT=name:n` kills the process the
-    n-th time it passes `name`, with SIGKILL (no cleanup, like a power cut)."""
-    spec = os.environ.get(CRASH_ENV)
+    """Fault injection for the crash tests: `NOWAIT_CRASH_AT=name:n` in the environment of a
+    process it starts with kills it the n-th time it passes `name`, with SIGKILL (no cleanup,
+    like a power cut)."""
+    spec = _CRASH_SPEC
     if not spec or not spec.startswith(name + ":"):
         return
     _passes[name] += 1

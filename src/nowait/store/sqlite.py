@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from nowait.errors import IllegalTransition, StoreError
-from nowait.models import JobState, Route, Tier, Usage, transition
+from nowait.models import USAGE_FIELDS, JobState, Route, Tier, Usage, transition
 from nowait.store import (
     BatchRecord,
     BatchState,
@@ -90,17 +90,18 @@ MIGRATIONS = (
     """,
 )
 
+_JOB_COLUMNS = (
+    "id", "key", "workload", "params_json", "model", "route", "reasons", "deadline", "awaited",
+    "state", "attempts", "not_before", "batch_ref", "custom_id", "tier", "input_tokens",
+    "output_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens", "cache_read_tokens",
+    "error", "run_id", "created_at",
+)  # fmt: skip
 JOB_SELECT = (
-    "SELECT jobs.*, results.result_json AS result_json FROM jobs"
-    " LEFT JOIN results ON results.job_id = jobs.id"
+    "SELECT "
+    + ", ".join(f"jobs.{c}" for c in _JOB_COLUMNS)
+    + ", results.result_json FROM jobs LEFT JOIN results ON results.job_id = jobs.id"
 )
-USAGE_COLUMNS = (
-    "input_tokens",
-    "output_tokens",
-    "cache_write_5m_tokens",
-    "cache_write_1h_tokens",
-    "cache_read_tokens",
-)
+USAGE_COLUMNS = USAGE_FIELDS  # the jobs table names its usage columns after the fields
 
 
 def _ts(moment: datetime | None) -> str | None:
@@ -194,10 +195,11 @@ class SQLiteStore:
     def add_jobs(self, jobs: Sequence[NewJob], now: datetime) -> int:
         with self._tx() as db:  # one upsert for all: existing keys join this run
             last = db.execute("SELECT coalesce(max(id), 0) FROM jobs").fetchone()[0]
+            stamp = _ts(now)
             db.executemany(
                 _INSERT_JOB
                 + " ON CONFLICT(key) DO UPDATE SET run_id = coalesce(excluded.run_id, run_id)",
-                (_job_row(j, now) for j in jobs),
+                (_job_row(j, stamp) for j in jobs),
             )
             return int(db.execute("SELECT count(*) FROM jobs WHERE id > ?", (last,)).fetchone()[0])
 
@@ -462,6 +464,7 @@ class SQLiteStore:
             transition(JobState.IN_BATCH, target)
         sets = ", ".join(f"{c} = ?" for c in USAGE_COLUMNS)
         no_usage = ", ".join(f"{c} = NULL" for c in USAGE_COLUMNS)
+        stamp = _ts(now)
         with self._tx() as db:
             db.executemany(  # results live in their own table: appends, not row growth
                 """INSERT OR REPLACE INTO results (job_id, result_json)
@@ -473,7 +476,7 @@ class SQLiteStore:
             final = db.executemany(
                 f"""UPDATE jobs SET state = ?, tier = ?, error = ?, updated_at = ?, {sets}
                     WHERE custom_id = ? AND state = 'in_batch'""",
-                (_final_row(o, now) for o in outcomes if o.kind != "retry"),
+                (_final_row(o, stamp) for o in outcomes if o.kind != "retry"),
             ).rowcount
             retried = db.executemany(
                 f"""UPDATE jobs SET state = 'queued', tier = NULL, error = ?,
@@ -557,16 +560,17 @@ _INSERT_JOB = """INSERT INTO jobs (key, workload, params_json, model, route, rea
     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
 
 
-def _job_row(job: NewJob, now: datetime) -> tuple[object, ...]:
+def _job_row(job: NewJob, stamp: str | None) -> tuple[object, ...]:
+    """The INSERT parameters of a new job; `stamp` is the time it arrives, as stored."""
     return (
         job.key, job.workload, job.params_json, job.model, job.route.value, job.reasons,
-        _ts(job.deadline), int(job.awaited), JobState.QUEUED.value, _ts(now), job.run_id,
-        _ts(now), _ts(now),
+        _ts(job.deadline), int(job.awaited), JobState.QUEUED.value, stamp, job.run_id,
+        stamp, stamp,
     )  # fmt: skip
 
 
 def _insert(db: sqlite3.Connection, job: NewJob, now: datetime) -> bool:
-    db.execute(_INSERT_JOB, _job_row(job, now))
+    db.execute(_INSERT_JOB, _job_row(job, _ts(now)))
     return True
 
 
@@ -594,13 +598,13 @@ def _release_unanswered(
     ).rowcount
 
 
-def _final_row(o: Outcome, now: datetime) -> tuple[object, ...]:
-    """A succeeded or failed line's UPDATE parameters."""
+def _final_row(o: Outcome, stamp: str | None) -> tuple[object, ...]:
+    """A succeeded or failed line's UPDATE parameters; `stamp` is now, as stored."""
     ok = o.kind == "succeeded"
-    usage = o.usage or Usage()
+    counts = (o.usage or Usage()).counts() if ok else (None,) * len(USAGE_COLUMNS)
     return (
-        _TARGET[o.kind].value, o.tier.value if ok and o.tier else None, o.error, _ts(now),
-        *(getattr(usage, c) if ok else None for c in USAGE_COLUMNS), o.custom_id,
+        _TARGET[o.kind].value, o.tier.value if ok and o.tier else None, o.error, stamp,
+        *counts, o.custom_id,
     )  # fmt: skip
 
 
@@ -614,29 +618,33 @@ _STATES = {s.value: s for s in JobState}
 _TIERS = {t.value: t for t in Tier}
 
 
-def _job(row: sqlite3.Row) -> Job:  # hot: every due job and every delivery passes here
-    tier = row["tier"]
+def _job(row: sqlite3.Row) -> Job:
+    """A `JOB_SELECT` row. Hot (every due job and every delivery), so by position: a Row's
+    lookup by name compares the name with each column's in turn."""
+    (id_, key, workload, params_json, model, route, reasons, deadline, awaited, state,
+     attempts, not_before, batch_ref, custom_id, tier, *counts, error, run_id, created_at,
+     result_json) = row  # fmt: skip
     return Job(
-        id=row["id"],
-        key=row["key"],
-        workload=row["workload"],
-        params_json=row["params_json"],
-        model=row["model"],
-        route=_ROUTES[row["route"]],
-        reasons=row["reasons"],
-        deadline=_dt(row["deadline"]),
-        awaited=bool(row["awaited"]),
-        state=_STATES[row["state"]],
-        attempts=row["attempts"],
-        not_before=_dt(row["not_before"]) or datetime.min,
-        batch_ref=row["batch_ref"],
-        custom_id=row["custom_id"],
+        id=id_,
+        key=key,
+        workload=workload,
+        params_json=params_json,
+        model=model,
+        route=_ROUTES[route],
+        reasons=reasons,
+        deadline=_dt(deadline),
+        awaited=bool(awaited),
+        state=_STATES[state],
+        attempts=attempts,
+        not_before=_dt(not_before) or datetime.min,
+        batch_ref=batch_ref,
+        custom_id=custom_id,
         tier=_TIERS[tier] if tier is not None else None,
-        usage=Usage(*(int(row[c] or 0) for c in USAGE_COLUMNS)) if tier is not None else None,
-        result_json=row["result_json"],
-        error=row["error"],
-        run_id=row["run_id"],
-        created_at=_dt(row["created_at"]) or datetime.min,
+        usage=Usage(*(int(c or 0) for c in counts)) if tier is not None else None,
+        result_json=result_json,
+        error=error,
+        run_id=run_id,
+        created_at=_dt(created_at) or datetime.min,
     )
 
 
