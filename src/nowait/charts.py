@@ -3,7 +3,7 @@ Pure functions of their data; every chart has a title, labelled axes and a legen
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from html import escape
 
 PALETTE = {
@@ -14,6 +14,8 @@ PALETTE = {
     "saved": "#1b9e77",
     "cost": "#555f6d",
     "cache": "#66a61e",
+    "meets every deadline": "#1b9e77",
+    "misses deadlines": "#d95f02",
 }
 FONT = 'font-family="system-ui, sans-serif" font-size="12"'
 
@@ -24,6 +26,11 @@ def _money(value: float | None) -> str:
     sign = "−" if value < 0 else ""
     amount = abs(value)
     return f"{sign}${amount:,.0f}" if amount >= 100 else f"{sign}${amount:,.2f}"
+
+
+def count(value: float | None) -> str:
+    """A whole number for a bar's label ("unknown" for None)."""
+    return "unknown" if value is None else f"{value:,.0f}"
 
 
 def _length(value: float, scale: float) -> float:
@@ -44,40 +51,47 @@ def _svg(width: int, height: int, title: str, body: list[str], chart: str) -> st
 
 
 def stacked_bars(
-    title: str, rows: Sequence[tuple[str, str, float | None]], *, width: int = 760
+    title: str,
+    rows: Sequence[tuple[str, str, float | None]],
+    *,
+    width: int = 760,
+    axis: str = "monthly spend (USD) →",
+    label: Callable[[float | None], str] = _money,
 ) -> str:
     """Horizontal bars, one per label, coloured by category: (label, category, value). A value
-    of None is unknown: no bar, and the label says so."""
+    of None is unknown: no bar, and the label says so. `label` writes a value (dollars by
+    default) and `axis` names what the bars measure."""
     bar_h, top, left = 22, 52, 220
     height = top + bar_h * len(rows) + 40
     peak = max((abs(v) for _, _, v in rows if v is not None), default=0.0) or 1.0
     scale = (width - left - 90) / peak
     body: list[str] = []
     categories = list(dict.fromkeys(c for _, c, _ in rows))
-    for i, category in enumerate(categories):
-        x = 10 + i * 110
+    x = 10
+    for category in categories:  # each entry as wide as its words (about 7 px a character)
         body.append(
             f'<rect x="{x}" y="30" width="12" height="12" fill="{PALETTE.get(category, "#888")}"/>'
         )
         body.append(f'<text x="{x + 16}" y="40">{escape(category)}</text>')
-    for i, (label, category, value) in enumerate(rows):
+        x += max(110, 16 + 7 * len(category) + 24)
+    for i, (name, category, value) in enumerate(rows):
         y = top + i * bar_h
         w = 0.0 if value is None else _length(value, scale)
         body.append(
-            f'<text x="{left - 6}" y="{y + 15}" text-anchor="end">{escape(label[:32])}</text>'
+            f'<text x="{left - 6}" y="{y + 15}" text-anchor="end">{escape(name[:32])}</text>'
         )
         if w > 0:
             body.append(
-                f'<rect class="bar" data-label="{escape(label)}" x="{left}" y="{y + 3}" '
+                f'<rect class="bar" data-label="{escape(name)}" x="{left}" y="{y + 3}" '
                 f'width="{w:.1f}" height="{bar_h - 6}" fill="{PALETTE.get(category, "#888")}">'
-                f"<title>{escape(label)}: {_money(value)}</title></rect>"
+                f"<title>{escape(name)}: {label(value)}</title></rect>"
             )
         body.append(
-            f'<text class="value" data-label="{escape(label)}" x="{left + w + 6:.1f}" '
-            f'y="{y + 15}">{_money(value)}</text>'
+            f'<text class="value" data-label="{escape(name)}" x="{left + w + 6:.1f}" '
+            f'y="{y + 15}">{label(value)}</text>'
         )
     axis_y = top + bar_h * len(rows) + 14
-    body.append(f'<text x="{left}" y="{axis_y + 10}" fill="#555">monthly spend (USD) →</text>')
+    body.append(f'<text x="{left}" y="{axis_y + 10}" fill="#555">{escape(axis)}</text>')
     return _svg(width, height, title, body, "bars")
 
 

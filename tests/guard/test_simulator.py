@@ -15,6 +15,7 @@ The hand-worked world, unless a test says otherwise:
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
@@ -265,6 +266,10 @@ def test_simulate_cli_generates_and_compares(tmp_path: Path, cli: Any) -> None:
     for policy in ("all-realtime", "all-batch", "fixed-buffer", "nowait", "oracle"):
         assert policy in result.out
     assert "of the oracle's savings" in result.out and "<svg" in html.read_text()
+    page = html.read_text()  # the deadlines chart counts requests; it is not money
+    assert "requests that missed their deadline, of 3,000" in page
+    missed = re.findall(r'class="value" data-label="([^"]+)" [^>]*>([^<]+)<', page)[-5:]
+    assert dict(missed)["nowait"] == "0" and "$" not in "".join(v for _, v in missed)
 
 
 def test_bad_trace_lines_are_named(tmp_path: Path, cli: Any) -> None:
