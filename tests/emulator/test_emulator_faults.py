@@ -118,3 +118,21 @@ def test_output_tokens_per_minute_limit(sdk_for: Any, fake_clock: FakeClock) -> 
         assert wait == 13
         fake_clock.advance(wait)
         assert sdk.messages.create(**ask()).content
+        assert "output tokens" in caught.value.message
+
+
+def test_a_429_names_the_limit_that_ran_out(sdk_for: Any, fake_clock: FakeClock) -> None:
+    config = EmulatorConfig(rate_limits={"*": RateLimit(requests_per_minute=1)})
+    with EmulatorServer(config, fake_clock) as server:
+        sdk = sdk_for(server, max_retries=0)
+        assert sdk.messages.create(**ask()).content
+        with pytest.raises(anthropic.RateLimitError) as caught:
+            sdk.messages.create(**ask())
+        assert "Number of requests has exceeded" in caught.value.message
+
+
+def test_count_tokens_knows_only_real_models(sdk_for: Any, emulator_server: Any) -> None:
+    sdk = sdk_for(emulator_server, max_retries=0)
+    assert sdk.messages.count_tokens(model=MODEL, messages=ask()["messages"]).input_tokens > 0
+    with pytest.raises(anthropic.NotFoundError):
+        sdk.messages.count_tokens(model="claude-imaginary-9", messages=ask()["messages"])

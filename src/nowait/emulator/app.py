@@ -22,7 +22,7 @@ from nowait.clock import Clock
 from nowait.emulator.apierror import ApiError, envelope, invalid
 from nowait.emulator.batches import Batch
 from nowait.emulator.config import EmulatorConfig
-from nowait.emulator.fakemodel import count_tokens, ids_from, words_in_chunks
+from nowait.emulator.fakemodel import ids_from, words_in_chunks
 from nowait.emulator.state import Emulator
 from nowait.emulator.validation import check_version
 
@@ -245,7 +245,7 @@ async def _count_tokens(request: Request, call: _Call) -> Response:
     params = call.emulator.check_message(
         {"max_tokens": 1, **body} if isinstance(body, dict) else body, call.version
     )
-    return JSONResponse({"input_tokens": count_tokens(params)})
+    return JSONResponse({"input_tokens": call.emulator.count_message_tokens(params)})
 
 
 # ---- batches --------------------------------------------------------------------------------

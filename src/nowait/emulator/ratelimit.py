@@ -49,18 +49,20 @@ class ModelLimiter:
             if size is not None
         }
 
-    def admit(self, input_tokens: int, now: datetime) -> float:
-        """Take one request and its input tokens; or return the seconds to wait (> 0)."""
+    def admit(self, input_tokens: int, now: datetime) -> tuple[float, str | None]:
+        """Take one request and its input tokens; or return the seconds to wait (> 0) and
+        the limit that is exhausted ("requests", "input-tokens" or "output-tokens")."""
         for bucket in self.buckets.values():
             bucket.refill(now)
         wants = {"requests": 1.0, "input-tokens": float(input_tokens), "output-tokens": 1.0}
-        wait = max((b.wait_for(wants[k]) for k, b in self.buckets.items()), default=0.0)
-        if wait > 0:
-            return wait
-        for kind in ("requests", "input-tokens"):
-            if kind in self.buckets:
-                self.buckets[kind].level -= wants[kind]
-        return 0.0
+        waits = {k: b.wait_for(wants[k]) for k, b in self.buckets.items()}
+        kind = max(waits, key=waits.__getitem__, default=None)
+        if kind is not None and waits[kind] > 0:
+            return waits[kind], kind
+        for taken in ("requests", "input-tokens"):
+            if taken in self.buckets:
+                self.buckets[taken].level -= wants[taken]
+        return 0.0, None
 
     def charge_output(self, output_tokens: int) -> None:
         if "output-tokens" in self.buckets:

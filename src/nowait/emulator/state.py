@@ -31,6 +31,11 @@ from nowait.emulator.ratelimit import ModelLimiter
 from nowait.emulator.validation import check_batch_requests, check_message_params, semantic_error
 from nowait.turnaround import Turnaround
 
+_EXHAUSTED = {
+    "requests": "requests",
+    "input-tokens": "request tokens",
+    "output-tokens": "output tokens",
+}
 LINE_ERRORS = {
     "overloaded_error": "Overloaded",
     "api_error": "Internal server error",
@@ -137,16 +142,24 @@ class Emulator:
             limiter = self._limiters.get(model)
             if limiter is None:
                 limiter = self._limiters[model] = ModelLimiter(limit, now)
-            wait = limiter.admit(count_tokens(params), now)
+            wait, exhausted = limiter.admit(count_tokens(params), now)
             headers = limiter.headers(now)
             if wait > 0:
                 headers["retry-after"] = str(max(1, math.ceil(wait)))
+                what = _EXHAUSTED.get(exhausted or "", "requests")
                 raise ApiError(
                     429,
-                    f"Number of request tokens has exceeded your per-minute rate limit for {model}",
+                    f"Number of {what} has exceeded your per-minute rate limit for {model}",
                     headers=headers,
                 )
             return headers
+
+    def count_message_tokens(self, params: Mapping[str, Any]) -> int:
+        """`count_tokens`: the prompt's input tokens, for a model the API knows."""
+        model = str(params["model"])
+        if model not in self._models(model):
+            raise ApiError(404, f"model: {model}")
+        return count_tokens(params)
 
     def run_message(
         self, params: Mapping[str, Any], betas: frozenset[str]
