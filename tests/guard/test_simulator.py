@@ -272,6 +272,20 @@ def test_simulate_cli_generates_and_compares(tmp_path: Path, cli: Any) -> None:
     assert dict(missed)["nowait"] == "0" and "$" not in "".join(v for _, v in missed)
 
 
+def test_simulate_cli_sets_the_world_apart_from_the_plan(tmp_path: Path, cli: Any) -> None:
+    trace = tmp_path / "trace.jsonl"
+    calm = cli("simulate", str(trace), "--generate", "3000", "--days", "2", "--noise", "0")
+    assert calm.code == 0, calm.err
+    assert "missing none" in " ".join(calm.out.split())
+    # cancels far slower than the guard plans for (2 min) and nowait on its prior alone:
+    # the table must show what that costs in missed deadlines, not hide it
+    slow = cli("simulate", str(trace), "--cancel-time", "40m", "--noise", "0", "--prior")
+    assert slow.code == 0, slow.err
+    assert re.search(r"missing [1-9][\d,]* deadlines", " ".join(slow.out.split()))
+    bad = cli("simulate", str(trace), "--noise", "2")
+    assert bad.code == 2 and "--noise" in bad.err and "Traceback" not in bad.err
+
+
 def test_bad_trace_lines_are_named(tmp_path: Path, cli: Any) -> None:
     trace = tmp_path / "trace.jsonl"
     good = {

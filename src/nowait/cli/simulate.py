@@ -10,6 +10,7 @@ import typer
 from nowait.cli import PricesOption, app, stdout
 from nowait.durations import parse_duration
 from nowait.errors import InputError
+from nowait.forecast import PRIOR
 from nowait.pricing import load_table
 from nowait.simulate.engine import SimConfig, simulate
 from nowait.simulate.report import results_html, results_table
@@ -22,6 +23,12 @@ def _seconds(text: str, flag: str) -> float:
         return parse_duration(text).total_seconds()
     except ValueError:
         raise InputError(f"not a duration: {text!r}", field=flag, expected="e.g. 20m, 3h") from None
+
+
+def _share(value: float) -> float:
+    if not 0 <= value <= 1:
+        raise InputError(f"got {value}", field="--noise", expected="a share from 0 to 1")
+    return value
 
 
 @app.command("simulate")
@@ -43,6 +50,21 @@ def simulate_command(
     turnaround: Annotated[str, typer.Option(help="Median batch turnaround.")] = "20m",
     turnaround_p95: Annotated[str, typer.Option(help="95th percentile batch turnaround.")] = "3h",
     buffer: Annotated[str, typer.Option(help="The fixed-buffer policy's risk buffer.")] = "10m",
+    call_time: Annotated[
+        str, typer.Option(help="How long one real-time call takes in the simulated world.")
+    ] = "15s",
+    cancel_time: Annotated[
+        str, typer.Option(help="How long a cancel takes to end a batch in the world.")
+    ] = "3m",
+    noise: Annotated[
+        float, typer.Option(help="Each call and cancel time varies by ± this share (0 to 1).")
+    ] = 0.5,
+    prior: Annotated[
+        bool,
+        typer.Option(
+            "--prior", help="nowait plans with its prior (no history) instead of the true model."
+        ),
+    ] = False,
     html: Annotated[
         Path | None, typer.Option("--html", help="Also write the chart as HTML.")
     ] = None,
@@ -61,6 +83,10 @@ def simulate_command(
         ),
         fixed_buffer=_seconds(buffer, "--buffer"),
         seed=seed,
+        forecast=PRIOR if prior else None,
+        call_seconds=_seconds(call_time, "--call-time"),
+        cancel_seconds=_seconds(cancel_time, "--cancel-time"),
+        noise=_share(noise),
     )
     results = simulate(requests, config, load_table(prices))
     stdout().print(results_table(results, len(requests)))
