@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from decimal import ROUND_HALF_UP, Decimal
 
 from rich.table import Table
@@ -68,6 +69,13 @@ def prices_table(table: PriceTable) -> Table:
 _VERDICT_STYLE = {"realtime": "cyan", "batch": "green", "split": "yellow", "review": "magenta"}
 
 
+def to_review(savings: Iterable[tuple[str, Decimal | None]]) -> str:
+    """What each review workload would save a month if nobody waits: whether asking is
+    worth it. Empty when there is nothing to review."""
+    worth = [f"{name} would save {usd(saved)}/month if nobody waits" for name, saved in savings]
+    return "To review: " + "; ".join(worth) + "." if worth else ""
+
+
 def worksheet_table(result: WorksheetResult) -> Table:
     """Each workload's verdict, reasons and monthly money; totals at the bottom."""
     out = Table(title="Where each workload belongs (monthly, list prices)", show_lines=True)
@@ -98,15 +106,13 @@ def worksheet_table(result: WorksheetResult) -> Table:
         "",
     )
     share = result.batchable_share
-    review = [
-        f"{row.workload.name} would save {usd(row.if_batch.saved)}/month if nobody waits"
-        for row in result.rows
-        if row.if_batch is not None
-    ]
+    review = to_review(
+        (row.workload.name, row.if_batch.saved) for row in result.rows if row.if_batch is not None
+    )
     out.caption = (
         f"Batchable share of spend: {percent(share)}. Savings stack: batch halves every item, "
         "caching then discounts the cached prompt of what remains (discounts multiply)."
-        + ("\nTo review: " + "; ".join(review) + "." if review else "")
+        + (f"\n{review}" if review else "")
     )
     return out
 

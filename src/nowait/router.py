@@ -52,30 +52,23 @@ class Delivery:
         return json.loads(self.message_json) if self.message_json is not None else None
 
     def to_json(self) -> dict[str, Any]:
+        return self._fields(self.message)
+
+    def to_json_line(self) -> str:
+        """`to_json()` as one line, with the stored message spliced in, not parsed again."""
+        message = orjson.Fragment(self.message_json) if self.message_json is not None else None
+        return orjson.dumps(self._fields(message)).decode()
+
+    def _fields(self, message: object) -> dict[str, Any]:
         return {
             "key": self.key,
             "workload": self.workload,
             "ok": self.ok,
             "route": self.route,
             "tier": self.tier,
-            "message": self.message,
+            "message": message,
             "error": self.error,
         }
-
-    def to_json_line(self) -> str:
-        """`to_json()` as one line, with the stored message spliced in, not parsed again."""
-        message = orjson.Fragment(self.message_json) if self.message_json is not None else None
-        return orjson.dumps(
-            {
-                "key": self.key,
-                "workload": self.workload,
-                "ok": self.ok,
-                "route": self.route,
-                "tier": self.tier,
-                "message": message,
-                "error": self.error,
-            }
-        ).decode()
 
 
 def delivery_of(job: Job) -> Delivery:

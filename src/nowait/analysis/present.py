@@ -12,7 +12,7 @@ from rich.text import Text
 
 from nowait import charts
 from nowait.analysis.report import Report, WorkloadReport
-from nowait.render import money_json, percent, usd
+from nowait.render import money_json, percent, to_review, usd
 
 
 def _f(value: Decimal | None) -> float | None:
@@ -57,13 +57,9 @@ def _evidence(report: Report) -> Table:
 
 
 def _to_review(report: Report) -> str:
-    """What each review workload would save if nobody waits: whether it is worth asking."""
-    worth = [
-        f"{w.name} would save {usd(w.review_if_batch.saved)}/month if nobody waits"
-        for w in report.workloads
-        if w.review_if_batch is not None
-    ]
-    return "To review: " + "; ".join(worth) + "." if worth else ""
+    return to_review(
+        (w.name, w.review_if_batch.saved) for w in report.workloads if w.review_if_batch is not None
+    )
 
 
 def report_table(report: Report) -> Table:

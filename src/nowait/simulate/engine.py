@@ -321,17 +321,22 @@ def _finish(world: _World, i: int) -> float:
     return world.batch_submit[b] + world.finish_frac[i] * world.batch_turnaround[b]
 
 
+def _settle(world: _World, outcome: _Outcome, batch: list[int], ended: float, seen: float) -> None:
+    """A batch reached `ended` and the worker saw it at `seen`: what finished by then is
+    kept at batch price, the rest runs in real time from `seen`."""
+    for i in batch:
+        if _finish(world, i) <= ended:
+            outcome.in_batch(world, i, seen)
+        else:
+            outcome.run_realtime(seen, i)
+
+
 def _ends(world: _World, outcome: _Outcome, b: int, batch: list[int]) -> None:
     """Batch `b` (these of its requests) runs to its end: every result is seen then; what
     had not finished after 24 h expired and is re-run in real time."""
     submit = world.batch_submit[b]
     end = submit + min(world.batch_turnaround[b], EXPIRY)
-    seen = world.seen(submit, end)
-    for i in batch:
-        if _finish(world, i) <= end:
-            outcome.in_batch(world, i, seen)
-        else:
-            outcome.run_realtime(seen, i)
+    _settle(world, outcome, batch, end, world.seen(submit, end))
 
 
 # ---- the policies ---------------------------------------------------------------------------
@@ -429,12 +434,7 @@ def _guarded_batch(
     # is seen at the next poll. Keep what finished (paid once, at batch price); run the rest.
     start = max(cancel, submit)
     ended = start + world.batch_cancel[b]
-    seen = world.seen(start, ended)
-    for i in batch:
-        if _finish(world, i) <= ended:
-            outcome.in_batch(world, i, seen)
-        else:
-            outcome.run_realtime(seen, i)
+    _settle(world, outcome, batch, ended, world.seen(start, ended))
 
 
 def oracle(world: _World, config: SimConfig) -> _Outcome:

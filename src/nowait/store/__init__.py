@@ -102,6 +102,14 @@ class Outcome:
     not_before: datetime | None = None
 
 
+OUTCOME_STATE = {
+    "succeeded": JobState.SUCCEEDED,
+    "failed": JobState.FAILED,
+    "retry": JobState.QUEUED,
+}
+"""Where an `Outcome` of each kind leaves a job."""
+
+
 @dataclass(frozen=True)
 class UsageRow:
     workload: str | None

@@ -26,6 +26,7 @@ from urllib.parse import unquote
 from nowait.errors import ConfigError, IllegalTransition, StoreError
 from nowait.models import JobState, Route, Tier, Usage, transition
 from nowait.store import (
+    OUTCOME_STATE,
     BatchRecord,
     BatchState,
     Job,
@@ -549,7 +550,7 @@ class PostgresStore:
     def apply_batch_outcomes(
         self, batch_id: int, outcomes: Sequence[Outcome], now: datetime
     ) -> int:
-        for target in _TARGET.values():
+        for target in OUTCOME_STATE.values():
             transition(JobState.IN_BATCH, target)
         lines = list({o.custom_id: o for o in reversed(outcomes)}.values())  # first line wins
         ok = [o for o in lines if o.kind == "succeeded"]
@@ -629,13 +630,6 @@ class PostgresStore:
                 (batch_id,),
             )
             return requeued
-
-
-_TARGET = {
-    "succeeded": JobState.SUCCEEDED,
-    "failed": JobState.FAILED,
-    "retry": JobState.QUEUED,
-}
 
 
 def _crc(text: str) -> int:
@@ -718,7 +712,7 @@ def _outcome_row(o: Outcome) -> tuple[object, ...]:
     ok = o.kind == "succeeded"
     usage = o.usage or Usage()
     return (
-        o.custom_id, _TARGET[o.kind].value, o.tier.value if ok and o.tier else None, o.error,
+        o.custom_id, OUTCOME_STATE[o.kind].value, o.tier.value if ok and o.tier else None, o.error,
         o.not_before, o.kind == "retry",
         *(getattr(usage, c) if ok else None for c in USAGE_COLUMNS),
     )  # fmt: skip

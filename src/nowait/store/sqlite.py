@@ -15,6 +15,7 @@ from typing import Any
 from nowait.errors import IllegalTransition, StoreError
 from nowait.models import USAGE_FIELDS, JobState, Route, Tier, Usage, transition
 from nowait.store import (
+    OUTCOME_STATE,
     BatchRecord,
     BatchState,
     Job,
@@ -189,19 +190,12 @@ class SQLiteStore:
     # ---- jobs -------------------------------------------------------------------------------
     def add_job(self, job: NewJob, now: datetime) -> tuple[Job, bool]:
         with self._tx() as db:
-            new = not _join_run(db, job) and _insert(db, job, now)
+            new = _upsert_jobs(db, [job], now) == 1
             return _job(db.execute(JOB_SELECT + " WHERE key = ?", (job.key,)).fetchone()), new
 
     def add_jobs(self, jobs: Sequence[NewJob], now: datetime) -> int:
-        with self._tx() as db:  # one upsert for all: existing keys join this run
-            last = db.execute("SELECT coalesce(max(id), 0) FROM jobs").fetchone()[0]
-            stamp = _ts(now)
-            db.executemany(
-                _INSERT_JOB
-                + " ON CONFLICT(key) DO UPDATE SET run_id = coalesce(excluded.run_id, run_id)",
-                (_job_row(j, stamp) for j in jobs),
-            )
-            return int(db.execute("SELECT count(*) FROM jobs WHERE id > ?", (last,)).fetchone()[0])
+        with self._tx() as db:
+            return _upsert_jobs(db, jobs, now)
 
     def get_job(self, key: str) -> Job | None:
         with self._lock:
@@ -460,7 +454,7 @@ class SQLiteStore:
     def apply_batch_outcomes(
         self, batch_id: int, outcomes: Sequence[Outcome], now: datetime
     ) -> int:
-        for target in _TARGET.values():
+        for target in OUTCOME_STATE.values():
             transition(JobState.IN_BATCH, target)
         sets = ", ".join(f"{c} = ?" for c in USAGE_COLUMNS)
         no_usage = ", ".join(f"{c} = NULL" for c in USAGE_COLUMNS)
@@ -484,7 +478,7 @@ class SQLiteStore:
                     batch_ref = NULL, custom_id = NULL, {no_usage}
                     WHERE custom_id = ? AND state = 'in_batch'""",
                 (
-                    (o.error, _ts(o.not_before), _ts(now), o.custom_id)
+                    (o.error, _ts(o.not_before), stamp, o.custom_id)
                     for o in outcomes
                     if o.kind == "retry"
                 ),
@@ -539,25 +533,19 @@ class SQLiteStore:
             return requeued
 
 
-_TARGET = {
-    "succeeded": JobState.SUCCEEDED,
-    "failed": JobState.FAILED,
-    "retry": JobState.QUEUED,
-}
-
-
-def _join_run(db: sqlite3.Connection, job: NewJob) -> bool:
-    """An existing key joins this run (its receipt counts it); False when the key is new."""
-    return bool(
-        db.execute(
-            "UPDATE jobs SET run_id = coalesce(?, run_id) WHERE key = ?", (job.run_id, job.key)
-        ).rowcount
-    )
-
-
 _INSERT_JOB = """INSERT INTO jobs (key, workload, params_json, model, route, reasons, deadline,
     awaited, state, not_before, run_id, created_at, updated_at)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT(key) DO UPDATE SET run_id = coalesce(excluded.run_id, run_id)"""
+
+
+def _upsert_jobs(db: sqlite3.Connection, jobs: Sequence[NewJob], now: datetime) -> int:
+    """Insert jobs in one statement; a key already present joins this run (its receipt counts
+    it) and keeps the rest. Returns how many were new."""
+    last = db.execute("SELECT coalesce(max(id), 0) FROM jobs").fetchone()[0]
+    stamp = _ts(now)
+    db.executemany(_INSERT_JOB, (_job_row(j, stamp) for j in jobs))
+    return int(db.execute("SELECT count(*) FROM jobs WHERE id > ?", (last,)).fetchone()[0])
 
 
 def _job_row(job: NewJob, stamp: str | None) -> tuple[object, ...]:
@@ -567,11 +555,6 @@ def _job_row(job: NewJob, stamp: str | None) -> tuple[object, ...]:
         _ts(job.deadline), int(job.awaited), JobState.QUEUED.value, stamp, job.run_id,
         stamp, stamp,
     )  # fmt: skip
-
-
-def _insert(db: sqlite3.Connection, job: NewJob, now: datetime) -> bool:
-    db.execute(_INSERT_JOB, _job_row(job, _ts(now)))
-    return True
 
 
 def _release_unanswered(
@@ -603,7 +586,7 @@ def _final_row(o: Outcome, stamp: str | None) -> tuple[object, ...]:
     ok = o.kind == "succeeded"
     counts = (o.usage or Usage()).counts() if ok else (None,) * len(USAGE_COLUMNS)
     return (
-        _TARGET[o.kind].value, o.tier.value if ok and o.tier else None, o.error, stamp,
+        OUTCOME_STATE[o.kind].value, o.tier.value if ok and o.tier else None, o.error, stamp,
         *counts, o.custom_id,
     )  # fmt: skip
 
