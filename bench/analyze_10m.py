@@ -21,9 +21,9 @@ from pathlib import Path
 
 import duckdb
 
-from nowait.analysis.engine import connect, load
-from nowait.analysis.readers import BadRecords
-from nowait.analysis.report import build_report
+from nowait.analyze.engine import connect, load
+from nowait.analyze.readers import BadRecords
+from nowait.analyze.report import build_report
 
 GENERATE = """
 COPY (

@@ -26,10 +26,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from nowait.guard.turnaround import Turnaround
+from nowait.present.simulation import oracle_share
 from nowait.simulate.engine import PolicyResult, SimConfig, simulate
-from nowait.simulate.report import oracle_share
 from nowait.simulate.trace import TraceRequest, read_trace, write_trace
-from nowait.turnaround import Turnaround
 
 TYPICAL = ("typical (median 20 min, p95 3 h)", Turnaround(20 * 60, 3 * 3600))
 SLOW = ("slow day (median 2 h, p95 12 h)", Turnaround(2 * 3600, 12 * 3600))

@@ -47,11 +47,11 @@ def bare_sdk(base_url: str, n: int, out: Path) -> None:
 
 
 def with_nowait(base_url: str, n: int, out: Path, home: Path) -> None:
-    from nowait.backend import AnthropicBackend
-    from nowait.policy import PollConfig
-    from nowait.router import JsonlSink, Router
+    from nowait.guard.policy import PollConfig
+    from nowait.route.backend import AnthropicBackend
+    from nowait.route.router import JsonlSink, Router
+    from nowait.route.worker import WorkerConfig
     from nowait.store.sqlite import SQLiteStore
-    from nowait.worker import WorkerConfig
 
     store = SQLiteStore(home / "nowait.db")
     router = Router(

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from nowait.backend import AnthropicBackend
 from nowait.clock import FakeClock
-from nowait.router import Router
+from nowait.route.backend import AnthropicBackend
+from nowait.route.router import Router
+from nowait.route.worker import WorkerConfig
 from nowait.store.sqlite import SQLiteStore
-from nowait.worker import WorkerConfig
 
 
 @pytest.fixture

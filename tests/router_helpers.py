@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from nowait.backend import AnthropicBackend, BatchInfo
 from nowait.errors import RetryableBackendError
+from nowait.route.backend import AnthropicBackend, BatchInfo
 
 
 def ask(i: int, model: str = "claude-haiku-5-5", **extra: Any) -> dict[str, Any]:

@@ -11,8 +11,8 @@ from nowait.errors import (
     RetryableBackendError,
     StoreError,
 )
-from nowait.models import Decision, Route, Tier, Usage
-from nowait.pricing import PriceTable, UnknownModelWarning, cost, cost_breakdown, load_table
+from nowait.sort.pricing import PriceTable, UnknownModelWarning, cost, cost_breakdown, load_table
+from nowait.types import Decision, Route, Tier, Usage
 
 __version__ = "0.1.0"
 

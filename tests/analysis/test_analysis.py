@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 
-from nowait.analysis.engine import connect, load
-from nowait.analysis.generate import generate
-from nowait.analysis.present import report_html
-from nowait.analysis.readers import BadRecords
-from nowait.analysis.report import build_report
-from nowait.analysis.signals import Signals, infer
-from nowait.sorting import Verdict
+from nowait.analyze.engine import connect, load
+from nowait.analyze.generate import generate
+from nowait.analyze.readers import BadRecords
+from nowait.analyze.report import build_report
+from nowait.analyze.signals import Signals, infer
+from nowait.present.analysis import report_html
+from nowait.sort.classify import Verdict
 
 QUIET = Signals(
     requests=100, streamed=0.0, ttft_recorded=0.0, with_user=0.0, http=0.0, queue=0.0,

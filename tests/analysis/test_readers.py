@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from otlp_samples import LEGACY, otlp_line, span
 
-from nowait.analysis.detect import detect
-from nowait.analysis.engine import connect, load
-from nowait.analysis.readers import BadRecords
-from nowait.analysis.readers.admin import read_usage_report
-from nowait.analysis.readers.logs import read_langfuse, read_litellm, read_nowait
-from nowait.analysis.readers.otlp import read_otlp
+from nowait.analyze.detect import detect
+from nowait.analyze.engine import connect, load
+from nowait.analyze.readers import BadRecords
+from nowait.analyze.readers.admin import read_usage_report
+from nowait.analyze.readers.logs import read_langfuse, read_litellm, read_nowait
+from nowait.analyze.readers.otlp import read_otlp
 from nowait.errors import InputError
 
 SAMPLES = Path(__file__).parent / "samples"
@@ -198,7 +198,7 @@ def test_unknown_format_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_cost_report_rows_become_tokens_at_the_table_rate() -> None:
-    from nowait.analysis.readers.admin import read_cost_report
+    from nowait.analyze.readers.admin import read_cost_report
 
     assert detect(SAMPLES / "cost-report.json") == "anthropic-cost"
     records = list(read_cost_report(SAMPLES / "cost-report.json", BadRecords()))
@@ -376,7 +376,7 @@ def test_admin_pages_without_usage_are_bad_records_with_a_reason(tmp_path: Path)
 
 
 def test_admin_analytics_cost_items(tmp_path: Path) -> None:
-    from nowait.analysis.readers.admin import read_cost_report
+    from nowait.analyze.readers.admin import read_cost_report
 
     def item(group: dict[str, object], amount: str) -> dict[str, object]:
         return {"starting_at": "2026-11-20T00:00:00Z", "ending_at": "2026-11-21T00:00:00Z",
@@ -439,7 +439,7 @@ def test_litellm_csv_without_the_extension_when_the_format_is_forced(tmp_path: P
 
 
 def test_the_nowait_store_is_read(tmp_path: Path) -> None:
-    from nowait.analysis.readers.store import read_store
+    from nowait.analyze.readers.store import read_store
 
     store_path = tmp_path / "nowait.db"
     _fill_store(store_path)
@@ -456,9 +456,9 @@ def _fill_store(path: Path) -> None:
     """A real store: two jobs that ran (one deferred, one awaited) and one still queued."""
     from datetime import UTC, datetime
 
-    from nowait.models import Route, Tier, Usage
     from nowait.store import NewJob, Outcome
     from nowait.store.sqlite import SQLiteStore
+    from nowait.types import Route, Tier, Usage
 
     now = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)
     store = SQLiteStore(path)

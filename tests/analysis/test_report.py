@@ -16,13 +16,13 @@ from typing import Any
 
 import pytest
 
-from nowait.analysis.engine import connect, load, load_records
-from nowait.analysis.generate import generate
-from nowait.analysis.present import report_html, report_json
-from nowait.analysis.readers import BadRecords
-from nowait.analysis.records import Record
-from nowait.analysis.report import Report, build_report
-from nowait.sorting import Verdict
+from nowait.analyze.engine import connect, load, load_records
+from nowait.analyze.generate import generate
+from nowait.analyze.readers import BadRecords
+from nowait.analyze.records import Record
+from nowait.analyze.report import Report, build_report
+from nowait.present.analysis import report_html, report_json
+from nowait.sort.classify import Verdict
 
 SAMPLES = Path(__file__).parent / "samples"
 M = Decimal(1_000_000)

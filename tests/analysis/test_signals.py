@@ -10,11 +10,11 @@ from typing import Any
 
 from otlp_samples import otlp_line, span
 
-from nowait.analysis.engine import connect, load
-from nowait.analysis.readers import BadRecords
-from nowait.analysis.readers.otlp import read_otlp
-from nowait.analysis.report import Report, WorkloadReport, build_report
-from nowait.sorting import Verdict
+from nowait.analyze.engine import connect, load
+from nowait.analyze.readers import BadRecords
+from nowait.analyze.readers.otlp import read_otlp
+from nowait.analyze.report import Report, WorkloadReport, build_report
+from nowait.sort.classify import Verdict
 
 SAMPLES = Path(__file__).parent / "samples"
 DAY = 86400

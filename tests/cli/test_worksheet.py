@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from nowait.worksheet import template_text
+from nowait.sort.worksheet import template_text
 
 BASE = """
 [[workload]]

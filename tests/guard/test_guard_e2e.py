@@ -9,8 +9,8 @@ from typing import Any
 
 from nowait.clock import FakeClock
 from nowait.emulator import EmulatorConfig, EmulatorServer, Turnaround
-from nowait.models import Route, Tier
-from nowait.policy import Capacity, GuardConfig, PollConfig
+from nowait.guard.policy import Capacity, GuardConfig, PollConfig
+from nowait.types import Route, Tier
 from router_helpers import ask
 
 

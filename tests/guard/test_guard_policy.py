@@ -6,9 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from nowait.forecast import PRIOR, BatchSample, fit, size_bucket
-from nowait.models import Route
-from nowait.policy import (
+from nowait.guard.forecast import PRIOR, BatchSample, fit, size_bucket
+from nowait.guard.policy import (
     Capacity,
     GuardConfig,
     PollConfig,
@@ -25,7 +24,8 @@ from nowait.policy import (
     retry_at,
     worth_batching,
 )
-from nowait.turnaround import Turnaround
+from nowait.guard.turnaround import Turnaround
+from nowait.types import Route
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 CAP = Capacity(

@@ -23,11 +23,11 @@ from typing import Any
 
 import pytest
 
-from nowait.policy import Capacity, PollConfig
-from nowait.pricing import default_table
+from nowait.guard.policy import Capacity, PollConfig
+from nowait.guard.turnaround import Turnaround
 from nowait.simulate.engine import RUNNERS, PolicyResult, SimConfig, build_world, simulate
 from nowait.simulate.trace import TraceRequest
-from nowait.turnaround import Turnaround
+from nowait.sort.pricing import default_table
 
 HAIKU = "claude-haiku-4-5"
 CAP = Capacity(60, 10**9, 10**9, concurrency=4, seconds_per_request=10.0)

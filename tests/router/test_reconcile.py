@@ -10,14 +10,14 @@ from typing import Any
 
 import anthropic
 
-from nowait.backend import AnthropicBackend
 from nowait.clock import FakeClock
 from nowait.emulator import EmulatorConfig, EmulatorServer, Turnaround
-from nowait.policy import RetryConfig
-from nowait.router import Delivery, Router
+from nowait.guard.policy import RetryConfig
+from nowait.route.backend import AnthropicBackend
+from nowait.route.router import Delivery, Router
+from nowait.route.worker import WorkerConfig
 from nowait.store import BatchState
 from nowait.store.sqlite import SQLiteStore
-from nowait.worker import WorkerConfig
 from router_helpers import ReplyLostBackend, ask
 
 

@@ -14,9 +14,9 @@ import pytest
 from nowait.clock import FakeClock
 from nowait.emulator import EmulatorConfig, EmulatorServer
 from nowait.errors import InputError
-from nowait.models import JobState, Route, Tier
-from nowait.router import Delivery
+from nowait.route.router import Delivery
 from nowait.store import BatchState
+from nowait.types import JobState, Route, Tier
 from router_helpers import ask
 
 
@@ -117,7 +117,7 @@ def test_invalid_requests_fail_without_retry(emulator_server: Any, make_router: 
 
 
 def test_retries_stop_at_the_cap(emulator_server: Any, make_router: Any) -> None:
-    from nowait.policy import RetryConfig
+    from nowait.guard.policy import RetryConfig
 
     emulator_server.emulator.fail_next_lines(10, "overloaded_error")
     router = make_router(emulator_server, retry=RetryConfig(max_attempts=3))
@@ -193,7 +193,7 @@ def test_results_iterate_and_states(emulator_server: Any, make_router: Any) -> N
 def test_the_jsonl_sink_cuts_a_torn_last_line_and_redelivers_it_whole(
     tmp_path: Path, torn: str
 ) -> None:
-    from nowait.router import JsonlSink
+    from nowait.route.router import JsonlSink
 
     out = tmp_path / "results.jsonl"
     out.write_text(json.dumps({"key": "x", "ok": True}) + "\n" + torn)  # power cut mid-line

@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 import pytest
 
 from nowait.errors import ConfigError, StoreError
-from nowait.models import JobState, Route, Tier, Usage
 from nowait.store import NewJob, Outcome, StoreBusyError
 from nowait.store.postgres import MIGRATIONS, PostgresStore, mask
+from nowait.types import JobState, Route, Tier, Usage
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 

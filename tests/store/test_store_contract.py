@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from nowait.errors import IllegalTransition, StoreError
-from nowait.models import JobState, Route, Tier, Usage
 from nowait.store import BatchState, NewJob, Outcome, Store, StoreBusyError
 from nowait.store.sqlite import SQLiteStore
+from nowait.types import JobState, Route, Tier, Usage
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from nowait.errors import InputError
-from nowait.models import Tier, Usage
-from nowait.pricing import UnknownModelWarning, cost, cost_breakdown, load_table
+from nowait.sort.pricing import UnknownModelWarning, cost, cost_breakdown, load_table
+from nowait.types import Tier, Usage
 
 M = 1_000_000
 N = 50_000  # below every long-context threshold; N tokens cost price × N / M = price / 20

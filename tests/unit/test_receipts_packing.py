@@ -6,11 +6,11 @@ from decimal import Decimal
 
 import pytest
 
-from nowait.models import Tier, Usage
-from nowait.packing import ENVELOPE_BYTES, Member, pack
-from nowait.policy import PollConfig, RetryConfig, line_verdict, next_poll, retry_at
-from nowait.receipts import build_receipt
+from nowait.guard.policy import PollConfig, RetryConfig, line_verdict, next_poll, retry_at
+from nowait.route.packing import ENVELOPE_BYTES, Member, pack
+from nowait.route.receipts import build_receipt
 from nowait.store import UsageRow
+from nowait.types import Tier, Usage
 
 
 def test_receipt_worked_example() -> None:

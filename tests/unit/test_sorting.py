@@ -7,8 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from nowait.models import Usage
-from nowait.sorting import (
+from nowait.sort.classify import (
     Facts,
     Traffic,
     Trigger,
@@ -18,6 +17,7 @@ from nowait.sorting import (
     price_move,
     with_cache_share,
 )
+from nowait.types import Usage
 
 H = timedelta(hours=1)
 

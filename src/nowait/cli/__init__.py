@@ -16,8 +16,8 @@ import typer
 from rich.console import Console
 from typer._click import exceptions as click_exc
 
-from nowait import pricing
 from nowait.errors import NowaitError
+from nowait.sort import pricing
 
 app = typer.Typer(
     name="nowait",

@@ -9,16 +9,16 @@ from typing import Annotated
 
 import typer
 
-from nowait.analysis.detect import FORMATS
-from nowait.analysis.engine import connect, load
-from nowait.analysis.present import report_html, report_json, report_terminal
-from nowait.analysis.readers import BadRecords
-from nowait.analysis.records import GROUP_BY
-from nowait.analysis.report import build_report
+from nowait.analyze.detect import FORMATS
+from nowait.analyze.engine import connect, load
+from nowait.analyze.readers import BadRecords
+from nowait.analyze.records import GROUP_BY
+from nowait.analyze.report import build_report
 from nowait.cli import PricesOption, app, stdout
 from nowait.errors import InputError
-from nowait.pricing import load_table
-from nowait.progress import progress
+from nowait.present.analysis import report_html, report_json, report_terminal
+from nowait.present.progress import progress
+from nowait.sort.pricing import load_table
 
 
 @app.command("analyze")

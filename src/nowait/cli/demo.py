@@ -7,16 +7,17 @@ from typing import Annotated
 
 import typer
 
-from nowait import render, worksheet
-from nowait.analysis.demo import write_demo_report
-from nowait.analysis.present import report_terminal
 from nowait.cli import PricesOption, app, stdout
-from nowait.demo_route import route_example
-from nowait.pricing import load_table
+from nowait.demo.analysis import write_demo_report
+from nowait.demo.route import route_example
+from nowait.present import tables as render
+from nowait.present.analysis import report_terminal
+from nowait.present.simulation import results_html, results_table
 from nowait.simulate.engine import simulate
-from nowait.simulate.report import results_html, results_table
 from nowait.simulate.trace import read_trace, write_trace
-from nowait.sorting import human_duration
+from nowait.sort import worksheet
+from nowait.sort.classify import human_duration
+from nowait.sort.pricing import load_table
 
 
 @app.command("demo")

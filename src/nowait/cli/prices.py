@@ -7,8 +7,9 @@ from typing import Annotated
 
 import typer
 
-from nowait import pricing, render
 from nowait.cli import PricesOption, app, stdout
+from nowait.present import tables as render
+from nowait.sort import pricing
 
 
 @app.command("prices")

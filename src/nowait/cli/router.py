@@ -11,22 +11,22 @@ from typing import Annotated
 
 import typer
 
-from nowait import render
-from nowait.backend import AnthropicBackend
 from nowait.cli import PricesOption, app, stdout
 from nowait.clock import SystemClock
 from nowait.durations import parse_duration
 from nowait.errors import ConfigError, InputError
-from nowait.models import JobState
-from nowait.policy import PollConfig
-from nowait.pricing import load_table
-from nowait.progress import progress
-from nowait.receipts import build_receipt
-from nowait.requests_file import read_requests
-from nowait.router import JsonlSink, Router, default_home, delivery_of
+from nowait.guard.policy import PollConfig
+from nowait.present import tables as render
+from nowait.present.progress import progress
+from nowait.route.backend import AnthropicBackend
+from nowait.route.receipts import build_receipt
+from nowait.route.requests_file import read_requests
+from nowait.route.router import JsonlSink, Router, default_home, delivery_of
+from nowait.route.worker import WorkerConfig
+from nowait.sort.pricing import load_table
 from nowait.store import BatchState, NewJob, Store
 from nowait.store.sqlite import SQLiteStore
-from nowait.worker import WorkerConfig
+from nowait.types import JobState
 
 BaseUrl = Annotated[
     str | None, typer.Option("--base-url", help="API base URL (default: $ANTHROPIC_BASE_URL).")

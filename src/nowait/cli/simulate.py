@@ -10,12 +10,12 @@ import typer
 from nowait.cli import PricesOption, app, stdout
 from nowait.durations import parse_duration
 from nowait.errors import InputError
-from nowait.forecast import PRIOR
-from nowait.pricing import load_table
+from nowait.guard.forecast import PRIOR
+from nowait.guard.turnaround import Turnaround
+from nowait.present.simulation import results_html, results_table
 from nowait.simulate.engine import SimConfig, simulate
-from nowait.simulate.report import results_html, results_table
 from nowait.simulate.trace import read_trace, write_trace
-from nowait.turnaround import Turnaround
+from nowait.sort.pricing import load_table
 
 
 def _seconds(text: str, flag: str) -> float:

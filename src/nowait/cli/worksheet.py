@@ -8,9 +8,10 @@ from typing import Annotated
 
 import typer
 
-from nowait import pricing, render, worksheet
 from nowait.cli import PricesOption, app, stdout
 from nowait.errors import InputError
+from nowait.present import tables as render
+from nowait.sort import pricing, worksheet
 
 
 @app.command("worksheet")

@@ -4,7 +4,7 @@ from nowait.emulator.app import create_app
 from nowait.emulator.config import EmulatorConfig, Faults, RateLimit
 from nowait.emulator.server import EmulatorServer
 from nowait.emulator.state import Emulator
-from nowait.turnaround import Turnaround
+from nowait.guard.turnaround import Turnaround
 
 __all__ = [
     "Emulator",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from nowait.guard.turnaround import Turnaround
 from nowait.limits import BATCH_MAX_BYTES, BATCH_MAX_REQUESTS, MESSAGES_MAX_BYTES
-from nowait.turnaround import Turnaround
 
 API_VERSIONS = ("2023-01-01", "2023-06-01", "2026-10-21")
 """`anthropic-version` values the API knows; 2026-10-21 drops the sampling parameters."""

@@ -29,7 +29,7 @@ from nowait.emulator.fakemodel import (
 )
 from nowait.emulator.ratelimit import ModelLimiter
 from nowait.emulator.validation import check_batch_requests, check_message_params, semantic_error
-from nowait.turnaround import Turnaround
+from nowait.guard.turnaround import Turnaround
 
 _EXHAUSTED = {
     "requests": "requests",

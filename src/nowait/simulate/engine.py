@@ -41,7 +41,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from nowait.errors import InputError
-from nowait.policy import (
+from nowait.guard.policy import (
     Capacity,
     GuardConfig,
     PollConfig,
@@ -52,9 +52,9 @@ from nowait.policy import (
     realtime_duration,
     worth_batching,
 )
-from nowait.pricing import PriceTable, default_table
+from nowait.guard.turnaround import Turnaround
 from nowait.simulate.trace import TraceRequest
-from nowait.turnaround import Turnaround
+from nowait.sort.pricing import PriceTable, default_table
 
 UNIT = Decimal("1e-10")  # USD
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)

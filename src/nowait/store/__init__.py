@@ -3,7 +3,7 @@
 `Store` is the one protocol; `SQLiteStore` the embedded default, `PostgresStore`
 (`nowait.store.postgres`, needs `nowait[postgres]`) the server one. Every method is one
 transaction, so a crash between two calls leaves a state the worker can reconcile. Moves of
-a job's state are checked by `models.transition` and guarded in SQL by the state they leave.
+a job's state are checked by `nowait.types.transition` and guarded in SQL by the state they leave.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from nowait.errors import StoreError
-from nowait.models import JobState, Route, Tier, Usage
+from nowait.types import JobState, Route, Tier, Usage
 
 
 class StoreBusyError(StoreError):

@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from nowait.errors import ConfigError, IllegalTransition, StoreError
-from nowait.models import JobState, Route, Tier, Usage, transition
 from nowait.store import (
     OUTCOME_STATE,
     BatchRecord,
@@ -35,6 +34,7 @@ from nowait.store import (
     StoreBusyError,
     UsageRow,
 )
+from nowait.types import JobState, Route, Tier, Usage, transition
 
 if TYPE_CHECKING:
     import psycopg

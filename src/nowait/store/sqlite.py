@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from nowait.errors import IllegalTransition, StoreError
-from nowait.models import USAGE_FIELDS, JobState, Route, Tier, Usage, transition
 from nowait.store import (
     OUTCOME_STATE,
     BatchRecord,
@@ -24,6 +23,7 @@ from nowait.store import (
     StoreBusyError,
     UsageRow,
 )
+from nowait.types import USAGE_FIELDS, JobState, Route, Tier, Usage, transition
 
 MIGRATIONS = (
     """

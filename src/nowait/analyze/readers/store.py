@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from nowait.analysis.readers import BadRecords
-from nowait.analysis.records import Record
+from nowait.analyze.readers import BadRecords
+from nowait.analyze.records import Record
 from nowait.store.sqlite import SQLiteStore
 
 

@@ -6,8 +6,8 @@ from decimal import Decimal
 
 from rich.table import Table
 
-from nowait import charts
-from nowait.render import usd
+from nowait.present import charts
+from nowait.present.tables import usd
 from nowait.simulate.engine import PolicyResult
 
 

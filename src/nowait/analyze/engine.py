@@ -15,10 +15,10 @@ from pathlib import Path
 
 import duckdb
 
-from nowait.analysis.detect import READERS, detect
-from nowait.analysis.readers import BadRecords
-from nowait.analysis.readers.logs import is_csv
-from nowait.analysis.records import COLUMNS, Record
+from nowait.analyze.detect import READERS, detect
+from nowait.analyze.readers import BadRecords
+from nowait.analyze.readers.logs import is_csv
+from nowait.analyze.records import COLUMNS, Record
 
 NULL = "\\N"
 TYPES = {

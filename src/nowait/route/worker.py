@@ -25,14 +25,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from nowait.backend import AuthError, Backend, BatchInfo, ResultLine
 from nowait.clock import Clock
 from nowait.errors import BackendError, PermanentBackendError, RetryableBackendError
-from nowait.forecast import PRIOR
-from nowait.limits import BATCH_MAX_BYTES, BATCH_MAX_REQUESTS
-from nowait.models import Route, Tier
-from nowait.packing import ENVELOPE_BYTES, Member, pack
-from nowait.policy import (
+from nowait.guard.forecast import PRIOR
+from nowait.guard.policy import (
     Capacity,
     GuardConfig,
     PollConfig,
@@ -44,8 +40,12 @@ from nowait.policy import (
     next_poll,
     retry_at,
 )
+from nowait.guard.turnaround import Turnaround
+from nowait.limits import BATCH_MAX_BYTES, BATCH_MAX_REQUESTS
+from nowait.route.backend import AuthError, Backend, BatchInfo, ResultLine
+from nowait.route.packing import ENVELOPE_BYTES, Member, pack
 from nowait.store import BatchRecord, BatchState, Job, Outcome, Store
-from nowait.turnaround import Turnaround
+from nowait.types import Route, Tier
 
 CRASH_ENV = "NOWAIT_CRASH_AT"
 _CRASH_SPEC = os.environ.get(CRASH_ENV)  # read once: crashpoints sit on per-line hot paths

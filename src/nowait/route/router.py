@@ -24,14 +24,14 @@ from typing import Any, BinaryIO, Protocol
 
 import orjson
 
-from nowait.backend import Backend
 from nowait.clock import Clock, SystemClock
 from nowait.errors import InputError
-from nowait.forecast import BatchSample, Forecast, fit
-from nowait.models import PENDING_STATES, JobState, Route
-from nowait.policy import RouteRequest, decide_route
+from nowait.guard.forecast import BatchSample, Forecast, fit
+from nowait.guard.policy import RouteRequest, decide_route
+from nowait.route.backend import Backend
+from nowait.route.worker import Worker, WorkerConfig, crashpoint
 from nowait.store import Job, NewJob, Store
-from nowait.worker import Worker, WorkerConfig, crashpoint
+from nowait.types import PENDING_STATES, JobState, Route
 
 
 @dataclass(frozen=True)

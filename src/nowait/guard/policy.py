@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from nowait.models import Decision, Route
+from nowait.types import Decision, Route
 
 
 @dataclass(frozen=True)

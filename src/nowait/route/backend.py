@@ -16,7 +16,7 @@ import anthropic
 import orjson
 
 from nowait.errors import ConfigError, PermanentBackendError, RetryableBackendError
-from nowait.models import Usage
+from nowait.types import Usage
 
 T = TypeVar("T")
 RETRYABLE_LINE_ERRORS = frozenset(

@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from nowait.analysis.readers import BadRecords, json_objects, number
-from nowait.analysis.records import Record, split_input
+from nowait.analyze.readers import BadRecords, json_objects, number
+from nowait.analyze.records import Record, split_input
 
 SERVER, CONSUMER = 2, 5
 # OTLP JSON may spell the span kind as its enum name, and ConsoleSpanExporter as `SpanKind.X`.

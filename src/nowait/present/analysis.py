@@ -10,9 +10,9 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from nowait import charts
-from nowait.analysis.report import Report, WorkloadReport
-from nowait.render import money_json, percent, to_review, usd
+from nowait.analyze.report import Report, WorkloadReport
+from nowait.present import charts
+from nowait.present.tables import money_json, percent, to_review, usd
 
 
 def _f(value: Decimal | None) -> float | None:

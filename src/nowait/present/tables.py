@@ -7,10 +7,10 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from rich.table import Table
 
-from nowait.models import Tier
-from nowait.pricing import PriceTable
-from nowait.receipts import Receipt, ReceiptLine
-from nowait.worksheet import WorksheetResult
+from nowait.route.receipts import Receipt, ReceiptLine
+from nowait.sort.pricing import PriceTable
+from nowait.sort.worksheet import WorksheetResult
+from nowait.types import Tier
 
 
 def usd(amount: Decimal | None, places: int = 2) -> str:

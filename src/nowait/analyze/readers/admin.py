@@ -13,11 +13,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from nowait.analysis.readers import BadRecords, json_objects, number
-from nowait.analysis.readers.logs import timestamp
-from nowait.analysis.records import Record
-from nowait.models import Tier
-from nowait.pricing import PriceTable, default_table
+from nowait.analyze.readers import BadRecords, json_objects, number
+from nowait.analyze.readers.logs import timestamp
+from nowait.analyze.records import Record
+from nowait.sort.pricing import PriceTable, default_table
+from nowait.types import Tier
 
 WIDTHS = {3600: "bucket_1h", 60: "bucket_1m", 86400: "bucket_1d"}
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from nowait.analysis.records import Record
+from nowait.analyze.records import Record
 from nowait.errors import InputError
 
 

@@ -13,8 +13,8 @@ from datetime import timedelta
 from decimal import Decimal
 from enum import StrEnum
 
-from nowait.models import Tier, Usage
-from nowait.pricing import CostBreakdown, PriceTable, cost_of_totals
+from nowait.sort.pricing import CostBreakdown, PriceTable, cost_of_totals
+from nowait.types import Tier, Usage
 
 
 class Verdict(StrEnum):

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nowait.analysis.engine import connect, load
-from nowait.analysis.generate import generate
-from nowait.analysis.present import report_html
-from nowait.analysis.readers import BadRecords
-from nowait.analysis.report import Report, build_report
-from nowait.pricing import PriceTable
+from nowait.analyze.engine import connect, load
+from nowait.analyze.generate import generate
+from nowait.analyze.readers import BadRecords
+from nowait.analyze.report import Report, build_report
+from nowait.present.analysis import report_html
+from nowait.sort.pricing import PriceTable
 
 
 def write_demo_report(

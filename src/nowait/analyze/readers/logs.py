@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from nowait.analysis.readers import BadRecords, json_objects, number, open_text
-from nowait.analysis.records import Record, split_input
+from nowait.analyze.readers import BadRecords, json_objects, number, open_text
+from nowait.analyze.records import Record, split_input
 
 
 def timestamp(value: Any) -> datetime:

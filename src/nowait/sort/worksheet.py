@@ -14,9 +14,7 @@ from typing import Any
 
 from nowait.durations import parse_duration
 from nowait.errors import InputError
-from nowait.models import Usage
-from nowait.pricing import PriceTable
-from nowait.sorting import (
+from nowait.sort.classify import (
     Classification,
     Facts,
     MoveCost,
@@ -27,6 +25,8 @@ from nowait.sorting import (
     classify,
     price_move,
 )
+from nowait.sort.pricing import PriceTable
+from nowait.types import Usage
 
 TEMPLATE_RESOURCE = "data/example-worksheet.toml"
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from nowait.analysis.readers import Reader, open_text
-from nowait.analysis.readers.admin import read_cost_report, read_usage_report
-from nowait.analysis.readers.logs import read_langfuse, read_litellm, read_nowait
-from nowait.analysis.readers.otlp import read_otlp
-from nowait.analysis.readers.store import read_store
+from nowait.analyze.readers import Reader, open_text
+from nowait.analyze.readers.admin import read_cost_report, read_usage_report
+from nowait.analyze.readers.logs import read_langfuse, read_litellm, read_nowait
+from nowait.analyze.readers.otlp import read_otlp
+from nowait.analyze.readers.store import read_store
 from nowait.errors import InputError
 
 READERS: dict[str, Reader] = {

@@ -12,17 +12,17 @@ from datetime import datetime
 from importlib import resources
 from pathlib import Path
 
-from nowait.backend import AnthropicBackend
 from nowait.clock import FakeClock
 from nowait.emulator import EmulatorConfig, EmulatorServer, Turnaround
-from nowait.models import Route
-from nowait.pricing import PriceTable
-from nowait.progress import progress
-from nowait.receipts import Receipt, build_receipt
-from nowait.requests_file import read_requests
-from nowait.router import JsonlSink, Router
+from nowait.present.progress import progress
+from nowait.route.backend import AnthropicBackend
+from nowait.route.receipts import Receipt, build_receipt
+from nowait.route.requests_file import read_requests
+from nowait.route.router import JsonlSink, Router
+from nowait.sort.pricing import PriceTable
 from nowait.store import BatchState
 from nowait.store.sqlite import SQLiteStore
+from nowait.types import Route
 
 
 @dataclass(frozen=True)

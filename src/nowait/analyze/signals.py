@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nowait.sorting import Classification, Facts, Trigger, Verdict, Waiter, classify
+from nowait.sort.classify import Classification, Facts, Trigger, Verdict, Waiter, classify
 
 
 @dataclass(frozen=True)

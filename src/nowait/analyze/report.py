@@ -7,12 +7,12 @@ from decimal import Decimal
 
 import duckdb
 
-from nowait.analysis.readers import BadRecords
-from nowait.analysis.records import GROUP_BY, GROUP_KEYS
-from nowait.analysis.signals import Inference, Signals, infer
-from nowait.models import Tier, Usage
-from nowait.pricing import PriceTable, default_table
-from nowait.sorting import MoveCost, Traffic, Verdict, price_move, traffic_cost
+from nowait.analyze.readers import BadRecords
+from nowait.analyze.records import GROUP_BY, GROUP_KEYS
+from nowait.analyze.signals import Inference, Signals, infer
+from nowait.sort.classify import MoveCost, Traffic, Verdict, price_move, traffic_cost
+from nowait.sort.pricing import PriceTable, default_table
+from nowait.types import Tier, Usage
 
 
 @dataclass(frozen=True)

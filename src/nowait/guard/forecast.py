@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from nowait.turnaround import Turnaround
+from nowait.guard.turnaround import Turnaround
 
 SIZE_BUCKETS = (1_000, 10_000, 100_000)
 

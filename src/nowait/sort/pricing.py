@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from nowait.errors import InputError
-from nowait.models import Tier, Usage
+from nowait.types import Tier, Usage
 
 MILLION = Decimal(1_000_000)
 ITEMS = ("input", "output", "cache_write_5m", "cache_write_1h", "cache_read")

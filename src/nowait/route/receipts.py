@@ -6,9 +6,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from nowait.models import Tier, Usage
-from nowait.pricing import PriceTable, cost_of_totals
+from nowait.sort.pricing import PriceTable, cost_of_totals
 from nowait.store import UsageRow
+from nowait.types import Tier, Usage
 
 
 @dataclass
