@@ -5,14 +5,38 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal, get_args
 
 
 class Tier(StrEnum):
-    """Which price list a request is billed on."""
+    """Which price list a request is billed on (the API's `usage.service_tier`)."""
 
     STANDARD = "standard"
+    PRIORITY = "priority"  # a Priority Tier organization's real-time capacity
     BATCH = "batch"
+    UNKNOWN = "unknown"  # a tier the API named that nowait does not know: priced as standard
+
+    @classmethod
+    def from_api(cls, value: object) -> Tier:
+        """The tier of a `usage.service_tier` value; missing means standard, and a value the
+        API adds later is `UNKNOWN` (never an error: the answer is still delivered)."""
+        if value is None:
+            return cls.STANDARD
+        return _API_TIERS.get(value, cls.UNKNOWN)
+
+
+_API_TIERS: dict[object, Tier] = {t.value: t for t in (Tier.STANDARD, Tier.PRIORITY, Tier.BATCH)}
+
+BatchStatus = Literal["in_progress", "canceling", "ended"]
+"""A Message Batch's `processing_status`."""
+BATCH_STATUSES: dict[object, BatchStatus] = {s: s for s in get_args(BatchStatus)}
+
+ResultType = Literal["succeeded", "errored", "canceled", "expired"]
+"""The `result.type` of one line of a batch's results."""
+RESULT_TYPES: dict[object, ResultType] = {t: t for t in get_args(ResultType)}
+
+OutcomeKind = Literal["succeeded", "failed", "retry"]
+"""What one attempt of a job came to."""
 
 
 class Route(StrEnum):

@@ -82,6 +82,12 @@ def emulator_command(
         bool, typer.Option(help="Answer any batch id and model (SDK suites).")
     ] = False,
     public_url: Annotated[str | None, typer.Option(help="Origin used in results_url.")] = None,
+    service_tier: Annotated[
+        str,
+        typer.Option(
+            help="usage.service_tier of real-time answers (priority: a Priority Tier org)."
+        ),
+    ] = "standard",
 ) -> None:
     """Serve a local Messages + Message Batches API (point the SDK's base_url at it)."""
     try:
@@ -98,6 +104,7 @@ def emulator_command(
             faults=faults,
             contract_mode=contract,
             public_base_url=public_url,
+            realtime_service_tier=service_tier,
         )
     except ValueError as exc:
         raise InputError(str(exc)) from None

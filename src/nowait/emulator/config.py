@@ -96,6 +96,9 @@ class EmulatorConfig:
     output_tokens: tuple[int, int] = (12, 160)
     """Range of the fake model's natural answer length, in tokens."""
     shuffle_results: bool = True
+    realtime_service_tier: str = "standard"
+    """`usage.service_tier` of real-time answers: "priority" acts as a Priority Tier
+    organization; any other string as a tier the API might add later."""
     models: frozenset[str] = KNOWN_MODELS
 
     def rate_limit(self, model: str) -> RateLimit | None:

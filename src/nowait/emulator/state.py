@@ -175,7 +175,11 @@ class Emulator:
             digest = request_digest(self.config.seed, params)
             said = answer(params, digest, self.config.output_tokens)
             message = message_json(
-                new_id("msg", self._rng), str(params["model"]), said, usage, "standard"
+                new_id("msg", self._rng),
+                str(params["model"]),
+                said,
+                usage,
+                self.config.realtime_service_tier,
             )
             limiter = self._limiters.get(str(params["model"]))
             headers = {}

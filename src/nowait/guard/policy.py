@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from nowait.types import Decision, Route
+from nowait.types import Decision, OutcomeKind, ResultType, Route
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ class PollConfig:
     longest: float = 120.0
 
 
-def line_verdict(kind: str, error_type: str | None) -> str:
+def line_verdict(kind: ResultType, error_type: str | None) -> OutcomeKind:
     """What to do with a batch result line: "succeeded", "retry" or "failed"."""
     if kind == "succeeded":
         return "succeeded"

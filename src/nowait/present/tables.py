@@ -148,11 +148,11 @@ def worksheet_json(result: WorksheetResult) -> dict[str, object]:
 
 def receipt_table(receipt: Receipt) -> Table:
     """Per workload: requests by tier, tokens, list price (all real-time), paid, saved."""
-    table = Table(title="Receipt", show_footer=True)
+    table = Table(title="Receipt", show_footer=True, caption="\n".join(receipt.notes) or None)
     total = receipt.total
     table.add_column("workload", footer="total")
     for label, footer in (
-        ("real-time", f"{total.requests.get(Tier.STANDARD, 0):,}"),
+        ("real-time", f"{total.realtime_requests:,}"),
         ("batch", f"{total.requests.get(Tier.BATCH, 0):,}"),
         ("input + cache tokens", f"{total.usage.prompt_tokens:,}"),
         ("output tokens", f"{total.usage.output_tokens:,}"),
@@ -164,7 +164,7 @@ def receipt_table(receipt: Receipt) -> Table:
     for line in receipt.lines:
         table.add_row(
             line.workload,
-            f"{line.requests.get(Tier.STANDARD, 0):,}",
+            f"{line.realtime_requests:,}",
             f"{line.requests.get(Tier.BATCH, 0):,}",
             f"{line.usage.prompt_tokens:,}",
             f"{line.usage.output_tokens:,}",
@@ -192,4 +192,8 @@ def receipt_json(receipt: Receipt) -> dict[str, object]:
             "saved": money_json(x.saved),
         }
 
-    return {"workloads": [line(x) for x in receipt.lines], "total": line(receipt.total)}
+    return {
+        "workloads": [line(x) for x in receipt.lines],
+        "total": line(receipt.total),
+        "notes": receipt.notes,
+    }

@@ -7,6 +7,7 @@ timed on nowait's clock, and every failure arrives classified as retryable or pe
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,8 +17,9 @@ import anthropic
 import orjson
 
 from nowait.errors import ConfigError, PermanentBackendError, RetryableBackendError
-from nowait.types import Usage
+from nowait.types import BATCH_STATUSES, RESULT_TYPES, BatchStatus, ResultType, Tier, Usage
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 RETRYABLE_LINE_ERRORS = frozenset(
     {"overloaded_error", "api_error", "rate_limit_error", "timeout_error"}
@@ -35,13 +37,13 @@ class AuthError(ConfigError):
 class MessageOutcome:
     message_json: str
     usage: Usage
-    tier: str
+    tier: Tier
 
 
 @dataclass(frozen=True)
 class BatchInfo:
     id: str
-    status: str  # in_progress | canceling | ended
+    status: BatchStatus
     request_total: int
     created_at: datetime
     ended_at: datetime | None
@@ -50,7 +52,7 @@ class BatchInfo:
 @dataclass(frozen=True)
 class ResultLine:
     custom_id: str
-    kind: str  # succeeded | errored | canceled | expired
+    kind: ResultType
     message: MessageOutcome | None = None
     error_type: str | None = None
     error_message: str | None = None
@@ -140,7 +142,13 @@ class AnthropicBackend:
 
 
 def _line(custom_id: str, result: dict[str, Any]) -> ResultLine:
-    kind = result["type"]
+    kind = RESULT_TYPES.get(result.get("type"))
+    if kind is None:  # a result type the API adds later: reported, not guessed
+        said = f"the API returned a result of type {result.get('type')!r}, unknown to nowait"
+        log.warning("batch result %s: %s", custom_id, said)
+        return ResultLine(
+            custom_id, "errored", error_type="unknown_result_type", error_message=said
+        )
     if kind == "succeeded":
         return ResultLine(custom_id, kind, message=_outcome(result["message"]))
     if kind == "errored":
@@ -153,17 +161,35 @@ def _line(custom_id: str, result: dict[str, Any]) -> ResultLine:
 
 def _outcome(message: dict[str, Any]) -> MessageOutcome:
     usage = message.get("usage") or {}
-    return MessageOutcome(
-        orjson.dumps(message).decode(),
-        Usage.from_api(usage),
-        str(usage.get("service_tier") or "standard"),
-    )
+    tier = Tier.from_api(usage.get("service_tier"))
+    if tier is Tier.UNKNOWN:
+        log.warning(
+            "the API billed %s on service tier %r, which nowait does not know:"
+            " priced at standard rates",
+            message.get("id"),
+            usage.get("service_tier"),
+        )
+    return MessageOutcome(orjson.dumps(message).decode(), Usage.from_api(usage), tier)
 
 
 def _info(batch: Any) -> BatchInfo:
     counts = batch.request_counts
     total = counts.processing + counts.succeeded + counts.errored + counts.canceled + counts.expired
-    return BatchInfo(batch.id, batch.processing_status, total, batch.created_at, batch.ended_at)
+    return BatchInfo(
+        batch.id, _status(batch.id, batch.processing_status), total, batch.created_at,
+        batch.ended_at,
+    )  # fmt: skip
+
+
+def _status(batch_id: str, value: object) -> BatchStatus:
+    """A status the API adds later is polled on as in progress (the guard still cancels in
+    time), and logged."""
+    status = BATCH_STATUSES.get(value)
+    if status is not None:
+        return status
+    log.warning("batch %s has an unknown processing_status %r: treated as in progress",
+                batch_id, value)  # fmt: skip
+    return "in_progress"
 
 
 def _call(fn: Callable[[], T]) -> T:

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from nowait.sort.pricing import PriceTable, cost_of_totals
+from nowait.sort.pricing import PriceTable, cost_of_totals, default_table
 from nowait.store import UsageRow
 from nowait.types import Tier, Usage
 
@@ -20,6 +20,11 @@ class ReceiptLine:
     paid: Decimal | None = Decimal(0)
 
     @property
+    def realtime_requests(self) -> int:
+        """Requests answered by the real-time API, on whatever tier it billed them."""
+        return sum(n for tier, n in self.requests.items() if tier is not Tier.BATCH)
+
+    @property
     def saved(self) -> Decimal | None:
         if self.list_price is None or self.paid is None:
             return None
@@ -30,6 +35,8 @@ class ReceiptLine:
 class Receipt:
     lines: list[ReceiptLine]
     total: ReceiptLine
+    notes: list[str] = field(default_factory=list)
+    """What a reader must know to trust the money: tiers priced by assumption or not at all."""
 
 
 def _add(a: Decimal | None, b: Decimal | None) -> Decimal | None:
@@ -51,7 +58,30 @@ def build_receipt(rows: Iterable[UsageRow], table: PriceTable | None = None) -> 
             target.usage = target.usage + row.usage
             target.list_price = _add(target.list_price, listed)
             target.paid = _add(target.paid, paid)
-    return Receipt(sorted(lines.values(), key=lambda x: x.workload), total)
+    return Receipt(
+        sorted(lines.values(), key=lambda x: x.workload), total, _tier_notes(total, table)
+    )
+
+
+def _tier_notes(total: ReceiptLine, table: PriceTable | None) -> list[str]:
+    notes = []
+    unknown = total.requests.get(Tier.UNKNOWN, 0)
+    if unknown:
+        notes.append(
+            f"{unknown:,} {_requests(unknown)} came back on a service tier nowait does not know:"
+            " priced at standard rates"
+        )
+    priority = total.requests.get(Tier.PRIORITY, 0)
+    if priority and (table or default_table()).priority_factor is None:
+        notes.append(
+            f"{priority:,} {_requests(priority)} billed on Priority Tier: no priority price in"
+            " the table, so their cost is unknown (set priority_factor in a --prices file)"
+        )
+    return notes
+
+
+def _requests(n: int) -> str:
+    return "request" if n == 1 else "requests"
 
 
 def _priced(row: UsageRow, table: PriceTable | None) -> tuple[Decimal | None, Decimal | None]:

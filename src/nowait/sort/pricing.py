@@ -94,6 +94,8 @@ class PriceTable:
     as_of: date
     models: Mapping[str, ModelPrice]
     batch_discount: Decimal = Decimal("0.5")
+    priority_factor: Decimal | None = None
+    """Priority Tier rates as a multiple of standard; None: not known, so not priced."""
     currency: str = "USD"
     source: str = ""
     overrides_from: tuple[str, ...] = ()
@@ -115,8 +117,15 @@ class PriceTable:
                 return self.models[self._aliases[candidate]]
         return None
 
-    def tier_factor(self, tier: Tier) -> Decimal:
-        return self.batch_discount if tier is Tier.BATCH else Decimal(1)
+    def tier_factor(self, tier: Tier) -> Decimal | None:
+        """The multiple of standard rates `tier` is billed at; None when the table does not
+        know it (Priority Tier without `priority_factor`). An unknown tier is priced as
+        standard: the receipt says so."""
+        if tier is Tier.BATCH:
+            return self.batch_discount
+        if tier is Tier.PRIORITY:
+            return self.priority_factor
+        return Decimal(1)
 
 
 _DATE_SUFFIX = re.compile(r"(-|@)\d{8}$")
@@ -184,8 +193,11 @@ def cost_of_totals(
     if price is None:
         warn_unknown_model(model)
         return None
+    factor = table.tier_factor(tier)
+    if factor is None:
+        return None
     average_prompt = usage.prompt_tokens // requests if requests > 0 else 0
-    rates = price.rates_for(average_prompt).scaled(table.tier_factor(tier))
+    rates = price.rates_for(average_prompt).scaled(factor)
     return _priced(usage, rates)
 
 
@@ -216,6 +228,10 @@ def _decimal(value: Any, *, file: str, field: str) -> Decimal:
     if not amount.is_finite() or amount < 0:
         raise InputError(f"got {value!r}", file=file, field=field, expected="a price ≥ 0")
     return amount
+
+
+def _optional_decimal(data: Mapping[str, Any], key: str, *, file: str) -> Decimal | None:
+    return _decimal(data[key], file=file, field=key) if key in data else None
 
 
 def _rates(entry: Mapping[str, Any], *, file: str, where: str) -> Rates:
@@ -281,6 +297,7 @@ def parse_table(data: Mapping[str, Any], *, file: str) -> PriceTable:
         batch_discount=_decimal(
             data.get("batch_discount", "0.5"), file=file, field="batch_discount"
         ),
+        priority_factor=_optional_decimal(data, "priority_factor", file=file),
         currency=str(data.get("currency", "USD")),
         source=str(data.get("source", "")),
     )
@@ -301,11 +318,13 @@ def merge_override(base: PriceTable, path: Path) -> PriceTable:
     discount = base.batch_discount
     if "batch_discount" in data:
         discount = _decimal(data["batch_discount"], file=file, field="batch_discount")
+    priority = _optional_decimal(data, "priority_factor", file=file) or base.priority_factor
     return replace(
         base,
         as_of=as_of,
         models=merged,
         batch_discount=discount,
+        priority_factor=priority,
         overrides_from=(*base.overrides_from, file),
     )
 

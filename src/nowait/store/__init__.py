@@ -16,7 +16,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from nowait.errors import StoreError
-from nowait.types import JobState, Route, Tier, Usage
+from nowait.types import JobState, OutcomeKind, Route, Tier, Usage
 
 
 class StoreBusyError(StoreError):
@@ -94,7 +94,7 @@ class Outcome:
     """What one attempt of a job came to."""
 
     custom_id: str | None  # batch lines: the line's custom_id; real-time: None
-    kind: str  # "succeeded" | "failed" | "retry"
+    kind: OutcomeKind
     result_json: str | None = None
     usage: Usage | None = None
     tier: Tier | None = None
