@@ -24,8 +24,7 @@ from nowait.route.requests_file import read_requests
 from nowait.route.router import JsonlSink, Router, default_home, delivery_of
 from nowait.route.worker import WorkerConfig
 from nowait.sort.pricing import load_table
-from nowait.store import BatchState, NewJob, Store
-from nowait.store.sqlite import SQLiteStore
+from nowait.store import POSTGRES_SCHEMES, BatchState, NewJob, Store, open_store
 from nowait.types import JobState
 
 BaseUrl = Annotated[
@@ -49,15 +48,15 @@ StoreUrl = Annotated[
 def _store(home: Path | None, url: str | None = None) -> Store:
     """Where state lives: PostgreSQL for a postgresql:// URL, else `nowait.db` in the home."""
     if not url:
-        return SQLiteStore((home or default_home()) / "nowait.db")
-    from nowait.store.postgres import PostgresStore, mask
+        return open_store((home or default_home()) / "nowait.db")
+    if not url.startswith(POSTGRES_SCHEMES):
+        from nowait.store.postgres import mask
 
-    if not url.startswith(("postgresql://", "postgres://")):
         raise ConfigError(
             f"--store: {mask(url)!r} is not a postgresql://… URL"
             " (leave --store out to use SQLite in --home)"
         )
-    return PostgresStore(url)
+    return open_store(url)
 
 
 def _backend(base_url: str | None) -> AnthropicBackend:

@@ -13,9 +13,10 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Protocol
 
-from nowait.errors import StoreError
+from nowait.errors import ConfigError, StoreError
 from nowait.types import JobState, OutcomeKind, Route, Tier, Usage
 
 
@@ -242,3 +243,26 @@ class Store(Protocol):
     ) -> int:
         """Batch → lost (the API refuses to show it); its unanswered jobs as in `close_batch`."""
         ...
+
+
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def open_store(target: str | Path) -> Store:
+    """The store at `target`: a `postgresql://…` URL (needs `nowait[postgres]`), or the path of
+    a SQLite database file (a folder means `nowait.db` inside it). Created if missing."""
+    text = str(target)
+    if text.startswith(POSTGRES_SCHEMES):
+        from nowait.store.postgres import PostgresStore
+
+        return PostgresStore(text)
+    if "://" in text:
+        from nowait.store.postgres import mask
+
+        raise ConfigError(
+            f"store {mask(text)!r}: expected a postgresql://… URL or the path of a SQLite file"
+        )
+    from nowait.store.sqlite import SQLiteStore
+
+    path = Path(text).expanduser()
+    return SQLiteStore(path / "nowait.db" if path.is_dir() else path)
