@@ -10,6 +10,8 @@ import time
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from nowait.errors import ConfigError, StoreError
 from nowait.store import NewJob, Outcome, StoreBusyError
@@ -184,8 +186,30 @@ def test_a_missing_psycopg_says_how_to_install_it(monkeypatch: pytest.MonkeyPatc
         ),
         ("host=h password='a b' dbname=d", "host=h password=*** dbname=d"),
         ("postgresql://u:p@ss@h/db", "postgresql://u:***@h/db"),
+        ("postgresql://u:pa/ss@h/db", "postgresql://u:***@h/db"),
+        ("postgresql://u:pa ss@h:5432/db", "postgresql://u:***@h:5432/db"),
+        ("postgres://u:p?x=1@h/db", "postgres://u:***@h/db"),
+        ("postgresql://u:s3cr#t@h/db?sslmode=require", "postgresql://u:***@h/db?sslmode=require"),
         ("postgresql://h/db", "postgresql://h/db"),
+        ("postgresql://u@h:5432/db", "postgresql://u@h:5432/db"),
+        ("PASSWORD=abc host=h", "PASSWORD=*** host=h"),
     ],
 )
 def test_mask_hides_the_password(dsn: str, shown: str) -> None:
     assert mask(dsn) == shown
+
+
+@given(
+    st.text(
+        alphabet=st.characters(blacklist_categories=("Cs", "Cc")), min_size=3, max_size=20
+    ).filter(lambda p: p.strip() == p and "'" not in p)
+)
+def test_no_password_shape_survives_masking(password: str) -> None:
+    for dsn in (
+        f"postgresql://user:{password}@db.example:5432/nowait?sslmode=require",
+        f"postgresql://user@db.example/nowait?password={password}",
+        f"host=db.example password='{password}' dbname=nowait",
+    ):
+        if "?password=" in dsn and any(c in password for c in "& "):
+            continue  # not one parameter any more: the URL means something else
+        assert password not in mask(dsn), dsn

@@ -26,6 +26,7 @@ import orjson
 
 from nowait.clock import Clock, SystemClock
 from nowait.errors import InputError
+from nowait.files import open_private_append
 from nowait.guard.forecast import BatchSample, Forecast, fit
 from nowait.guard.policy import RouteRequest, decide_route
 from nowait.route.backend import Backend
@@ -96,7 +97,7 @@ class JsonlSink:
         self.path = Path(path)
         _cut_torn_tail(self.path)
         self._seen = set(self._keys())
-        self._file = self.path.open("a", encoding="utf-8")
+        self._file = open_private_append(self.path)
 
     def _keys(self) -> Iterator[str]:
         if not self.path.exists():

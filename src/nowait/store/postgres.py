@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
+from urllib.parse import unquote, unquote_plus
 
 from nowait.errors import ConfigError, IllegalTransition, StoreError
 from nowait.store import (
@@ -111,19 +111,40 @@ PAGE = 1000
 Row = dict[str, Any]
 
 
+_KEYWORD_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]+)", flags=re.IGNORECASE)
+
+
+def _url_password(dsn: str) -> tuple[int, int] | None:
+    """Where the password of a `scheme://user:password@host…` URL lies, as (start, end).
+
+    A password may hold any character, `/`, `?`, `@` or a space unencoded included (libpq's
+    own parser is as lenient), so the user info runs to the *last* `@`: masking too much
+    never shows a secret, masking too little would. urlsplit agrees on well-formed URLs."""
+    scheme_end = dsn.find("://")
+    if scheme_end < 0:
+        return None
+    start = scheme_end + 3
+    at = dsn.rfind("@", start)
+    colon = dsn.find(":", start, at)
+    if at < 0 or colon < 0:
+        return None
+    return colon + 1, at
+
+
 def mask(dsn: str) -> str:
-    """The DSN with its password replaced by `***` (URL and key=value forms)."""
-    text = re.sub(r"(://[^:/@\s]*:)[^/\s]*@", r"\1***@", dsn)
-    return re.sub(
-        r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]+)", r"\1***", text, flags=re.IGNORECASE
-    )
+    """The DSN with its password replaced by `***`: in the user info of a URL, as a
+    `password=` query parameter, and in the key=value form."""
+    span = _url_password(dsn)
+    text = dsn if span is None else dsn[: span[0]] + "***" + dsn[span[1] :]
+    return _KEYWORD_PASSWORD.sub(r"\1***", text)
 
 
 def _passwords(dsn: str) -> set[str]:
     """Every spelling of the DSN's password, to scrub from messages written by others."""
-    found = set(re.findall(r"://[^:/@\s]*:([^/\s]*)@", dsn))
-    found |= set(re.findall(r"password\s*=\s*'?([^\s&']+)", dsn, flags=re.IGNORECASE))
-    found |= {unquote(p) for p in found}
+    span = _url_password(dsn)
+    found = {dsn[span[0] : span[1]]} if span else set()
+    found |= {m.group(2).strip("'") for m in _KEYWORD_PASSWORD.finditer(dsn)}
+    found |= {unquote(p) for p in found} | {unquote_plus(p) for p in found}
     return {p for p in found if len(p) >= 3}  # shorter: scrubbing would garble the text
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from nowait.errors import IllegalTransition, StoreError
+from nowait.files import make_private_dir
 from nowait.store import (
     OUTCOME_STATE,
     BatchRecord,
@@ -118,7 +119,7 @@ class SQLiteStore:
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.path.parent)
         if not self.path.exists():
             fd = os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600)
             os.close(fd)
