@@ -8,16 +8,6 @@ from typing import Annotated
 import typer
 
 from nowait.cli import PricesOption, app, stdout
-from nowait.demo.analysis import write_demo_report
-from nowait.demo.route import route_example
-from nowait.present import tables as render
-from nowait.present.analysis import report_terminal
-from nowait.present.simulation import results_html, results_table
-from nowait.simulate.engine import simulate
-from nowait.simulate.trace import read_trace, write_trace
-from nowait.sort import worksheet
-from nowait.sort.classify import human_duration
-from nowait.sort.pricing import load_table
 
 
 @app.command("demo")
@@ -28,6 +18,18 @@ def demo_command(
     prices: PricesOption = None,
 ) -> None:
     """The whole story on the embedded defaults: sort, route, analyze, guard deadlines."""
+    # Imported here: the SDK, DuckDB and the emulator load only for the command that needs them.
+    from nowait.demo.analysis import write_demo_report
+    from nowait.demo.route import route_example
+    from nowait.present import tables as render
+    from nowait.present.analysis import report_terminal
+    from nowait.present.simulation import results_html, results_table
+    from nowait.simulate.engine import simulate
+    from nowait.simulate.trace import read_trace, write_trace
+    from nowait.sort import worksheet
+    from nowait.sort.classify import human_duration
+    from nowait.sort.pricing import load_table
+
     console = stdout()
     out.mkdir(parents=True, exist_ok=True)
     sheet = out / "worksheet.toml"
