@@ -176,7 +176,8 @@ class FakeBackend:
         self.calls: list[Call] = []
         self._lock = threading.RLock()
         self._batches: dict[str, _Batch] = {}
-        self._ids = itertools.count(1)
+        self._batch_ids = itertools.count(1)
+        self._message_ids = itertools.count(1)
         self._faults: list[_Fault] = []
         self._line_fates: dict[str, str] = {}
         self._next_fates: list[str] = []
@@ -260,7 +261,7 @@ class FakeBackend:
             self._record("batches.create", custom_ids=ids)
             _check_batch(ids)
             now = self.clock.now()
-            batch = _Batch(f"msgbatch_fake{next(self._ids):05d}", now, self.turnaround, [])
+            batch = _Batch(f"msgbatch_fake{next(self._batch_ids):05d}", now, self.turnaround, [])
             batch.items = [
                 _Item(cid, params, self.turnaround * (i + 1) / len(pairs), self._fate(cid))
                 for i, (cid, params) in enumerate(pairs)
@@ -363,7 +364,7 @@ class FakeBackend:
         else:
             said = answer(params, request_digest(self.seed, params), ANSWER_LENGTH)
         with self._lock:
-            message_id = f"msg_fake{next(self._ids):05d}"
+            message_id = f"msg_fake{next(self._message_ids):05d}"
         usage = CacheUsage(count_tokens(params), 0, 0, 0)
         return message_json(message_id, str(params.get("model")), said, usage, tier)
 

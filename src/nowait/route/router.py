@@ -30,7 +30,7 @@ from nowait.errors import InputError
 from nowait.guard.forecast import BatchSample, Forecast, fit
 from nowait.guard.policy import RouteRequest, decide_route
 from nowait.route.backend import Backend
-from nowait.route.worker import Checkpoint, Worker, WorkerConfig, no_checkpoint
+from nowait.route.worker import Checkpoint, Worker, WorkerConfig, n_jobs, no_checkpoint
 from nowait.store import Job, NewJob, Store
 from nowait.types import PENDING_STATES, JobState, Route
 
@@ -298,7 +298,7 @@ class Router:
                 self.store.mark_delivered_many([j.id for j in chunk], self.clock.now())
             delivered += len(chunk)
         if delivered:
-            log.info("deliver: succeeded|failed→delivered: %s", f"{delivered:,} jobs")
+            log.info("deliver: succeeded|failed→delivered: %s", n_jobs(delivered))
         return delivered
 
     def pending(self) -> int:

@@ -128,7 +128,7 @@ class Worker:
         are reconciled by the first `submit_planned`, where an API error is just a retry."""
         requeued = self.store.requeue_running(self.clock.now())
         if requeued:
-            log.info("recover: running→queued: %s (calls never reported back)", _jobs(requeued))
+            log.info("recover: running→queued: %s (calls never reported back)", n_jobs(requeued))
 
     # ---- reconciliation ---------------------------------------------------------------------
     def _reconcile(self, planned: list[BatchRecord]) -> set[int]:
@@ -209,7 +209,7 @@ class Worker:
         self.store.schedule_poll(plan.id, poll_at, self.config.poll.first)
         log.info(
             "batch #%d found at the API as %s after an interrupted create; submitting→in_batch: %s",
-            plan.id, remote.id, _jobs(plan.request_count),
+            plan.id, remote.id, n_jobs(plan.request_count),
         )  # fmt: skip
 
     # ---- one pass ---------------------------------------------------------------------------
@@ -301,7 +301,7 @@ class Worker:
             due = self.store.due_jobs(Route.BATCH, self.clock.now(), self.config.max_batch_requests)
             if not due:
                 if planned:
-                    log.info("plan: queued→submitting: %s in %d batches", _jobs(jobs), planned)
+                    log.info("plan: queued→submitting: %s in %d batches", n_jobs(jobs), planned)
                 return planned
             by_model: dict[tuple[str, int], list[Member]] = {}
             now = self.clock.now()
@@ -366,7 +366,7 @@ class Worker:
         self.store.schedule_poll(batch.id, poll_at, self.config.poll.first)
         log.info(
             "batch #%d created: %s, %d requests; submitting→in_batch: %s",
-            batch.id, info.id, batch.request_count, _jobs(batch.request_count),
+            batch.id, info.id, batch.request_count, n_jobs(batch.request_count),
         )  # fmt: skip
         return 1
 
@@ -380,7 +380,7 @@ class Worker:
         culprits = [ids[int(named.group(1))]] if named and int(named.group(1)) < len(ids) else ids
         log.warning(
             "batch #%d refused by the API (%s); submitting→failed: %s, submitting→queued: %s",
-            batch.id, error, _jobs(len(culprits)), _jobs(len(ids) - len(culprits)),
+            batch.id, error, n_jobs(len(culprits)), n_jobs(len(ids) - len(culprits)),
         )  # fmt: skip
         for job_id in culprits:
             if self.store.start_realtime(job_id, now):  # claim it, then fail it
@@ -494,7 +494,7 @@ class Worker:
         if batch.cancel_requested:  # the guard's fallback: what did not finish runs in real time
             reason = "deadline guard: the batch ran late; finished in real time"
             moved = self.store.reroute(members, Route.REALTIME, reason, self.clock.now())
-            log.info("batch %s fallback: %s rerouted batch→realtime", batch.api_id, _jobs(moved))
+            log.info("batch %s fallback: %s rerouted batch→realtime", batch.api_id, n_jobs(moved))
 
     def _lose(self, batch: BatchRecord, error: str) -> None:
         """The API refuses to show this batch for good (404, ...): its unanswered jobs are
@@ -506,7 +506,7 @@ class Worker:
         requeued = self.store.lose_batch(
             batch.id, reason, self._requeue_at(batch), now, self._cap(batch)
         )
-        log.warning("%s; in_batch→queued: %s (the rest failed at the cap)", reason, _jobs(requeued))
+        log.warning("%s; in_batch→queued: %s (others failed at the cap)", reason, n_jobs(requeued))
         self._fall_back(batch, members)
 
     def _line_outcome(self, line: ResultLine) -> Outcome:
@@ -538,7 +538,8 @@ class Worker:
         return max(now, min(soonest, now + timedelta(seconds=idle)))
 
 
-def _jobs(n: int) -> str:
+def n_jobs(n: int) -> str:
+    """'1 job', '1,200 jobs': job counts in log lines."""
     return f"{n:,} job" + ("" if n == 1 else "s")
 
 
@@ -546,7 +547,7 @@ def _moves(source: JobState, kinds: Counter[str]) -> str:
     """Job state changes by count from outcome kinds, e.g.
     'in_batch→succeeded: 95 jobs, in_batch→queued: 5 jobs'."""
     return ", ".join(
-        f"{source}→{OUTCOME_STATE[kind]}: {_jobs(n)}" for kind, n in sorted(kinds.items())
+        f"{source}→{OUTCOME_STATE[kind]}: {n_jobs(n)}" for kind, n in sorted(kinds.items())
     )
 
 
