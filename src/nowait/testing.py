@@ -152,7 +152,9 @@ class FakeBackend:
     canceled half way has its first half succeeded and the rest canceled. A cancel takes
     `cancel_latency` seconds of clock time before `ended`. Unfinished requests expire after
     24 h. Results stream in the order the requests were sent. A real-time call takes
-    `realtime_latency` seconds (a number, or a function of the params), slept on the clock.
+    `realtime_latency` seconds (a number, or a function of the params), slept on the clock:
+    on a `FakeClock`, concurrent calls add up as if they ran one after another. `reply` gives
+    the text of every answer, real-time and batch (default: the emulator's fake model).
     """
 
     def __init__(
