@@ -7,6 +7,7 @@ against the real SDK and the emulator in `test_router.py` and `tests/guard/test_
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -187,7 +188,10 @@ def test_a_permanent_realtime_error_fails_the_job(make: MakeRouter, backend: Fak
 
 
 def test_a_slow_cancel_falls_back_in_time_without_paying_twice(
-    make: MakeRouter, backend: FakeBackend, fake_clock: FakeClock
+    make: MakeRouter,
+    backend: FakeBackend,
+    fake_clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     backend.turnaround = 5 * 3600  # a slow day
     backend.cancel_latency = 8 * 60  # and a cancel that takes 8 minutes to end the batch
@@ -201,6 +205,7 @@ def test_a_slow_cancel_falls_back_in_time_without_paying_twice(
         router.submit(ask(i), key=f"k{i}", workload="report", deadline=deadline)
     assert {j.route for j in router.store.jobs()} == {Route.BATCH}
 
+    caplog.set_level(logging.INFO, logger="nowait.route.worker")
     received = run_all(router)
 
     assert fake_clock.now() <= deadline  # the deadline held
@@ -219,6 +224,13 @@ def test_a_slow_cancel_falls_back_in_time_without_paying_twice(
     assert all(c.at >= ended_at for c in backend.calls_to("messages"))
     rerouted = [j for j in router.store.jobs() if j.tier is Tier.STANDARD]
     assert all("deadline guard" in j.reasons for j in rerouted)
+    said = [r.getMessage() for r in caplog.records]
+    for line in (
+        f"batch {api_id}: in_progress→canceling: the deadline guard's latest safe moment",
+        f"batch {api_id}: canceling→ended after ",
+        f"batch {api_id} fallback: {counts['canceled']} jobs rerouted batch→realtime",
+    ):
+        assert any(m.startswith(line) for m in said), (line, said)
 
 
 def test_a_batch_the_api_forgot_is_sent_again(

@@ -272,10 +272,6 @@ class Worker:
             moment = self.fallback_moment(batch)
             if moment is None or now < moment:
                 continue
-            log.info(
-                "batch %s canceling: the deadline guard's latest safe moment (%s) has come",
-                batch.api_id, moment.isoformat(timespec="seconds"),
-            )  # fmt: skip
             try:
                 self.backend.cancel_batch(batch.api_id or "")
             except RetryableBackendError as exc:
@@ -284,6 +280,11 @@ class Worker:
             except PermanentBackendError:
                 pass  # it ended meanwhile: collect it as it is
             self.store.request_cancel(batch.id)
+            log.info(
+                "batch %s: in_progress→canceling: the deadline guard's latest safe moment"
+                " (%s) has come",
+                batch.api_id, moment.isoformat(timespec="seconds"),
+            )  # fmt: skip
             self.store.schedule_poll(batch.id, now, self.config.poll.first)
             fallen += 1
         return fallen
