@@ -1,5 +1,8 @@
 """Kill a real `nowait run` process with SIGKILL at each step, restart it, and check that no
-request was lost, none was sent to the API twice, and no result was delivered twice."""
+request was lost, none was sent to the API twice, and no result was delivered twice.
+
+The killed run is the real command line with a crash point installed (`crash_runner.py`);
+the run that finishes the work is plain `python -m nowait run`."""
 
 from __future__ import annotations
 
@@ -33,17 +36,20 @@ def write_requests(path: Path) -> None:
             )
 
 
+CRASH_RUNNER = Path(__file__).parent.parent / "crash_runner.py"
+
+
 def run(
     requests: Path, home: Path, out: Path, base_url: str, crash_at: str | None
 ) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NOWAIT_CRASH")}
-    env.update(ANTHROPIC_API_KEY="test-key", NOWAIT_HOME=str(home))
-    if crash_at:
-        env["NOWAIT_CRASH_AT"] = crash_at
+    env = {**os.environ, "ANTHROPIC_API_KEY": "test-key", "NOWAIT_HOME": str(home)}
+    if crash_at:  # "point:n"
+        point, n = crash_at.split(":")
+        program = [sys.executable, str(CRASH_RUNNER), point, n]
+    else:
+        program = [sys.executable, "-m", "nowait"]
     command = [
-        sys.executable,
-        "-m",
-        "nowait",
+        *program,
         "run",
         str(requests),
         "--out",

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import sys
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -18,6 +19,9 @@ from typer._click import exceptions as click_exc
 
 from nowait.errors import NowaitError
 from nowait.sort import pricing
+
+if TYPE_CHECKING:
+    from nowait.route.worker import Checkpoint
 
 app = typer.Typer(
     name="nowait",
@@ -75,13 +79,24 @@ def _register_commands() -> None:
     )
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Run the CLI; every nowait error becomes a clear message and an exit code, no traceback."""
+@dataclass(frozen=True)
+class Injected:
+    """What a program embedding the CLI hands the commands (`ctx.obj`): the route side's
+    checkpoint hook, e.g. `nowait.testing.crash_at` in the crash tests. None: the default."""
+
+    checkpoint: Checkpoint | None = None
+
+
+def main(argv: list[str] | None = None, *, checkpoint: Checkpoint | None = None) -> None:
+    """Run the CLI; every nowait error becomes a clear message and an exit code, no traceback.
+
+    `checkpoint` reaches the `Router` of `run` and `worker` unchanged: the same code path
+    users run, with a test's hook installed."""
     warnings.showwarning = _show_warning
     warnings.filterwarnings("default", category=pricing.UnknownModelWarning)
     _register_commands()
     try:
-        result = app(args=argv, standalone_mode=False, prog_name="nowait")
+        result = app(args=argv, standalone_mode=False, prog_name="nowait", obj=Injected(checkpoint))
     except click_exc.NoArgsIsHelpError as exc:
         typer.echo(exc.ctx.get_help() if exc.ctx else "", err=True)
         sys.exit(2)

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from nowait.cli import PricesOption, app, stdout
+from nowait.cli import Injected, PricesOption, app, stdout
 from nowait.clock import SystemClock
 from nowait.durations import parse_duration
 from nowait.errors import ConfigError, InputError
@@ -22,7 +22,7 @@ from nowait.route.backend import AnthropicBackend
 from nowait.route.receipts import build_receipt
 from nowait.route.requests_file import read_requests
 from nowait.route.router import JsonlSink, Router, default_home, delivery_of
-from nowait.route.worker import WorkerConfig
+from nowait.route.worker import WorkerConfig, no_checkpoint
 from nowait.sort.pricing import load_table
 from nowait.store import POSTGRES_SCHEMES, BatchState, NewJob, Store, open_store
 from nowait.types import JobState
@@ -69,14 +69,24 @@ def _backend(base_url: str | None) -> AnthropicBackend:
     )
 
 
-def _router(home: Path | None, url: str | None, base_url: str | None, poll: float) -> Router:
+def _router(
+    ctx: typer.Context, home: Path | None, url: str | None, base_url: str | None, poll: float
+) -> Router:
     config = WorkerConfig(poll=PollConfig(first=poll, longest=max(poll, 120.0)))
     backend = _backend(base_url)
-    return Router(store=_store(home, url), backend=backend, clock=SystemClock(), worker=config)
+    hooks = ctx.obj if isinstance(ctx.obj, Injected) else Injected()
+    return Router(
+        store=_store(home, url),
+        backend=backend,
+        clock=SystemClock(),
+        worker=config,
+        checkpoint=hooks.checkpoint or no_checkpoint,
+    )
 
 
 @app.command("run")
 def run_command(
+    ctx: typer.Context,
     requests: Annotated[
         Path, typer.Argument(help="JSONL: key, params, deadline, awaited, workload.")
     ],
@@ -99,7 +109,7 @@ def run_command(
         raise InputError(
             f"not a duration: {deadline!r}", field="--deadline", expected="e.g. 6h"
         ) from None
-    router = _router(home, store, base_url, poll)
+    router = _router(ctx, home, store, base_url, poll)
     with closing(router.store):
         jobs = _prepare_all(router, requests, default)  # every line checked before any is queued
         router.submit_many(jobs)
@@ -137,10 +147,14 @@ def _prepare_all(router: Router, requests: Path, default: timedelta | None) -> l
 
 @app.command("worker")
 def worker_command(
-    base_url: BaseUrl = None, home: Home = None, store: StoreUrl = None, poll: Poll = 10.0
+    ctx: typer.Context,
+    base_url: BaseUrl = None,
+    home: Home = None,
+    store: StoreUrl = None,
+    poll: Poll = 10.0,
 ) -> None:
     """Work the store's queue forever (Ctrl-C to stop; safe to kill at any moment)."""
-    router = _router(home, store, base_url, poll)
+    router = _router(ctx, home, store, base_url, poll)
     with closing(router.store):
         router.run(forever=True)
 

@@ -8,7 +8,7 @@ timed on nowait's clock, and every failure arrives classified as retryable or pe
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
@@ -19,8 +19,9 @@ import orjson
 from nowait.errors import ConfigError, PermanentBackendError, RetryableBackendError
 from nowait.types import BATCH_STATUSES, RESULT_TYPES, BatchStatus, ResultType, Tier, Usage
 
-log = logging.getLogger(__name__)
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+REQUEST_COUNTS = ("processing", "succeeded", "errored", "canceled", "expired")
 RETRYABLE_LINE_ERRORS = frozenset(
     {"overloaded_error", "api_error", "rate_limit_error", "timeout_error"}
 )
@@ -47,6 +48,8 @@ class BatchInfo:
     request_total: int
     created_at: datetime
     ended_at: datetime | None
+    counts: Mapping[str, int] | None = None
+    """The API's `request_counts` (processing, succeeded, errored, canceled, expired)."""
 
 
 @dataclass(frozen=True)
@@ -173,12 +176,15 @@ def _outcome(message: dict[str, Any]) -> MessageOutcome:
 
 
 def _info(batch: Any) -> BatchInfo:
-    counts = batch.request_counts
-    total = counts.processing + counts.succeeded + counts.errored + counts.canceled + counts.expired
+    counts = {name: getattr(batch.request_counts, name) for name in REQUEST_COUNTS}
     return BatchInfo(
-        batch.id, _status(batch.id, batch.processing_status), total, batch.created_at,
+        batch.id,
+        _status(batch.id, batch.processing_status),
+        sum(counts.values()),
+        batch.created_at,
         batch.ended_at,
-    )  # fmt: skip
+        counts,
+    )
 
 
 def _status(batch_id: str, value: object) -> BatchStatus:
@@ -201,20 +207,29 @@ def _call(fn: Callable[[], T]) -> T:
 
 def _classified(exc: anthropic.APIError) -> Exception:
     """Map an SDK error to nowait's kinds, keeping the API's words and nothing secret."""
+    error = _kind_of(exc)
+    log.debug("API call failed: %s: %s", type(error).__name__, error)
+    return error
+
+
+def _kind_of(exc: anthropic.APIError) -> Exception:
     if isinstance(exc, anthropic.APIConnectionError):
         return RetryableBackendError(f"cannot reach the API: {type(exc).__name__}")
     if isinstance(exc, anthropic.APIStatusError):
-        status = exc.status_code
-        message = _api_message(exc)
-        if status in (401, 403):
-            return AuthError(
-                f"the API refused the credentials ({message}); check ANTHROPIC_API_KEY."
-                " Nothing was marked failed: run again with the right key to carry on"
-            )
-        if status in (408, 409, 429) or status >= 500:
-            return RetryableBackendError(message, status=status, retry_after=_retry_after(exc))
-        return PermanentBackendError(message, status=status)
+        return status_error(exc.status_code, _api_message(exc), _retry_after(exc))
     return PermanentBackendError(f"API error: {type(exc).__name__}")
+
+
+def status_error(status: int, message: str, retry_after: float | None = None) -> Exception:
+    """The nowait error for an API error status: the one classification every `Backend` uses."""
+    if status in (401, 403):
+        return AuthError(
+            f"the API refused the credentials ({message}); check ANTHROPIC_API_KEY."
+            " Nothing was marked failed: run again with the right key to carry on"
+        )
+    if status in (408, 409, 429) or status >= 500:
+        return RetryableBackendError(message, status=status, retry_after=retry_after)
+    return PermanentBackendError(message, status=status)
 
 
 def _api_message(exc: anthropic.APIStatusError) -> str:

@@ -13,6 +13,7 @@ holds, so a crash between the two never duplicates a line.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -30,9 +31,11 @@ from nowait.files import open_private_append
 from nowait.guard.forecast import BatchSample, Forecast, fit
 from nowait.guard.policy import RouteRequest, decide_route
 from nowait.route.backend import Backend
-from nowait.route.worker import Worker, WorkerConfig, crashpoint
+from nowait.route.worker import Checkpoint, Worker, WorkerConfig, n_jobs, no_checkpoint
 from nowait.store import Job, NewJob, Store
 from nowait.types import PENDING_STATES, JobState, Route
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -172,11 +175,15 @@ class Router:
         clock: Clock | None = None,
         worker: WorkerConfig | None = None,
         run_id: str | None = None,
+        checkpoint: Checkpoint = no_checkpoint,
     ) -> None:
+        """`checkpoint` is called at each named step (`worker.CHECKPOINTS`): a test hook, e.g.
+        `nowait.testing.crash_at`; the default does nothing."""
         self.store = store
         self.backend = backend
         self.clock: Clock = clock or SystemClock()
-        self.worker = Worker(store, backend, self.clock, worker)
+        self.worker = Worker(store, backend, self.clock, worker, checkpoint=checkpoint)
+        self.checkpoint = checkpoint
         self.config = self.worker.config
         self.run_id = run_id or uuid.uuid4().hex[:12]
         self._forecast: Forecast | None = None
@@ -277,19 +284,22 @@ class Router:
         """
         delivered = 0
         flush = getattr(sink, "flush", None)
+        checkpoint = self.checkpoint
         while chunk := self.store.undelivered(limit):
             if flush is None:
                 for job in chunk:
                     sink(delivery_of(job))
-                    crashpoint("result_written")
+                    checkpoint("result_written")
                     self.store.mark_delivered(job.id, self.clock.now())
             else:
                 for job in chunk:
                     sink(delivery_of(job))
-                    crashpoint("result_written")
+                    checkpoint("result_written")
                 flush()
                 self.store.mark_delivered_many([j.id for j in chunk], self.clock.now())
             delivered += len(chunk)
+        if delivered:
+            log.info("deliver: succeeded|failed→delivered: %s", n_jobs(delivered))
         return delivered
 
     def pending(self) -> int:
@@ -320,12 +330,17 @@ class Router:
     ) -> None:
         self._forecast = None  # learn from what finished since
         self.worker.recover()
+        log.info(
+            "run %s: %s pending, %s to deliver",
+            self.run_id, f"{self.pending():,}", f"{self.store.undelivered_count():,}",
+        )  # fmt: skip
         while True:
             report = self.worker.run_once()
             done = self.deliver(sink) if sink is not None else 0
             if on_progress is not None and done:
                 on_progress(done)
             if not forever and self.pending() == 0:
+                log.info("run %s: nothing pending", self.run_id)
                 return
             if not report.busy:
                 wake = self.worker.next_wake(idle)

@@ -15,15 +15,15 @@ ever sent again (`_reconcile`).
 from __future__ import annotations
 
 import json
-import os
+import logging
 import re
-import signal
 import sys
 from collections import Counter
 from collections.abc import Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Literal, get_args
 
 from nowait.clock import Clock
 from nowait.errors import BackendError, PermanentBackendError, RetryableBackendError
@@ -44,26 +44,31 @@ from nowait.guard.turnaround import Turnaround
 from nowait.limits import BATCH_MAX_BYTES, BATCH_MAX_REQUESTS
 from nowait.route.backend import AuthError, Backend, BatchInfo, ResultLine
 from nowait.route.packing import ENVELOPE_BYTES, Member, pack
-from nowait.store import BatchRecord, BatchState, Job, Outcome, Store
-from nowait.types import Route, Tier
+from nowait.store import OUTCOME_STATE, BatchRecord, BatchState, Job, Outcome, Store
+from nowait.types import JobState, Route, Tier
 
-CRASH_ENV = "NOWAIT_CRASH_AT"
-_CRASH_SPEC = os.environ.get(CRASH_ENV)  # read once: crashpoints sit on per-line hot paths
+log = logging.getLogger(__name__)
+
+CheckpointName = Literal[
+    "realtime_answered",  # a real-time answer arrived, not yet stored
+    "batch_planned",  # a batch plan is committed; no create call yet
+    "submit_started",  # the create call is about to start (it may or may not happen)
+    "batch_created",  # the API holds the batch; its id is not stored yet
+    "batch_ended",  # the batch's end is stored; no result collected yet
+    "result_line",  # a result line was read, not yet applied
+    "results_chunk_applied",  # a chunk of result lines is committed
+    "result_written",  # the sink took a result that is not acknowledged yet
+]
+CHECKPOINTS: tuple[CheckpointName, ...] = get_args(CheckpointName)
+"""The named moments between a side effect and the record of it, in the order a job meets them."""
+
+Checkpoint = Callable[[CheckpointName], None]
+"""Called with the name of each checkpoint the worker and router pass: tests install one to
+stop the process there (`nowait.testing.crash_at`) or to watch the order of steps."""
 
 
-def crashpoint(name: str) -> None:
-    """Fault injection for the crash tests: `NOWAIT_CRASH_AT=name:n` in the environment of a
-    process it starts with kills it the n-th time it passes `name`, with SIGKILL (no cleanup,
-    like a power cut)."""
-    spec = _CRASH_SPEC
-    if not spec or not spec.startswith(name + ":"):
-        return
-    _passes[name] += 1
-    if _passes[name] >= int(spec.rsplit(":", 1)[1]):
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-_passes: Counter[str] = Counter()
+def no_checkpoint(name: CheckpointName) -> None:
+    """The default checkpoint: nothing happens."""
 
 
 @dataclass(frozen=True)
@@ -100,19 +105,30 @@ class PassReport:
 
 class Worker:
     def __init__(
-        self, store: Store, backend: Backend, clock: Clock, config: WorkerConfig | None = None
+        self,
+        store: Store,
+        backend: Backend,
+        clock: Clock,
+        config: WorkerConfig | None = None,
+        *,
+        checkpoint: Checkpoint = no_checkpoint,
     ) -> None:
         self.store = store
         self.backend = backend
         self.clock = clock
         self.config = config or WorkerConfig()
+        self.checkpoint = checkpoint
         self.on_batch_planned: Callable[[BatchRecord], None] | None = None
+        self._status: dict[int, str] = {}
+        """The API status each batch had at its last poll, to log changes only."""
 
     # ---- start-up ---------------------------------------------------------------------------
     def recover(self) -> None:
         """Real-time calls that never reported back go back to the queue. Planned batches
         are reconciled by the first `submit_planned`, where an API error is just a retry."""
-        self.store.requeue_running(self.clock.now())
+        requeued = self.store.requeue_running(self.clock.now())
+        if requeued:
+            log.info("recover: running→queued: %s (calls never reported back)", n_jobs(requeued))
 
     # ---- reconciliation ---------------------------------------------------------------------
     def _reconcile(self, planned: list[BatchRecord]) -> set[int]:
@@ -191,6 +207,10 @@ class Worker:
         poll_at = self.clock.now()  # poll at once: it may have ended long ago
         self.store.batch_created(plan.id, remote.id, remote.created_at, poll_at)
         self.store.schedule_poll(plan.id, poll_at, self.config.poll.first)
+        log.info(
+            "batch #%d found at the API as %s after an interrupted create; submitting→in_batch: %s",
+            plan.id, remote.id, n_jobs(plan.request_count),
+        )  # fmt: skip
 
     # ---- one pass ---------------------------------------------------------------------------
     def run_once(self) -> PassReport:
@@ -209,15 +229,19 @@ class Worker:
         if not jobs:
             return 0
         with ThreadPoolExecutor(concurrency, thread_name_prefix="nowait-rt") as pool:
-            return sum(pool.map(self._run_one, jobs))
+            kinds = Counter(kind for kind in pool.map(self._run_one, jobs) if kind)
+        if kinds:
+            log.info("realtime: %s", _moves(JobState.RUNNING, kinds))
+        return kinds.total()
 
-    def _run_one(self, job: Job) -> int:
+    def _run_one(self, job: Job) -> str | None:
+        """Run one real-time job; returns the kind of its outcome, None if another took it."""
         if not self.store.start_realtime(job.id, self.clock.now()):
-            return 0
+            return None
         attempts = job.attempts + 1
         try:
             answer = self.backend.create_message(json.loads(job.params_json))
-            crashpoint("realtime_answered")
+            self.checkpoint("realtime_answered")
             outcome = Outcome(
                 None, "succeeded", answer.message_json, answer.usage, Tier(answer.tier)
             )
@@ -229,7 +253,7 @@ class Worker:
         except BackendError as exc:
             outcome = Outcome(None, "failed", error=str(exc))
         self.store.finish_realtime(job.id, outcome, self.clock.now())
-        return 1
+        return outcome.kind
 
     def _retry_or_fail(self, attempts: int, error: str, retry_after: float | None) -> Outcome:
         when = retry_at(attempts, self.clock.now(), retry_after, self.config.retry)
@@ -250,11 +274,17 @@ class Worker:
                 continue
             try:
                 self.backend.cancel_batch(batch.api_id or "")
-            except RetryableBackendError:
+            except RetryableBackendError as exc:
+                log.warning("batch %s: cancel failed, tried again next pass: %s", batch.api_id, exc)
                 continue
             except PermanentBackendError:
                 pass  # it ended meanwhile: collect it as it is
             self.store.request_cancel(batch.id)
+            log.info(
+                "batch %s: in_progress→canceling: the deadline guard's latest safe moment"
+                " (%s) has come",
+                batch.api_id, moment.isoformat(timespec="seconds"),
+            )  # fmt: skip
             self.store.schedule_poll(batch.id, now, self.config.poll.first)
             fallen += 1
         return fallen
@@ -267,10 +297,12 @@ class Worker:
         return fallback_start(deadline, work, self.config.capacity, self.config.guard)
 
     def plan_batches(self) -> int:
-        planned = 0
+        planned = jobs = 0
         while True:
             due = self.store.due_jobs(Route.BATCH, self.clock.now(), self.config.max_batch_requests)
             if not due:
+                if planned:
+                    log.info("plan: queued→submitting: %s in %d batches", n_jobs(jobs), planned)
                 return planned
             by_model: dict[tuple[str, int], list[Member]] = {}
             now = self.clock.now()
@@ -288,10 +320,15 @@ class Worker:
                     batch = self.store.plan_batch(
                         [(m.job_id, m.custom_id) for m in group], size, model, self.clock.now()
                     )
-                    crashpoint("batch_planned")
+                    self.checkpoint("batch_planned")
+                    log.info(
+                        "batch #%d planned: %d requests, %s, %d bytes",
+                        batch.id, batch.request_count, model, size,
+                    )  # fmt: skip
                     if self.on_batch_planned:
                         self.on_batch_planned(batch)
                     planned += 1
+                    jobs += len(group)
 
     def _fail_queued(self, job: Job, error: str) -> None:
         if self.store.start_realtime(job.id, self.clock.now()):  # claim it, then fail it
@@ -303,7 +340,8 @@ class Worker:
         planned = self.store.batches(BatchState.PLANNED)
         try:
             waiting = self._reconcile(planned)
-        except RetryableBackendError:
+        except RetryableBackendError as exc:
+            log.warning("submit: cannot list batches to reconcile, sending nothing: %s", exc)
             return 0  # cannot tell yet whether an earlier create went through: send nothing
         submitted = len(planned) - len(self.store.batches(BatchState.PLANNED))  # adopted
         for batch in self.store.batches(BatchState.PLANNED):
@@ -314,18 +352,23 @@ class Worker:
     def _submit(self, batch: BatchRecord) -> int:
         # Intent before side effect: from this commit on, the API may hold the batch.
         self.store.submit_started(batch.id, self.clock.now())
-        crashpoint("submit_started")
+        self.checkpoint("submit_started")
         try:
             info = self.backend.create_batch(self.store.batch_members(batch.id))
-        except RetryableBackendError:
+        except RetryableBackendError as exc:
+            log.warning("batch #%d: create failed, reconciled and retried later: %s", batch.id, exc)
             return 0  # stays planned; the next pass reconciles it before creating again
         except PermanentBackendError as exc:
             self._reject_plan(batch, str(exc))
             return 0
-        crashpoint("batch_created")
+        self.checkpoint("batch_created")
         poll_at = self.clock.now() + timedelta(seconds=self.config.poll.first)
         self.store.batch_created(batch.id, info.id, info.created_at, poll_at)
         self.store.schedule_poll(batch.id, poll_at, self.config.poll.first)
+        log.info(
+            "batch #%d created: %s, %d requests; submitting→in_batch: %s",
+            batch.id, info.id, batch.request_count, n_jobs(batch.request_count),
+        )  # fmt: skip
         return 1
 
     def _reject_plan(self, batch: BatchRecord, error: str) -> None:
@@ -336,6 +379,10 @@ class Worker:
         self.store.abandon_batch(batch.id, now)
         named = re.search(r"requests\.(\d+)\.", error)
         culprits = [ids[int(named.group(1))]] if named and int(named.group(1)) < len(ids) else ids
+        log.warning(
+            "batch #%d refused by the API (%s); submitting→failed: %s, submitting→queued: %s",
+            batch.id, error, n_jobs(len(culprits)), n_jobs(len(ids) - len(culprits)),
+        )  # fmt: skip
         for job_id in culprits:
             if self.store.start_realtime(job_id, now):  # claim it, then fail it
                 self.store.finish_realtime(
@@ -356,13 +403,32 @@ class Worker:
                 self._lose(batch, str(exc))
                 continue
             polled += 1
+            self._log_status(batch, info)
             if info.status == "ended":
                 self.store.batch_ended(batch.id, info.ended_at or now)
-                crashpoint("batch_ended")
+                self.checkpoint("batch_ended")
             else:
                 interval = next_poll(batch.poll_interval, self.config.poll)
                 self.store.schedule_poll(batch.id, now + timedelta(seconds=interval), interval)
         return polled
+
+    def _log_status(self, batch: BatchRecord, info: BatchInfo) -> None:
+        assumed = "canceling" if batch.cancel_requested else "in_progress"
+        before = self._status.get(batch.id, assumed)
+        self._status[batch.id] = info.status
+        if info.status == before:
+            return
+        if info.status != "ended":
+            log.info("batch %s: %s→%s", info.id, before, info.status)
+            return
+        self._status.pop(batch.id)
+        counts = info.counts or {}
+        took = (info.ended_at - info.created_at) if info.ended_at else None
+        log.info(
+            "batch %s: %s→ended after %s: %d succeeded, %d errored, %d canceled, %d expired",
+            info.id, before, took, counts.get("succeeded", 0), counts.get("errored", 0),
+            counts.get("canceled", 0), counts.get("expired", 0),
+        )  # fmt: skip
 
     def collect_ended(self) -> int:
         collected = 0
@@ -379,17 +445,40 @@ class Worker:
     def _collect(self, batch: BatchRecord) -> None:
         members = [_job_id_of(c) for c, _ in self.store.batch_members(batch.id)]
         chunk: list[Outcome] = []
+        lines: Counter[str] = Counter()  # by line kind: succeeded, errored, ...
+        kinds: Counter[str] = Counter()  # by outcome: succeeded, retry, failed
+        applied = 0
+        checkpoint = self.checkpoint  # a local: this loop runs once per result line
         for line in self.backend.batch_results(batch.api_id or ""):
-            chunk.append(self._line_outcome(line))
-            crashpoint("result_line")
+            outcome = self._line_outcome(line)
+            chunk.append(outcome)
+            lines[line.kind] += 1
+            kinds[outcome.kind] += 1
+            checkpoint("result_line")
             if len(chunk) >= self.config.apply_chunk:
-                self.store.apply_batch_outcomes(batch.id, chunk, self.clock.now())
-                crashpoint("results_chunk_applied")
+                applied += self.store.apply_batch_outcomes(batch.id, chunk, self.clock.now())
+                checkpoint("results_chunk_applied")
                 chunk = []
-        self.store.apply_batch_outcomes(batch.id, chunk, self.clock.now())
+        applied += self.store.apply_batch_outcomes(batch.id, chunk, self.clock.now())
         now = self.clock.now()
-        self.store.close_batch(batch.id, self._requeue_at(batch), now, self._cap(batch))
+        kinds["retry"] += self.store.close_batch(
+            batch.id, self._requeue_at(batch), now, self._cap(batch)
+        )  # the jobs no line answered
+        self._log_collected(batch, lines, +kinds, applied)
         self._fall_back(batch, members)
+
+    @staticmethod
+    def _log_collected(
+        batch: BatchRecord, lines: Counter[str], kinds: Counter[str], applied: int
+    ) -> None:
+        earlier = lines.total() - applied
+        log.info(
+            "batch %s collected: %d lines (%s); %s%s",
+            batch.api_id, lines.total(),
+            ", ".join(f"{n} {kind}" for kind, n in sorted(lines.items())) or "none",
+            _moves(JobState.IN_BATCH, kinds) or "no job moved",
+            f" ({earlier} lines already applied before a restart)" if earlier else "",
+        )  # fmt: skip
 
     def _requeue_at(self, batch: BatchRecord) -> datetime:
         now = self.clock.now()
@@ -405,7 +494,8 @@ class Worker:
     def _fall_back(self, batch: BatchRecord, members: list[int]) -> None:
         if batch.cancel_requested:  # the guard's fallback: what did not finish runs in real time
             reason = "deadline guard: the batch ran late; finished in real time"
-            self.store.reroute(members, Route.REALTIME, reason, self.clock.now())
+            moved = self.store.reroute(members, Route.REALTIME, reason, self.clock.now())
+            log.info("batch %s fallback: %s rerouted batch→realtime", batch.api_id, n_jobs(moved))
 
     def _lose(self, batch: BatchRecord, error: str) -> None:
         """The API refuses to show this batch for good (404, ...): its unanswered jobs are
@@ -414,7 +504,10 @@ class Worker:
         members = [_job_id_of(c) for c, _ in self.store.batch_members(batch.id)]
         reason = f"batch {batch.api_id} lost: {error}"
         now = self.clock.now()
-        self.store.lose_batch(batch.id, reason, self._requeue_at(batch), now, self._cap(batch))
+        requeued = self.store.lose_batch(
+            batch.id, reason, self._requeue_at(batch), now, self._cap(batch)
+        )
+        log.warning("%s; in_batch→queued: %s (others failed at the cap)", reason, n_jobs(requeued))
         self._fall_back(batch, members)
 
     def _line_outcome(self, line: ResultLine) -> Outcome:
@@ -444,6 +537,19 @@ class Worker:
         times += [m for b in created if not b.cancel_requested and (m := self.fallback_moment(b))]
         soonest = min(times, default=now + timedelta(seconds=idle))
         return max(now, min(soonest, now + timedelta(seconds=idle)))
+
+
+def n_jobs(n: int) -> str:
+    """'1 job', '1,200 jobs': job counts in log lines."""
+    return f"{n:,} job" + ("" if n == 1 else "s")
+
+
+def _moves(source: JobState, kinds: Counter[str]) -> str:
+    """Job state changes by count from outcome kinds, e.g.
+    'in_batch→succeeded: 95 jobs, in_batch→queued: 5 jobs'."""
+    return ", ".join(
+        f"{source}→{OUTCOME_STATE[kind]}: {n_jobs(n)}" for kind, n in sorted(kinds.items())
+    )
 
 
 def _attempt_of(custom_id: str) -> int:
