@@ -26,10 +26,14 @@ def oracle_share(results: list[PolicyResult], policy: str = "nowait") -> Decimal
 
 def capacity_line(capacity: Capacity) -> str:
     """The real-time capacity a simulation assumed, in one line."""
+
+    def number(value: float) -> str:
+        return f"{value:,.0f}" if float(value).is_integer() else f"{value:,}"
+
     return (
-        f"Real time: {capacity.requests_per_minute:,g} requests, "
-        f"{capacity.input_tokens_per_minute:,g} input and "
-        f"{capacity.output_tokens_per_minute:,g} output tokens a minute, "
+        f"Real time: {number(capacity.requests_per_minute)} requests, "
+        f"{number(capacity.input_tokens_per_minute)} input and "
+        f"{number(capacity.output_tokens_per_minute)} output tokens a minute, "
         f"{capacity.concurrency:,} at once."
     )
 
