@@ -62,7 +62,7 @@ def test_capacity_set_by_each_source_is_shown_with_that_source(
     got = config_json(cli, *args)
     assert got["settings"][RPM] == {
         "value": 123.0,
-        "source": how.split()[-1].removeprefix("--config "),
+        "source": how.rsplit(maxsplit=1)[-1],
         "where": where,
         "env": "NOWAIT_CAPACITY__REQUESTS_PER_MINUTE",
         "flag": "--rpm",
@@ -109,7 +109,8 @@ def test_every_setting_has_a_row_and_durations_read_as_written(
     assert got["retry.max_delay"]["value"] == "1h"
     assert got["poll.first"] == got["poll.first"] | {"value": "30s", "source": "flag"}
     assert got["store"]["value"] == "postgresql://nowait:***@db/nowait"  # never the password
-    assert got["home"] | {"value": str(home), "source": "env", "where": "NOWAIT_HOME"} == got["home"]
+    env_home = {"value": str(home), "source": "env", "where": "NOWAIT_HOME"}
+    assert got["home"] | env_home == got["home"]
     assert "pw-CANARY-2" not in cli("config").out
 
 
@@ -137,7 +138,10 @@ def test_the_table_reads_in_80_columns() -> None:
             "[guard]\nmargin = 'soon'\n",
             "nowait.toml:2: guard.margin: got 'soon' (expected a duration such as 90s, 10m or 2h)",
         ),
-        ("[capacity]\nrequests_per_minute = 'many'\n", "nowait.toml:2: capacity.requests_per_minute: got 'many' (expected a number)"),
+        (
+            "[capacity]\nrequests_per_minute = 'many'\n",
+            "nowait.toml:2: capacity.requests_per_minute: got 'many' (expected a number)",
+        ),
         ("log_format = 'xml'\n", "nowait.toml:1: log_format: got 'xml' (expected one of"),
     ],
 )
@@ -171,7 +175,8 @@ def test_a_bad_config_option_is_a_clear_error(
 
 def test_bad_flags_and_variables_are_named(cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     result = cli("config", "--rpm", "-5")
-    assert (result.code, result.err.strip()) == (2, "nowait: error: --rpm: got -5.0 (expected a number > 0)")
+    expected = "nowait: error: --rpm: got -5.0 (expected a number > 0)"
+    assert (result.code, result.err.strip()) == (2, expected)
     result = cli("simulate", "t.jsonl", "--margin", "soon")
     assert result.code == 2 and "--margin: got 'soon' (expected a duration" in result.err
     monkeypatch.setenv("NOWAIT_CAPACITY__CONCURRENCY", "lots")
@@ -194,8 +199,8 @@ def test_run_and_simulate_build_equal_configs_from_one_settings_object(home: Pat
     settings = load_settings({"NOWAIT_HOME": str(home)}, {"guard.cancel_latency": "5m"})
     worker, sim = WorkerConfig.from_settings(settings), SimConfig.from_settings(settings)
     assert worker.capacity == sim.capacity == Capacity(7, 50_000, 10_000, 3, 12)
-    assert worker.guard == sim.guard == GuardConfig(
-        timedelta(minutes=20), timedelta(minutes=5), 0.4
+    assert (
+        worker.guard == sim.guard == GuardConfig(timedelta(minutes=20), timedelta(minutes=5), 0.4)
     )
     assert worker.poll == sim.poll == PollConfig(30, 1.5, 120)
     assert worker.retry == RetryConfig(2, 2, 600)
@@ -318,7 +323,8 @@ def test_log_lines_hide_every_secret_whoever_writes_them(
     from nowait.logs import configure_logging
 
     configure_logging("info", "json", secrets=[SECRET])
-    logging.getLogger("some.library").info("sent %s", SECRET, extra={"header": f"x-api-key {SECRET}"})
+    header = {"header": f"x-api-key {SECRET}"}
+    logging.getLogger("some.library").info("sent %s", SECRET, extra=header)
     logging.getLogger("nowait.test").debug("below the level")
     configure_logging("WARNING", "text", secrets=[SECRET])  # replaces the handler, not adds one
     logging.getLogger("nowait.test").warning("key=%s", SECRET)
