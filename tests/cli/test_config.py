@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,23 @@ def table_row(out: str, key: str) -> list[str]:
     """The cells of `key`'s row in `nowait config`'s table."""
     line = next(line for line in out.splitlines() if re.search(rf"[│|]\s*{re.escape(key)}\s", line))
     return [cell.strip() for cell in line.strip("│| ").split("│")]
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """Commands here set the root logger's level and handler: put them back after each test."""
+    import logging
+
+    from nowait.logs import CHATTY
+
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    chatty = {name: logging.getLogger(name).level for name in CHATTY}
+    yield
+    root.setLevel(level)
+    root.handlers[:] = handlers
+    for name, old in chatty.items():
+        logging.getLogger(name).setLevel(old)
 
 
 @pytest.fixture

@@ -49,8 +49,9 @@ def config_command(
     log_format: LogFormat = None,
     json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Print every effective setting and its source: a flag, NOWAIT_* environment, nowait.toml
-    or the default (the same flags as `nowait run` show what it would use)."""
+    """Print every effective setting and where it came from (flag, environment, file, default).
+
+    Takes the same flags as `nowait run`: `nowait config --rpm 1000` shows what it would use."""
     flags = {
         "home": home, "store": store, "prices": prices, "poll.first": poll,
         **capacity_flags(rpm, itpm, otpm, concurrency),
