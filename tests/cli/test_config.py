@@ -353,3 +353,16 @@ def test_log_lines_hide_every_secret_whoever_writes_them(
         "some.library", "sent ***", "x-api-key ***",
     )  # fmt: skip
     assert err[1].endswith(" WARNING nowait.test: key=***")
+
+
+def test_a_store_url_that_is_not_postgres_names_where_it_was_set(
+    cli: Any, monkeypatch: pytest.MonkeyPatch, home: Path
+) -> None:
+    (home / "nowait.toml").write_text('store = "mysql://nowait:pw-CANARY-3@db/nowait"\n')
+    from_file = cli("status")
+    assert from_file.code == 2 and f"{home}/nowait.toml: 'mysql://nowait:***@db" in from_file.err
+    monkeypatch.setenv("NOWAIT_STORE", "mysql://nowait:pw-CANARY-3@db/other")
+    from_env = cli("results")
+    assert from_env.code == 2 and "NOWAIT_STORE: 'mysql://nowait:***@db/other'" in from_env.err
+    for result in (from_file, from_env):
+        assert "pw-CANARY-3" not in result.err and "Traceback" not in result.err

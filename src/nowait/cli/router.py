@@ -61,9 +61,10 @@ def _store(settings: Settings) -> Store:
     if not url.startswith(POSTGRES_SCHEMES):
         from nowait.store.postgres import mask
 
+        source = settings.source("store")  # --store, NOWAIT_STORE or the file
         raise ConfigError(
-            f"--store: {mask(url)!r} is not a postgresql://… URL"
-            " (leave --store out to use SQLite in --home)"
+            f"{source.where or 'store'}: {mask(url)!r} is not a postgresql://… URL"
+            " (leave it out to use SQLite in the home)"
         )
     return open_store(url)
 
