@@ -7,6 +7,7 @@ emulator's server) load on first use, so `import nowait` stays fast.
     EmulatorServer, EmulatorConfig                               a local Anthropic API
     FakeClock, SystemClock, ScaledClock, Clock                   the one clock
     PriceTable, load_table, cost, cost_breakdown                 exact money
+    Settings, load_settings, WorkerConfig                        settings, as the CLI reads them
     NowaitError and its subclasses                               errors
 """
 
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
     from nowait.route.backend import AnthropicBackend, Backend
     from nowait.route.receipts import Receipt, build_receipt
     from nowait.route.router import Delivery, JsonlSink, Router
+    from nowait.route.worker import WorkerConfig
+    from nowait.settings import Settings, load_settings
     from nowait.sort.pricing import (
         PriceTable,
         UnknownModelWarning,
@@ -54,12 +57,15 @@ _LAZY = {
     "PriceTable": "nowait.sort.pricing",
     "Receipt": "nowait.route.receipts",
     "Router": "nowait.route.router",
+    "Settings": "nowait.settings",
     "Store": "nowait.store",
     "StoreBusyError": "nowait.store",
     "UnknownModelWarning": "nowait.sort.pricing",
+    "WorkerConfig": "nowait.route.worker",
     "build_receipt": "nowait.route.receipts",
     "cost": "nowait.sort.pricing",
     "cost_breakdown": "nowait.sort.pricing",
+    "load_settings": "nowait.settings",
     "load_table": "nowait.sort.pricing",
     "open_store": "nowait.store",
 }
@@ -101,6 +107,7 @@ __all__ = [
     "Route",
     "Router",
     "ScaledClock",
+    "Settings",
     "Store",
     "StoreBusyError",
     "StoreError",
@@ -108,10 +115,12 @@ __all__ = [
     "Tier",
     "UnknownModelWarning",
     "Usage",
+    "WorkerConfig",
     "__version__",
     "build_receipt",
     "cost",
     "cost_breakdown",
+    "load_settings",
     "load_table",
     "open_store",
 ]

@@ -16,3 +16,12 @@ def parse_duration(text: str) -> timedelta:
     if not match:
         raise ValueError(text)
     return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+
+
+def format_duration(delta: timedelta) -> str:
+    """The shortest spelling `parse_duration` reads back: `10m`, `2h`, `90s`, `0.05s`."""
+    seconds = delta.total_seconds()
+    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"

@@ -7,6 +7,7 @@ a message on stderr and an exit code (2 for bad input), never a traceback.
 
 from __future__ import annotations
 
+import importlib
 import sys
 import warnings
 from dataclasses import dataclass
@@ -35,7 +36,6 @@ PricesOption = Annotated[
     Path | None,
     typer.Option(
         "--prices",
-        envvar="NOWAIT_PRICES",
         help="A TOML price file overriding or adding models (env NOWAIT_PRICES).",
         show_default=False,
     ),
@@ -66,17 +66,34 @@ def _show_warning(
     print(f"nowait: warning: {message}", file=sys.stderr)
 
 
-def _register_commands() -> None:
-    """Import the command modules; each adds its commands to `app`."""
-    from nowait.cli import (
-        analyze,  # noqa: F401
-        demo,  # noqa: F401
-        emulator,  # noqa: F401
-        prices,  # noqa: F401
-        router,  # noqa: F401
-        simulate,  # noqa: F401
-        worksheet,  # noqa: F401
+# The module that adds each command. Only the one named on the command line is imported, so a
+# command starts without the libraries of the others (anthropic, duckdb, uvicorn).
+COMMAND_MODULES = {
+    "analyze": "analyze",
+    "config": "config",
+    "demo": "demo",
+    "emulator": "emulator",
+    "prices": "prices",
+    "results": "router",
+    "run": "router",
+    "simulate": "simulate",
+    "status": "router",
+    "worker": "router",
+    "worksheet": "worksheet",
+}
+
+
+def _register_commands(argv: list[str] | None = None) -> None:
+    """Import the module of the command in `argv`, or every command module (for help, or a
+    name that is no command: the usage error then lists them all); each adds its commands."""
+    command = next((a for a in argv or [] if not a.startswith("-")), None)
+    modules = (
+        {COMMAND_MODULES[command]}
+        if command in COMMAND_MODULES
+        else sorted(set(COMMAND_MODULES.values()))
     )
+    for module in modules:
+        importlib.import_module(f"nowait.cli.{module}")
 
 
 @dataclass(frozen=True)
@@ -94,7 +111,7 @@ def main(argv: list[str] | None = None, *, checkpoint: Checkpoint | None = None)
     users run, with a test's hook installed."""
     warnings.showwarning = _show_warning
     warnings.filterwarnings("default", category=pricing.UnknownModelWarning)
-    _register_commands()
+    _register_commands(sys.argv[1:] if argv is None else argv)
     try:
         result = app(args=argv, standalone_mode=False, prog_name="nowait", obj=Injected(checkpoint))
     except click_exc.NoArgsIsHelpError as exc:

@@ -15,6 +15,7 @@ from nowait.analyze.readers import BadRecords
 from nowait.analyze.records import GROUP_BY
 from nowait.analyze.report import build_report
 from nowait.cli import PricesOption, app, stdout
+from nowait.cli.options import prices_file
 from nowait.errors import InputError
 from nowait.present.analysis import report_html, report_json, report_terminal
 from nowait.present.progress import progress
@@ -63,7 +64,7 @@ def analyze_command(
     with progress("files", total=len(files), enabled=not json_out) as bar:
         load(con, files, fmt=fmt, bad=bad, on_file=lambda _: bar.advance())
     report = build_report(
-        con, bad=bad, group_by=group_by, cache_share=share, table=load_table(prices)
+        con, bad=bad, group_by=group_by, cache_share=share, table=load_table(prices_file(prices))
     )
     if report.records == 0:
         raise InputError("no Claude calls found in these files", file=", ".join(map(str, files)))

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from nowait.cli import PricesOption, app, stdout
+from nowait.cli.options import prices_file
 
 
 @app.command("demo")
@@ -39,7 +40,7 @@ def demo_command(
     console.print(render.worksheet_table(worksheet.evaluate(worksheet.read_worksheet(sheet))))
 
     console.rule("2. Route: the bundled requests through the embedded emulator")
-    routed = route_example(out, load_table(prices))
+    routed = route_example(out, load_table(prices_file(prices)))
     took = human_duration(routed.emulated_end - routed.emulated_start)
     console.print(
         f"{routed.realtime} requests went real-time (awaited, or deadlines too tight for a batch), "
@@ -50,7 +51,7 @@ def demo_command(
     console.print(render.receipt_table(routed.receipt))
 
     console.rule("3. Analyze: a month of a team's traces, sorted by who waits")
-    report, logs, html = write_demo_report(out, load_table(prices))
+    report, logs, html = write_demo_report(out, load_table(prices_file(prices)))
     console.print(f"`nowait analyze {logs} --html {html}`:\n")
     console.print(report_terminal(report))
     console.print(f"Charts (spend by verdict, savings waterfall, arrivals by hour): {html}")
@@ -60,7 +61,7 @@ def demo_command(
     write_trace(trace, 50_000, days=7)
     requests = read_trace(trace)
     console.print(f"`nowait simulate {trace}` (batch turnaround: median 20 min, p95 3 h):\n")
-    results = simulate(requests, table=load_table(prices))
+    results = simulate(requests, table=load_table(prices_file(prices)))
     console.print(results_table(results, len(requests)))
     chart = out / "policies.html"
     chart.write_text(results_html(results, len(requests)), encoding="utf-8")

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from nowait.cli import PricesOption, app, stdout
+from nowait.cli.options import prices_file
 from nowait.present import tables as render
 from nowait.sort import pricing
 
@@ -18,7 +19,7 @@ def prices_command(
     json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Print the price table with its date."""
-    table = pricing.load_table(prices)
+    table = pricing.load_table(prices_file(prices))
     if json_out:
         rows = {
             "as_of": table.as_of.isoformat(),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from contextlib import closing
 from datetime import timedelta
@@ -12,10 +13,28 @@ from typing import Annotated
 import typer
 
 from nowait.cli import Injected, PricesOption, app, stdout
+from nowait.cli.options import (
+    CancelLatency,
+    Concurrency,
+    ConfigFile,
+    Home,
+    Itpm,
+    LogFormat,
+    LogLevel,
+    Margin,
+    MinBatchChance,
+    Otpm,
+    Poll,
+    Rpm,
+    StoreUrl,
+    capacity_flags,
+    guard_flags,
+    load,
+)
 from nowait.clock import SystemClock
 from nowait.durations import parse_duration
 from nowait.errors import ConfigError, InputError
-from nowait.guard.policy import PollConfig
+from nowait.logs import configure_logging
 from nowait.present import tables as render
 from nowait.present.progress import progress
 from nowait.route.backend import AnthropicBackend
@@ -23,6 +42,7 @@ from nowait.route.receipts import build_receipt
 from nowait.route.requests_file import read_requests
 from nowait.route.router import JsonlSink, Router, default_home, delivery_of
 from nowait.route.worker import WorkerConfig, no_checkpoint
+from nowait.settings import Settings
 from nowait.sort.pricing import load_table
 from nowait.store import POSTGRES_SCHEMES, BatchState, NewJob, Store, open_store
 from nowait.types import JobState
@@ -30,58 +50,69 @@ from nowait.types import JobState
 BaseUrl = Annotated[
     str | None, typer.Option("--base-url", help="API base URL (default: $ANTHROPIC_BASE_URL).")
 ]
-Home = Annotated[
-    Path | None, typer.Option("--home", help="Data directory (default: $NOWAIT_HOME).")
-]
-Poll = Annotated[float, typer.Option("--poll", help="Seconds between batch polls at first.")]
-StoreUrl = Annotated[
-    str | None,
-    typer.Option(
-        "--store",
-        envvar="NOWAIT_STORE",
-        help="A postgresql://… URL to keep state in PostgreSQL (default: SQLite in --home; env NOWAIT_STORE).",
-        show_default=False,
-    ),
-]
+log = logging.getLogger(__name__)
 
 
-def _store(home: Path | None, url: str | None = None) -> Store:
+def _store(settings: Settings) -> Store:
     """Where state lives: PostgreSQL for a postgresql:// URL, else `nowait.db` in the home."""
+    url = settings.store
     if not url:
-        return open_store((home or default_home()) / "nowait.db")
+        return open_store((settings.home or default_home()) / "nowait.db")
     if not url.startswith(POSTGRES_SCHEMES):
         from nowait.store.postgres import mask
 
+        source = settings.source("store")  # --store, NOWAIT_STORE or the file
         raise ConfigError(
-            f"--store: {mask(url)!r} is not a postgresql://… URL"
-            " (leave --store out to use SQLite in --home)"
+            f"{source.where or 'store'}: {mask(url)!r} is not a postgresql://… URL"
+            " (leave it out to use SQLite in the home)"
         )
     return open_store(url)
 
 
-def _backend(base_url: str | None) -> AnthropicBackend:
+def _credentials() -> tuple[str | None, str | None]:
+    """The API key, else a bearer token, from the environment the SDK also reads."""
     key = os.environ.get("ANTHROPIC_API_KEY")
-    token = None if key else os.environ.get("ANTHROPIC_AUTH_TOKEN")  # a bearer token
+    token = None if key else os.environ.get("ANTHROPIC_AUTH_TOKEN")
     if not key and not token:
         raise ConfigError("set ANTHROPIC_API_KEY (any value works against `nowait emulator`)")
-    return AnthropicBackend(
-        api_key=key, auth_token=token, base_url=base_url or os.environ.get("ANTHROPIC_BASE_URL")
-    )
+    return key, token
 
 
 def _router(
-    ctx: typer.Context, home: Path | None, url: str | None, base_url: str | None, poll: float
+    ctx: typer.Context, settings: Settings, base_url: str | None, default_level: str
 ) -> Router:
-    config = WorkerConfig(poll=PollConfig(first=poll, longest=max(poll, 120.0)))
-    backend = _backend(base_url)
+    """The router for these settings, with logging set up first (the key kept out of it), and
+    the checkpoint hook a test injected through `main` (none in production)."""
+    key, token = _credentials()
+    level = settings.log_level or default_level
+    configure_logging(level, settings.log_format, secrets=[s for s in (key, token) if s])
+    backend = AnthropicBackend(
+        api_key=key, auth_token=token, base_url=base_url or os.environ.get("ANTHROPIC_BASE_URL")
+    )
+    config = WorkerConfig.from_settings(settings)
     hooks = ctx.obj if isinstance(ctx.obj, Injected) else Injected()
     return Router(
-        store=_store(home, url),
+        store=_store(settings),
         backend=backend,
         clock=SystemClock(),
         worker=config,
         checkpoint=hooks.checkpoint or no_checkpoint,
     )
+
+
+def _route_flags(
+    home: Path | None,
+    store: str | None,
+    poll: str | None,
+    capacity: dict[str, object],
+    guard: dict[str, object],
+    log_level: str | None,
+    log_format: str | None,
+) -> dict[str, object]:
+    return {
+        "home": home, "store": store, "poll.first": poll, **capacity, **guard,
+        "log_level": log_level, "log_format": log_format,
+    }  # fmt: skip
 
 
 @app.command("run")
@@ -97,10 +128,20 @@ def run_command(
         "results.jsonl"
     ),
     base_url: BaseUrl = None,
+    config: ConfigFile = None,
     home: Home = None,
     store: StoreUrl = None,
-    poll: Poll = 10.0,
+    poll: Poll = None,
     prices: PricesOption = None,
+    rpm: Rpm = None,
+    itpm: Itpm = None,
+    otpm: Otpm = None,
+    concurrency: Concurrency = None,
+    margin: Margin = None,
+    cancel_latency: CancelLatency = None,
+    min_batch_chance: MinBatchChance = None,
+    log_level: LogLevel = None,
+    log_format: LogFormat = None,
 ) -> None:
     """Route every request of a file, wait for all results, write them, print the receipt."""
     try:
@@ -109,15 +150,25 @@ def run_command(
         raise InputError(
             f"not a duration: {deadline!r}", field="--deadline", expected="e.g. 6h"
         ) from None
-    router = _router(ctx, home, store, base_url, poll)
+    capacity = capacity_flags(rpm, itpm, otpm, concurrency)
+    guard = guard_flags(margin, cancel_latency, min_batch_chance)
+    flags = _route_flags(home, store, poll, capacity, guard, log_level, log_format)
+    settings = load(config, {**flags, "prices": prices})
+    router = _router(
+        ctx, settings, base_url, default_level="WARNING"
+    )  # the progress bar stays clean
     with closing(router.store):
         jobs = _prepare_all(router, requests, default)  # every line checked before any is queued
+        log.info(
+            "routing %d requests from %s", len(jobs), requests.name,
+            extra={"requests": len(jobs), "home": str(settings.home)},
+        )  # fmt: skip
         router.submit_many(jobs)
         total = router.pending() + router.store.undelivered_count()
         with JsonlSink(out) as sink, progress("results", total=total) as bar:
             router.run(sink, on_progress=bar.advance)
         usage = router.store.usage_rows(router.run_id)
-    stdout().print(render.receipt_table(build_receipt(usage, load_table(prices))))
+    stdout().print(render.receipt_table(build_receipt(usage, load_table(settings.prices))))
     typer.echo(f"{len(jobs):,} results in {out}", err=True)
 
 
@@ -149,29 +200,45 @@ def _prepare_all(router: Router, requests: Path, default: timedelta | None) -> l
 def worker_command(
     ctx: typer.Context,
     base_url: BaseUrl = None,
+    config: ConfigFile = None,
     home: Home = None,
     store: StoreUrl = None,
-    poll: Poll = 10.0,
+    poll: Poll = None,
+    rpm: Rpm = None,
+    itpm: Itpm = None,
+    otpm: Otpm = None,
+    concurrency: Concurrency = None,
+    margin: Margin = None,
+    cancel_latency: CancelLatency = None,
+    min_batch_chance: MinBatchChance = None,
+    log_level: LogLevel = None,
+    log_format: LogFormat = None,
 ) -> None:
     """Work the store's queue forever (Ctrl-C to stop; safe to kill at any moment)."""
-    router = _router(ctx, home, store, base_url, poll)
+    capacity = capacity_flags(rpm, itpm, otpm, concurrency)
+    guard = guard_flags(margin, cancel_latency, min_batch_chance)
+    settings = load(config, _route_flags(home, store, poll, capacity, guard, log_level, log_format))
+    router = _router(ctx, settings, base_url, default_level="INFO")
     with closing(router.store):
+        log.info("working the queue", extra={"home": str(settings.home)})
         router.run(forever=True)
 
 
 @app.command("status")
 def status_command(
+    config: ConfigFile = None,
     home: Home = None,
     store_url: StoreUrl = None,
     prices: PricesOption = None,
     json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Jobs and batches by state, and the money so far."""
-    with closing(_store(home, store_url)) as store:
+    settings = load(config, {"home": home, "store": store_url, "prices": prices})
+    with closing(_store(settings)) as store:
         jobs = {state.value: n for state, n in store.job_counts().items()}
         batches = {s.value: len(store.batches(s)) for s in BatchState}
         usage = store.usage_rows()
-    receipt = build_receipt(usage, load_table(prices))
+    receipt = build_receipt(usage, load_table(settings.prices))
     if json_out:
         typer.echo(
             json.dumps(
@@ -187,12 +254,14 @@ def status_command(
 
 @app.command("results")
 def results_command(
+    config: ConfigFile = None,
     home: Home = None,
     store_url: StoreUrl = None,
     key: Annotated[str | None, typer.Option(help="Only this request.")] = None,
 ) -> None:
     """Print finished results as JSON lines (delivered or not; delivery state unchanged)."""
-    with closing(_store(home, store_url)) as store:
+    settings = load(config, {"home": home, "store": store_url})
+    with closing(_store(settings)) as store:
         _print_results(store, key)
 
 

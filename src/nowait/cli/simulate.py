@@ -8,6 +8,19 @@ from typing import Annotated
 import typer
 
 from nowait.cli import PricesOption, app, stdout
+from nowait.cli.options import (
+    CancelLatency,
+    Concurrency,
+    ConfigFile,
+    Itpm,
+    Margin,
+    MinBatchChance,
+    Otpm,
+    Rpm,
+    capacity_flags,
+    guard_flags,
+    load,
+)
 from nowait.durations import parse_duration
 from nowait.errors import InputError
 from nowait.guard.forecast import PRIOR
@@ -69,15 +82,35 @@ def simulate_command(
         Path | None, typer.Option("--html", help="Also write the chart as HTML.")
     ] = None,
     prices: PricesOption = None,
+    config: ConfigFile = None,
+    rpm: Rpm = None,
+    itpm: Itpm = None,
+    otpm: Otpm = None,
+    concurrency: Concurrency = None,
+    margin: Margin = None,
+    cancel_latency: CancelLatency = None,
+    min_batch_chance: MinBatchChance = None,
 ) -> None:
-    """Compare all-realtime, all-batch, fixed-buffer, nowait and the oracle on a trace."""
+    """Compare all-realtime, all-batch, fixed-buffer, nowait and the oracle on a trace.
+
+    nowait plans with the capacity, guard and polling `nowait run` would use (the same flags,
+    NOWAIT_* variables and nowait.toml; see `nowait config`)."""
+    settings = load(
+        config,
+        {
+            "prices": prices,
+            **capacity_flags(rpm, itpm, otpm, concurrency),
+            **guard_flags(margin, cancel_latency, min_batch_chance),
+        },
+    )
     if generate is not None:
         if generate < 1:
             raise InputError("needs at least one request", field="--generate")
         write_trace(trace, generate, days=days, seed=seed)
         typer.echo(f"wrote {generate:,} requests to {trace}", err=True)
     requests = read_trace(trace)
-    config = SimConfig(
+    sim = SimConfig.from_settings(
+        settings,
         turnaround=Turnaround(
             _seconds(turnaround, "--turnaround"), _seconds(turnaround_p95, "--turnaround-p95")
         ),
@@ -88,7 +121,7 @@ def simulate_command(
         cancel_seconds=_seconds(cancel_time, "--cancel-time"),
         noise=_share(noise),
     )
-    results = simulate(requests, config, load_table(prices))
-    stdout().print(results_table(results, len(requests)))
+    results = simulate(requests, sim, load_table(settings.prices))
+    stdout().print(results_table(results, len(requests), sim.capacity))
     if html is not None:
         html.write_text(results_html(results, len(requests)), encoding="utf-8")

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from nowait.cli import PricesOption, app, stdout
+from nowait.cli.options import prices_file
 from nowait.errors import InputError
 from nowait.present import tables as render
 from nowait.sort import pricing, worksheet
@@ -35,7 +36,7 @@ def worksheet_command(
         raise InputError("missing worksheet file", expected="nowait worksheet FILE (or --template)")
     if output_format not in ("table", "json"):
         raise InputError(f"got {output_format!r}", field="--format", expected="table or json")
-    table = pricing.load_table(prices)
+    table = pricing.load_table(prices_file(prices))
     result = worksheet.evaluate(worksheet.read_worksheet(file), table)
     if output_format == "json":
         typer.echo(json.dumps(render.worksheet_json(result), indent=2))

@@ -11,8 +11,12 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from nowait.types import Decision, OutcomeKind, ResultType, Route
+
+if TYPE_CHECKING:
+    from nowait.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,13 @@ class RetryConfig:
     """Seconds before the first retry; doubles each time."""
     max_delay: float = 600.0
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RetryConfig:
+        retry = settings.retry
+        return cls(
+            retry.max_attempts, retry.base_delay.total_seconds(), retry.max_delay.total_seconds()
+        )
+
 
 @dataclass(frozen=True)
 class PollConfig:
@@ -58,6 +69,13 @@ class PollConfig:
     """Seconds after creation before the first poll."""
     factor: float = 1.5
     longest: float = 120.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PollConfig:
+        """The longest interval is never below the first."""
+        first = settings.poll.first.total_seconds()
+        longest = max(first, settings.poll.longest.total_seconds())
+        return cls(first, settings.poll.factor, longest)
 
 
 def line_verdict(kind: ResultType, error_type: str | None) -> OutcomeKind:
@@ -99,6 +117,17 @@ class Capacity:
     seconds_per_request: float = 20.0
     """How long one real-time call takes (mostly output generation)."""
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Capacity:
+        c = settings.capacity
+        return cls(
+            c.requests_per_minute,
+            c.input_tokens_per_minute,
+            c.output_tokens_per_minute,
+            c.concurrency,
+            c.seconds_per_request,
+        )
+
 
 @dataclass(frozen=True)
 class WorkLeft:
@@ -134,6 +163,11 @@ class GuardConfig:
     fallback moment. The deadline does not depend on it: the fallback makes it either way.
     What a lower value costs is real-time load moved to fallback moments, where it meets other
     work; a higher one gives up savings."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> GuardConfig:
+        g = settings.guard
+        return cls(g.margin, g.cancel_latency, g.min_batch_chance)
 
 
 def fallback_start(

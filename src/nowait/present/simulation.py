@@ -6,6 +6,7 @@ from decimal import Decimal
 
 from rich.table import Table
 
+from nowait.guard.policy import Capacity
 from nowait.present import charts
 from nowait.present.tables import usd
 from nowait.simulate.engine import PolicyResult
@@ -23,7 +24,23 @@ def oracle_share(results: list[PolicyResult], policy: str = "nowait") -> Decimal
     return (by["all-realtime"].cost - by[policy].cost) / best if best else None
 
 
-def results_table(results: list[PolicyResult], requests: int) -> Table:
+def capacity_line(capacity: Capacity) -> str:
+    """The real-time capacity a simulation assumed, in one line."""
+
+    def number(value: float) -> str:
+        return f"{value:,.0f}" if float(value).is_integer() else f"{value:,}"
+
+    return (
+        f"Real time: {number(capacity.requests_per_minute)} requests, "
+        f"{number(capacity.input_tokens_per_minute)} input and "
+        f"{number(capacity.output_tokens_per_minute)} output tokens a minute, "
+        f"{capacity.concurrency:,} at once."
+    )
+
+
+def results_table(
+    results: list[PolicyResult], requests: int, capacity: Capacity | None = None
+) -> Table:
     table = Table(title=f"Five routing policies on {requests:,} requests")
     for name, justify in (
         ("policy", "left"), ("cost", "right"), ("saved vs all-realtime", "right"),
@@ -42,9 +59,13 @@ def results_table(results: list[PolicyResult], requests: int) -> Table:
         )  # fmt: skip
     share = oracle_share(results)
     ours = next((r for r in results if r.policy == "nowait"), None)
+    caption = []
     if share is not None and ours is not None:
         misses = f", missing {ours.missed:,} deadlines" if ours.missed else ", missing none"
-        table.caption = f"nowait captures {share:.2%} of the oracle's savings{misses}."
+        caption.append(f"nowait captures {share:.2%} of the oracle's savings{misses}.")
+    if capacity is not None:
+        caption.append(capacity_line(capacity))
+    table.caption = " ".join(caption) or None
     return table
 
 

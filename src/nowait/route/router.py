@@ -348,12 +348,11 @@ class Router:
 
 
 def default_home() -> Path:
-    """`$NOWAIT_HOME`, else the user's data directory."""
-    configured = os.environ.get("NOWAIT_HOME")
-    if configured:
-        return Path(configured)
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "nowait"
+    """`$NOWAIT_HOME`, else the user's data directory (for library users; the CLI passes its
+    settings' `home` down)."""
+    from nowait.settings import default_home as home_in
+
+    return home_in(os.environ)
 
 
 __all__ = ["Delivery", "JsonlSink", "Route", "Router", "default_home"]

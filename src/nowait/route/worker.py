@@ -23,7 +23,7 @@ from collections.abc import Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal, get_args
+from typing import TYPE_CHECKING, Literal, get_args
 
 from nowait.clock import Clock
 from nowait.errors import BackendError, PermanentBackendError, RetryableBackendError
@@ -46,6 +46,9 @@ from nowait.route.backend import AuthError, Backend, BatchInfo, ResultLine
 from nowait.route.packing import ENVELOPE_BYTES, Member, pack
 from nowait.store import OUTCOME_STATE, BatchRecord, BatchState, Job, Outcome, Store
 from nowait.types import JobState, Route, Tier
+
+if TYPE_CHECKING:
+    from nowait.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +90,16 @@ class WorkerConfig:
     real-time path runs `capacity.concurrency` calls at once, so plan and practice agree."""
     guard: GuardConfig = field(default_factory=GuardConfig)
     prior: Turnaround = PRIOR
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> WorkerConfig:
+        """The worker `nowait run` and `nowait worker` run with these settings."""
+        return cls(
+            retry=RetryConfig.from_settings(settings),
+            poll=PollConfig.from_settings(settings),
+            capacity=Capacity.from_settings(settings),
+            guard=GuardConfig.from_settings(settings),
+        )
 
 
 @dataclass

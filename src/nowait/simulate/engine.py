@@ -39,6 +39,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import TYPE_CHECKING, Any
 
 from nowait.errors import InputError
 from nowait.guard.policy import (
@@ -56,6 +57,9 @@ from nowait.guard.turnaround import Turnaround
 from nowait.simulate.trace import TraceRequest
 from nowait.sort.pricing import PriceTable, default_table
 
+if TYPE_CHECKING:
+    from nowait.settings import Settings
+
 UNIT = Decimal("1e-10")  # USD
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 EXPIRY = 24 * 3600.0
@@ -67,11 +71,10 @@ class SimConfig:
     turnaround: Turnaround = field(default_factory=lambda: Turnaround(20 * 60, 3 * 3600))
     """The world's batch turnaround."""
     batch_window: float = 300.0
-    capacity: Capacity = field(
-        default_factory=lambda: Capacity(4_000, 2_000_000, 400_000, 64, 15.0)
-    )
+    capacity: Capacity = field(default_factory=Capacity)
     """The account's real-time limits: the world's server and the guard's plan share them,
-    except the duration of a call (the world's is `call_seconds`)."""
+    except the duration of a call (the world's is `call_seconds`). The default is `nowait
+    run`'s (`Capacity()`), so a simulation describes the setup that runs."""
     guard: GuardConfig = field(default_factory=GuardConfig)
     fixed_buffer: float = 600.0
     seed: int = 1
@@ -91,6 +94,17 @@ class SimConfig:
     finish_fractions: Sequence[float] | None = None
     """Where each request (by its index in the trace) finishes inside its batch's turnaround,
     each in (0, 1]; None: a seeded hash. For traces worked by hand."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **world: Any) -> SimConfig:
+        """What `nowait run` would do with these settings (capacity, guard, polling), in a
+        world described by `world` (turnaround, call_seconds, ...)."""
+        return cls(
+            capacity=Capacity.from_settings(settings),
+            guard=GuardConfig.from_settings(settings),
+            poll=PollConfig.from_settings(settings),
+            **world,
+        )
 
 
 @dataclass(frozen=True)
