@@ -317,7 +317,9 @@ def test_run_logs_warnings_only_by_default(
     assert "routing 3 requests" not in result.err
     monkeypatch.setenv("NOWAIT_LOG_LEVEL", "info")  # the setting's environment variable
     again = run_on_emulator(cli, tmp_path)
-    assert re.search(r" INFO nowait\.cli\.router: routing 3 requests", again.err), again.err
+    assert re.search(r" INFO nowait\.cli\.router: run \w+: routing 3 requests", again.err), (
+        again.err
+    )
 
 
 # ---- start-up ----------------------------------------------------------------------------------

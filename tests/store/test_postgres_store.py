@@ -205,11 +205,12 @@ def test_mask_hides_the_password(dsn: str, shown: str) -> None:
     ).filter(lambda p: p.strip() == p and "'" not in p)
 )
 def test_no_password_shape_survives_masking(password: str) -> None:
-    for dsn in (
-        f"postgresql://user:{password}@db.example:5432/nowait?sslmode=require",
-        f"postgresql://user@db.example/nowait?password={password}",
-        f"host=db.example password='{password}' dbname=nowait",
+    for template in (
+        "postgresql://user:{}@db.example:5432/nowait?sslmode=require",
+        "postgresql://user@db.example/nowait?password={}",
+        "host=db.example password='{}' dbname=nowait",
     ):
-        if "?password=" in dsn and any(c in password for c in "& "):
+        if "?password=" in template and any(c == "&" or c.isspace() for c in password):
             continue  # not one parameter any more: the URL means something else
-        assert password not in mask(dsn), dsn
+        shown = template.format("***").replace("'***'", "***")
+        assert mask(template.format(password)) == shown, password

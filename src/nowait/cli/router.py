@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections import Counter
 from contextlib import closing
 from datetime import timedelta
 from pathlib import Path
@@ -34,6 +35,7 @@ from nowait.cli.options import (
 from nowait.clock import SystemClock
 from nowait.durations import parse_duration
 from nowait.errors import ConfigError, InputError
+from nowait.files import check_output_file
 from nowait.logs import configure_logging
 from nowait.present import tables as render
 from nowait.present.progress import progress
@@ -154,22 +156,49 @@ def run_command(
     guard = guard_flags(margin, cancel_latency, min_batch_chance)
     flags = _route_flags(home, store, poll, capacity, guard, log_level, log_format)
     settings = load(config, {**flags, "prices": prices})
-    router = _router(
-        ctx, settings, base_url, default_level="WARNING"
-    )  # the progress bar stays clean
-    with closing(router.store):
+    check_output_file(out, "--out")  # before anything is queued: results need somewhere to go
+    router = _router(ctx, settings, base_url, default_level="WARNING")  # a clean progress bar
+    run_id = router.run_id
+    with closing(router.store), router.claim():  # a refused second run leaves no trace
         jobs = _prepare_all(router, requests, default)  # every line checked before any is queued
         log.info(
-            "routing %d requests from %s", len(jobs), requests.name,
+            "run %s: routing %d requests from %s", run_id, len(jobs), requests.name,
             extra={"requests": len(jobs), "home": str(settings.home)},
         )  # fmt: skip
         router.submit_many(jobs)
-        total = router.pending() + router.store.undelivered_count()
+        total = router.pending(run_id) + router.store.undelivered_count(run_id)
         with JsonlSink(out) as sink, progress("results", total=total) as bar:
-            router.run(sink, on_progress=bar.advance)
-        usage = router.store.usage_rows(router.run_id)
+            router.run(sink, on_progress=bar.advance, only_this_run=True)
+            _write_delivered_before(router, sink)
+            sink.flush()
+        usage = router.store.usage_rows(run_id)
+        failures = _failures(router.store, run_id)
     stdout().print(render.receipt_table(build_receipt(usage, load_table(settings.prices))))
-    typer.echo(f"{len(jobs):,} results in {out}", err=True)
+    typer.echo(f"{len(jobs):,} results in {out} (run {run_id})", err=True)
+    if failures:
+        kinds = ", ".join(f"{kind} {n:,}" for kind, n in failures.most_common())
+        typer.echo(
+            f"nowait: {failures.total():,} of {len(jobs):,} requests failed ({kinds}):"
+            f' their lines in {out} have "ok": false and the error',
+            err=True,
+        )
+        raise typer.Exit(1)
+
+
+def _write_delivered_before(router: Router, sink: JsonlSink) -> None:
+    """Keys of this file that an earlier, interrupted run already delivered elsewhere: this
+    run's file gets them too (the sink skips keys it holds), so it has every key of its input."""
+    for job in router.store.jobs(run_id=router.run_id, state=JobState.DELIVERED):
+        sink(delivery_of(job))
+
+
+def _failures(store: Store, run_id: str) -> Counter[str]:
+    """This run's requests that ended without a result, by kind (errored, expired, ...)."""
+    return Counter(
+        (job.error or "failed").split(":", 1)[0].split(" ", 1)[0]
+        for job in store.jobs(run_id=run_id)
+        if job.result_json is None
+    )
 
 
 def _prepare_all(router: Router, requests: Path, default: timedelta | None) -> list[NewJob]:
@@ -258,14 +287,20 @@ def results_command(
     home: Home = None,
     store_url: StoreUrl = None,
     key: Annotated[str | None, typer.Option(help="Only this request.")] = None,
+    run: Annotated[
+        str | None,
+        typer.Option(
+            "--run", help="Only the requests of this run (its id is printed by nowait run)."
+        ),
+    ] = None,
 ) -> None:
     """Print finished results as JSON lines (delivered or not; delivery state unchanged)."""
     settings = load(config, {"home": home, "store": store_url})
     with closing(_store(settings)) as store:
-        _print_results(store, key)
+        _print_results(store, key, run)
 
 
-def _print_results(store: Store, key: str | None) -> None:
+def _print_results(store: Store, key: str | None, run_id: str | None = None) -> None:
     if key is not None:
         job = store.get_job(key)
         if job is None:
@@ -276,6 +311,10 @@ def _print_results(store: Store, key: str | None) -> None:
             else json.dumps({"key": key, "state": job.state.value})
         )
         return
+    found = 0
     for state in ("succeeded", "failed", "delivered"):
-        for job in store.jobs(state=JobState(state)):
+        for job in store.jobs(state=JobState(state), run_id=run_id):
             typer.echo(delivery_of(job).to_json_line())
+            found += 1
+    if run_id is not None and not found and not store.job_counts(run_id):
+        raise InputError(f"no run with id {run_id!r} in this store", field="--run")

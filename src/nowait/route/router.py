@@ -17,6 +17,7 @@ import logging
 import os
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
@@ -187,6 +188,7 @@ class Router:
         self.config = self.worker.config
         self.run_id = run_id or uuid.uuid4().hex[:12]
         self._forecast: Forecast | None = None
+        self._claimed = False
 
     @property
     def forecast(self) -> Forecast:
@@ -276,7 +278,13 @@ class Router:
             for job in self.store.jobs(state=state):
                 yield delivery_of(job)
 
-    def deliver(self, sink: Sink | Callable[[Delivery], None], limit: int = 1000) -> int:
+    def deliver(
+        self,
+        sink: Sink | Callable[[Delivery], None],
+        limit: int = 1000,
+        *,
+        run_id: str | None = None,
+    ) -> int:
         """Hand finished results to `sink`, each exactly once; returns how many.
 
         A sink with a `flush()` (the JSONL sink) is flushed to disk before the chunk is
@@ -285,7 +293,7 @@ class Router:
         delivered = 0
         flush = getattr(sink, "flush", None)
         checkpoint = self.checkpoint
-        while chunk := self.store.undelivered(limit):
+        while chunk := self.store.undelivered(limit, run_id):
             if flush is None:
                 for job in chunk:
                     sink(delivery_of(job))
@@ -302,9 +310,23 @@ class Router:
             log.info("deliver: succeeded|failed→delivered: %s", n_jobs(delivered))
         return delivered
 
-    def pending(self) -> int:
-        counts = self.store.job_counts()
+    def pending(self, run_id: str | None = None) -> int:
+        counts = self.store.job_counts(run_id)
         return sum(counts.get(s, 0) for s in PENDING_STATES)
+
+    @contextmanager
+    def claim(self) -> Iterator[None]:
+        """Hold the store's claim (re-entrant): `nowait run` takes it before it queues
+        anything, so a refused second process leaves no trace in the store."""
+        if self._claimed:
+            yield
+            return
+        with self.store.claim():
+            self._claimed = True
+            try:
+                yield
+            finally:
+                self._claimed = False
 
     def run(
         self,
@@ -313,13 +335,16 @@ class Router:
         idle: float = 30.0,
         on_progress: Callable[[int], None] | None = None,
         forever: bool = False,
+        only_this_run: bool = False,
     ) -> None:
         """Work until nothing is pending (or forever), delivering as results arrive.
 
-        Holds the store's claim throughout: a second worker on the same store would race
-        this one's crash recovery (`StoreBusyError`)."""
-        with self.store.claim():
-            self._work(sink, idle, on_progress, forever)
+        `only_this_run`: deliver only this run's jobs, and stop when they are done (the
+        worker still moves every job of the store along). Holds the store's claim
+        throughout: a second worker on the same store would race this one's crash recovery
+        (`StoreBusyError`)."""
+        with self.claim():
+            self._work(sink, idle, on_progress, forever, self.run_id if only_this_run else None)
 
     def _work(
         self,
@@ -327,6 +352,7 @@ class Router:
         idle: float,
         on_progress: Callable[[int], None] | None,
         forever: bool,
+        run_id: str | None,
     ) -> None:
         self._forecast = None  # learn from what finished since
         self.worker.recover()
@@ -336,10 +362,10 @@ class Router:
         )  # fmt: skip
         while True:
             report = self.worker.run_once()
-            done = self.deliver(sink) if sink is not None else 0
+            done = self.deliver(sink, run_id=run_id) if sink is not None else 0
             if on_progress is not None and done:
                 on_progress(done)
-            if not forever and self.pending() == 0:
+            if not forever and self.pending(run_id) == 0:
                 log.info("run %s: nothing pending", self.run_id)
                 return
             if not report.busy:

@@ -387,15 +387,20 @@ class PostgresStore:
             )
             return cur.rowcount
 
-    def undelivered(self, limit: int) -> list[Job]:
+    def undelivered(self, limit: int, run_id: str | None = None) -> list[Job]:
+        run = "" if run_id is None else " AND run_id = %s"
         rows = self._read(
-            JOB_SELECT + " WHERE state IN ('succeeded', 'failed') ORDER BY jobs.id LIMIT %s",
-            (limit,),
+            JOB_SELECT + f" WHERE state IN ('succeeded', 'failed'){run} ORDER BY jobs.id LIMIT %s",
+            (limit,) if run_id is None else (run_id, limit),
         )
         return [_job(r) for r in rows]
 
-    def undelivered_count(self) -> int:
-        [row] = self._read("SELECT count(*) AS n FROM jobs WHERE state IN ('succeeded', 'failed')")
+    def undelivered_count(self, run_id: str | None = None) -> int:
+        run = "" if run_id is None else " AND run_id = %s"
+        [row] = self._read(
+            f"SELECT count(*) AS n FROM jobs WHERE state IN ('succeeded', 'failed'){run}",
+            () if run_id is None else (run_id,),
+        )
         return int(row["n"])
 
     def mark_delivered(self, job_id: int, now: datetime) -> None:

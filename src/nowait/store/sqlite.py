@@ -282,18 +282,21 @@ class SQLiteStore:
                 for job_id in job_ids
             )
 
-    def undelivered(self, limit: int) -> list[Job]:
+    def undelivered(self, limit: int, run_id: str | None = None) -> list[Job]:
+        run = "" if run_id is None else " AND run_id = ?"
         with self._lock:
             rows = self._db.execute(
-                JOB_SELECT + " WHERE state IN ('succeeded', 'failed') LIMIT ?",
-                (limit,),
+                JOB_SELECT + f" WHERE state IN ('succeeded', 'failed'){run} LIMIT ?",
+                (limit,) if run_id is None else (run_id, limit),
             ).fetchall()
         return [_job(r) for r in rows]
 
-    def undelivered_count(self) -> int:
+    def undelivered_count(self, run_id: str | None = None) -> int:
+        run = "" if run_id is None else " AND run_id = ?"
         with self._lock:
             row = self._db.execute(
-                "SELECT count(*) FROM jobs WHERE state IN ('succeeded', 'failed')"
+                f"SELECT count(*) FROM jobs WHERE state IN ('succeeded', 'failed'){run}",
+                () if run_id is None else (run_id,),
             ).fetchone()
         return int(row[0])
 
