@@ -21,7 +21,10 @@ from typing import Any
 
 Maker = Callable[[Mapping[str, Any], random.Random, Mapping[str, Any], int], Any]
 MAX_DEPTH = 24
-"""Deeper than this (a recursive `$ref`, say) the generator stops descending."""
+"""Deeper than this (a recursive `$ref` that requires itself, say) the generator stops."""
+LEAN_DEPTH = 4
+"""From this depth on, only what is required: `minItems` items, `required` properties, so
+recursive schemas (a tree of nodes with `children`) end."""
 WORDS = ("alpha", "bravo", "delta", "order", "ticket", "summary", "report", "label", "batch")
 FORMATS = {
     "date-time": "2026-01-01T00:00:00Z",
@@ -132,7 +135,14 @@ def _type_of(schema: Mapping[str, Any]) -> str:
 
 
 def _shallow(kind: str) -> Any:
-    return {"object": {}, "array": [], "integer": 0, "number": 0, "boolean": False}.get(kind)
+    return {
+        "object": {},
+        "array": [],
+        "integer": 0,
+        "number": 0,
+        "boolean": False,
+        "string": "",
+    }.get(kind)
 
 
 def _object(
@@ -142,7 +152,8 @@ def _object(
     properties = properties if isinstance(properties, Mapping) else {}
     required = schema.get("required")
     names = [str(n) for n in required if isinstance(n, str)] if isinstance(required, list) else []
-    names += [n for n in properties if n not in names and properties[n] is not False]
+    if depth < LEAN_DEPTH:
+        names += [n for n in properties if n not in names and properties[n] is not False]
     return {n: _value(properties.get(n, True), rng, root, depth + 1) for n in names}
 
 
@@ -154,7 +165,8 @@ def _array(
     items = schema.get("items", True)
     low = _int_keyword(schema, "minItems", 0)
     high = _int_keyword(schema, "maxItems", max(low, len(prefix), 1))
-    count = min(max(low, len(prefix), 1), high)
+    wanted = max(low, len(prefix), 1) if depth < LEAN_DEPTH else low
+    count = min(wanted, high)
     out: list[Any] = []
     for i in range(count):
         item_schema = prefix[i] if i < len(prefix) else items
