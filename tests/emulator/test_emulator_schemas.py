@@ -206,6 +206,17 @@ def test_malformed_schemas_still_give_json() -> None:
     assert instance({"$ref": "#/nowhere"}) is not None
     assert instance({"type": "object", "properties": {"me": {"$ref": "#"}}, "required": ["me"]})
     assert instance(SCHEMAS["order"], b"seed") == instance(SCHEMAS["order"], b"seed")
+    for cyclic in (
+        {"anyOf": [{"$ref": "#"}]},
+        {"allOf": [{"$ref": "#"}], "type": "object", "required": ["a"]},
+        {"oneOf": [{"$ref": "#"}, {"type": "string"}], "type": "array", "minItems": 2},
+        {"$defs": {"a": {"anyOf": [{"$ref": "#/$defs/a"}]}}, "$ref": "#/$defs/a"},
+        {
+            "$defs": {"a": {"allOf": [{"$ref": "#/$defs/a"}, {"$ref": "#/$defs/a"}]}},
+            "$ref": "#/$defs/a",
+        },
+    ):
+        json.dumps(instance(cyclic))  # ends, and is JSON
 
 
 # ---- generated schemas ------------------------------------------------------------------------
@@ -294,3 +305,64 @@ def test_a_stream_closed_early_stops_writing(
         ).content
         sdk.close()
     assert not [r for r in caplog.records if "socket.send() raised exception" in r.getMessage()]
+
+
+ANY_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=10**300, max_value=10**400)
+    | st.floats()
+    | st.text(max_size=6),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "type",
+                    "properties",
+                    "required",
+                    "items",
+                    "prefixItems",
+                    "enum",
+                    "const",
+                    "anyOf",
+                    "oneOf",
+                    "allOf",
+                    "$ref",
+                    "$defs",
+                    "minItems",
+                    "maxItems",
+                    "minimum",
+                    "maximum",
+                    "exclusiveMinimum",
+                    "exclusiveMaximum",
+                    "multipleOf",
+                    "minLength",
+                    "maxLength",
+                    "pattern",
+                    "format",
+                    "uniqueItems",
+                    "x",
+                ]
+            ),
+            inner,
+            max_size=6,
+        )
+    ),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=400, derandomize=True, deadline=None)
+@given(ANY_JSON)
+def test_any_json_as_a_schema_gives_a_value_and_never_raises(schema: Any) -> None:
+    instance(schema, b"x")
+
+
+def test_a_schema_asking_for_a_billion_items_is_cut_to_the_budget() -> None:
+    huge = {"type": "array", "minItems": 1000, "items": {"type": "array", "minItems": 1000}}
+    started = time.monotonic()
+    value = instance({"type": "array", "minItems": 1000, "items": huge})
+    assert time.monotonic() - started < 2
+    assert len(json.dumps(value)) < 200_000

@@ -19,9 +19,11 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-Maker = Callable[[Mapping[str, Any], random.Random, Mapping[str, Any], int], Any]
+Maker = Callable[[Mapping[str, Any], "_Draws", Mapping[str, Any], int], Any]
 MAX_DEPTH = 24
 """Deeper than this (a recursive `$ref` that requires itself, say) the generator stops."""
+MAX_NODES = 5_000
+"""Values one answer may hold: `minItems: 1000` nested three deep must not build 10⁹ items."""
 LEAN_DEPTH = 4
 """From this depth on, only what is required: `minItems` items, `required` properties, so
 recursive schemas (a tree of nodes with `children`) end."""
@@ -45,32 +47,41 @@ FORMATS = {
 _PATTERN_CANDIDATES = ("sample", "a", "A", "0", "12345", "ab-12", "abc_123", "2026-01-01", "")
 
 
+class _Draws(random.Random):
+    """The seeded generator, carrying what is left of the node budget."""
+
+    def __init__(self, seed: bytes | int | str) -> None:
+        super().__init__(seed)
+        self.left = MAX_NODES
+
+
 def instance(schema: Any, seed: bytes | int | str = 0) -> Any:
     """A value valid against `schema` (as far as the keywords above go), derived from `seed`."""
     root = schema if isinstance(schema, Mapping) else {}
-    return _value(schema, random.Random(seed), root, 0)
+    return _value(schema, _Draws(seed), root, 0)
 
 
-def _value(schema: Any, rng: random.Random, root: Mapping[str, Any], depth: int) -> Any:
+def _value(schema: Any, rng: _Draws, root: Mapping[str, Any], depth: int) -> Any:
+    rng.left -= 1
     if not isinstance(schema, Mapping):  # `true`, `false` or not a schema at all
-        return None if schema is False else _word(rng)
-    schema = _resolved(schema, root, depth)
+        return None if schema is False or rng.left < 0 else _word(rng)
+    schema = _resolved(schema, rng, root, depth)
     enum = schema.get("enum")
     fixed = [schema["const"]] if "const" in schema else enum if isinstance(enum, list) else []
     if fixed:
         return fixed[rng.randrange(len(fixed))]
-    branch = _first_branch(schema, root, depth)
+    branch = _first_branch(schema, rng, root, depth) if depth < MAX_DEPTH else None
     if branch is not None:
         return _value(branch, rng, root, depth + 1)
     kind = _type_of(schema)
-    if depth >= MAX_DEPTH:
+    if depth >= MAX_DEPTH or rng.left < 0:
         return _shallow(kind)
     make: Maker = _MAKERS.get(kind, _string)
     return make(schema, rng, root, depth)
 
 
 def _first_branch(
-    schema: Mapping[str, Any], root: Mapping[str, Any], depth: int
+    schema: Mapping[str, Any], rng: _Draws, root: Mapping[str, Any], depth: int
 ) -> dict[str, Any] | None:
     """`anyOf`/`oneOf`: the schema with its first branch merged in, or None without them."""
     for key in ("anyOf", "oneOf"):
@@ -78,23 +89,29 @@ def _first_branch(
         if isinstance(branches, list) and branches:
             rest = {k: v for k, v in schema.items() if k != key}
             first = branches[0]
-            return {**rest, **(_resolved(first, root, depth) if isinstance(first, Mapping) else {})}
+            return {
+                **rest,
+                **(_resolved(first, rng, root, depth) if isinstance(first, Mapping) else {}),
+            }
     return None
 
 
-def _resolved(schema: Mapping[str, Any], root: Mapping[str, Any], depth: int) -> dict[str, Any]:
+def _resolved(
+    schema: Mapping[str, Any], rng: _Draws, root: Mapping[str, Any], depth: int
+) -> dict[str, Any]:
     """The schema with its `$ref` followed and its `allOf` merged in."""
     out = dict(schema)
     ref = out.pop("$ref", None)
-    if isinstance(ref, str) and depth < MAX_DEPTH:
+    if isinstance(ref, str) and depth < MAX_DEPTH and rng.left > 0:
+        rng.left -= 1  # the budget bounds `allOf`s of self-references too
         target = _pointer(root, ref)
         if isinstance(target, Mapping):
-            out = {**_resolved(target, root, depth + 1), **out}
+            out = {**_resolved(target, rng, root, depth + 1), **out}
     parts = out.pop("allOf", None)
-    if isinstance(parts, list):
+    if isinstance(parts, list) and rng.left >= 0:
         for part in parts:
             if isinstance(part, Mapping):
-                out = _merge(out, _resolved(part, root, depth + 1))
+                out = _merge(out, _resolved(part, rng, root, depth + 1))
     return out
 
 
@@ -146,7 +163,7 @@ def _shallow(kind: str) -> Any:
 
 
 def _object(
-    schema: Mapping[str, Any], rng: random.Random, root: Mapping[str, Any], depth: int
+    schema: Mapping[str, Any], rng: _Draws, root: Mapping[str, Any], depth: int
 ) -> dict[str, Any]:
     properties = schema.get("properties")
     properties = properties if isinstance(properties, Mapping) else {}
@@ -158,7 +175,7 @@ def _object(
 
 
 def _array(
-    schema: Mapping[str, Any], rng: random.Random, root: Mapping[str, Any], depth: int
+    schema: Mapping[str, Any], rng: _Draws, root: Mapping[str, Any], depth: int
 ) -> list[Any]:
     prefix = schema.get("prefixItems")
     prefix = prefix if isinstance(prefix, list) else []
@@ -169,6 +186,8 @@ def _array(
     count = min(wanted, high)
     out: list[Any] = []
     for i in range(count):
+        if rng.left <= 0:
+            break
         item_schema = prefix[i] if i < len(prefix) else items
         value = _value(item_schema, rng, root, depth + 1)
         for _ in range(8):  # uniqueItems: draw again rather than repeat a value
@@ -180,7 +199,7 @@ def _array(
 
 
 def _string(
-    schema: Mapping[str, Any], rng: random.Random, root: Mapping[str, Any] = {}, depth: int = 0
+    schema: Mapping[str, Any], rng: _Draws, root: Mapping[str, Any] = {}, depth: int = 0
 ) -> str:
     fmt = schema.get("format")
     if fmt == "uuid":
@@ -211,7 +230,7 @@ def _matching(pattern: str, preferred: str) -> str:
 
 
 def _integer(
-    schema: Mapping[str, Any], rng: random.Random, root: Mapping[str, Any] = {}, depth: int = 0
+    schema: Mapping[str, Any], rng: _Draws, root: Mapping[str, Any] = {}, depth: int = 0
 ) -> int:
     low, high = _bounds(schema)
     lo = math.ceil(low) if low is not None else 0
@@ -226,12 +245,16 @@ def _integer(
 
 
 def _number(
-    schema: Mapping[str, Any], rng: random.Random, root: Mapping[str, Any] = {}, depth: int = 0
+    schema: Mapping[str, Any], rng: _Draws, root: Mapping[str, Any] = {}, depth: int = 0
 ) -> float | int:
     step = schema.get("multipleOf")
     low, high = _bounds(schema)
     if isinstance(step, (int, float)) and not isinstance(step, bool) and step > 0:
-        return math.ceil((low or 0) / step) * step
+        try:
+            multiple = math.ceil((low or 0) / step) * step
+        except (OverflowError, ValueError):  # a step past float range, or an infinite one
+            return 0
+        return multiple if math.isfinite(multiple) else 0
     lo = low if low is not None else 0.0
     hi = high if high is not None else lo + 100.0
     if low is None and hi < lo:
@@ -246,9 +269,13 @@ def _bounds(schema: Mapping[str, Any]) -> tuple[float | None, float | None]:
 
     def number(key: str) -> float | None:
         value = schema.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            return float(value)
-        return None
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            return None
+        try:
+            number = float(value)
+        except OverflowError:  # an integer past float range
+            return None
+        return number if math.isfinite(number) else None
 
     low, high = number("minimum"), number("maximum")
     ex_low, ex_high = number("exclusiveMinimum"), number("exclusiveMaximum")
@@ -275,18 +302,18 @@ def _int_keyword(schema: Mapping[str, Any], key: str, default: int) -> int:
     return default
 
 
-def _word(rng: random.Random) -> str:
+def _word(rng: _Draws) -> str:
     return WORDS[rng.randrange(len(WORDS))]
 
 
 def _boolean(
-    schema: Mapping[str, Any], rng: random.Random, root: Mapping[str, Any] = {}, depth: int = 0
+    schema: Mapping[str, Any], rng: _Draws, root: Mapping[str, Any] = {}, depth: int = 0
 ) -> bool:
     return rng.random() < 0.5
 
 
 def _null(
-    schema: Mapping[str, Any], rng: random.Random, root: Mapping[str, Any] = {}, depth: int = 0
+    schema: Mapping[str, Any], rng: _Draws, root: Mapping[str, Any] = {}, depth: int = 0
 ) -> None:
     return None
 
