@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nowait.clock import FakeClock
-from nowait.emulator import EmulatorConfig, EmulatorServer
+from nowait.emulator import EmulatorConfig, EmulatorServer, Turnaround
 
 MODEL = "claude-sonnet-5-5"
 VALID = {"model": MODEL, "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}
@@ -341,3 +341,93 @@ def test_a_streamed_body_over_the_limit_is_a_413(fake_clock: FakeClock) -> None:
             assert response.status_code == 413
             assert response.json()["error"]["type"] == "request_too_large"
             assert send(client, Call("POST", "/v1/messages", body(VALID))).status_code == 200
+
+
+# ---- odd but well-formed requests: any answer but a 500 -------------------------------------
+TEXT = st.text(max_size=12)
+SCHEMA_LIKE = st.dictionaries(
+    st.sampled_from(["type", "properties", "required", "items", "enum", "$ref", "anyOf", "x"]),
+    JSON_VALUES,
+    max_size=4,
+)
+CACHE = st.none() | st.dictionaries(st.sampled_from(["type", "ttl"]), JSON_VALUES, max_size=2)
+BLOCK = st.fixed_dictionaries(
+    {"type": st.sampled_from(["text", "image", "document", "tool_result", "tool_use", "x"])},
+    optional={"text": TEXT, "source": JSON_VALUES, "content": JSON_VALUES, "cache_control": CACHE},
+).filter(lambda b: b["type"] != "text" or "text" in b)
+ODD_FIELDS = {
+    "max_tokens": st.integers(0, 3000),
+    "messages": st.lists(
+        st.fixed_dictionaries(
+            {
+                "role": st.sampled_from(["user", "assistant"]),
+                "content": TEXT | st.lists(BLOCK, max_size=3),
+            }
+        ),
+        min_size=1,
+        max_size=3,
+    ),
+    "system": TEXT
+    | st.lists(
+        st.fixed_dictionaries(
+            {"type": st.just("text"), "text": TEXT}, optional={"cache_control": CACHE}
+        ),
+        max_size=2,
+    ),
+    "tools": st.lists(
+        st.fixed_dictionaries(
+            {"name": st.text(min_size=1, max_size=6)},
+            optional={"input_schema": SCHEMA_LIKE, "cache_control": CACHE, "type": TEXT},
+        ),
+        max_size=3,
+    ),
+    "tool_choice": st.fixed_dictionaries(
+        {"type": st.sampled_from(["auto", "any", "tool", "none", "x"])}, optional={"name": TEXT}
+    ),
+    "stop_sequences": st.lists(TEXT, max_size=3),
+    "cache_control": CACHE,
+    "output_config": st.fixed_dictionaries(
+        {},
+        optional={
+            "format": st.fixed_dictionaries(
+                {"type": st.just("json_schema"), "schema": SCHEMA_LIKE}
+            ),
+            "effort": JSON_VALUES,
+        },
+    ),
+    "metadata": st.dictionaries(TEXT, JSON_VALUES, max_size=2),
+}
+ODD_PARAMS = st.fixed_dictionaries(
+    {"model": st.just(MODEL)},
+    optional=ODD_FIELDS,
+).map(lambda p: {**VALID, **p})
+
+
+def test_odd_but_well_formed_requests_never_get_a_500(fake_clock: FakeClock) -> None:
+    config = EmulatorConfig(turnaround=Turnaround(10))
+    with (
+        EmulatorServer(config, fake_clock) as server,
+        httpx2.Client(base_url=server.base_url) as client,
+    ):
+
+        @settings(max_examples=200, derandomize=True, database=None, deadline=None)
+        @given(ODD_PARAMS, st.booleans())
+        def odd(params: dict[str, Any], stream: bool) -> None:
+            reply = send(client, Call("POST", "/v1/messages", body({**params, "stream": stream})))
+            assert reply.status_code < 500, reply.text
+            if reply.status_code == 200 and stream:
+                assert b"event: message_stop" in reply.content
+            counted = send(client, Call("POST", "/v1/messages/count_tokens", body(params)))
+            assert counted.status_code < 500, counted.text
+            batch = {"requests": [{"custom_id": "odd", "params": params}]}
+            created = send(client, Call("POST", "/v1/messages/batches", body(batch)))
+            assert created.status_code < 500, created.text
+            if created.status_code == 200:
+                fake_clock.advance(11)
+                path = f"/v1/messages/batches/{created.json()['id']}/results"
+                results = send(client, Call("GET", path))
+                assert results.status_code == 200
+                [line] = results.text.splitlines()
+                assert json.loads(line)["custom_id"] == "odd"
+
+        odd()
