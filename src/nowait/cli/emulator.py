@@ -79,7 +79,7 @@ def emulator_command(
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the fake model and fault draws.")] = 0,
     contract: Annotated[
-        bool, typer.Option(help="Answer any batch id and model (SDK suites).")
+        bool, typer.Option(help="Answer any batch id, model and list cursor (SDK suites).")
     ] = False,
     public_url: Annotated[str | None, typer.Option(help="Origin used in results_url.")] = None,
     service_tier: Annotated[
@@ -89,7 +89,7 @@ def emulator_command(
         ),
     ] = "standard",
 ) -> None:
-    """Serve a local Messages + Message Batches API (point the SDK's base_url at it)."""
+    """Serve a local Messages, Message Batches and Models API (point the SDK's base_url at it)."""
     try:
         faults = Faults(overloaded_rate, error_rate, errored_lines, expired_lines)
         config = EmulatorConfig(

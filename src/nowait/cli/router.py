@@ -159,7 +159,7 @@ def run_command(
     check_output_file(out, "--out")  # before anything is queued: results need somewhere to go
     router = _router(ctx, settings, base_url, default_level="WARNING")  # a clean progress bar
     run_id = router.run_id
-    with closing(router.store), router.claim():  # a refused second run leaves no trace
+    with closing(router), router.claim():  # a refused second run leaves no trace
         jobs = _prepare_all(router, requests, default)  # every line checked before any is queued
         log.info(
             "run %s: routing %d requests from %s", run_id, len(jobs), requests.name,
@@ -248,7 +248,7 @@ def worker_command(
     guard = guard_flags(margin, cancel_latency, min_batch_chance)
     settings = load(config, _route_flags(home, store, poll, capacity, guard, log_level, log_format))
     router = _router(ctx, settings, base_url, default_level="INFO")
-    with closing(router.store):
+    with closing(router):
         log.info("working the queue", extra={"home": str(settings.home)})
         router.run(forever=True)
 

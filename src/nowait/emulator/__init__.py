@@ -1,4 +1,4 @@
-"""A local Anthropic API (Messages + Message Batches) that the official SDK runs against."""
+"""A local Anthropic API (Messages, Message Batches, Models) that the official SDK runs against."""
 
 from nowait.emulator.app import create_app
 from nowait.emulator.config import EmulatorConfig, Faults, RateLimit

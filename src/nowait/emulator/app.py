@@ -1,4 +1,4 @@
-"""The HTTP face of the emulator: the routes of the Messages and Message Batches APIs.
+"""The HTTP face of the emulator: the routes of the Messages, Message Batches and Models APIs.
 
 Every response carries a `request-id` header; every error uses the API's envelope. A
 `?beta=true` query (sent by 0.x/1.x SDKs) is ignored on every route.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from typing import Any
 
 import anyio
@@ -23,8 +23,10 @@ from nowait.emulator.apierror import ApiError, envelope, invalid
 from nowait.emulator.batches import Batch
 from nowait.emulator.config import EmulatorConfig
 from nowait.emulator.fakemodel import ids_from, words_in_chunks
+from nowait.emulator.models import lifecycle_filter, model_info, ordered
+from nowait.emulator.paging import page_query, paginate
 from nowait.emulator.state import Emulator
-from nowait.emulator.validation import check_version
+from nowait.emulator.validation import check_depth, check_version
 
 Handler = Callable[[Request, "_Call"], Awaitable[Response]]
 _ids = random.Random()
@@ -70,6 +72,8 @@ def create_app(config: EmulatorConfig | None = None, clock: Clock | None = None)
                 "/v1/messages/batches/{batch_id}/cancel", "batches.cancel", _cancel_batch, "POST"
             ),
             route("/v1/messages/batches/{batch_id}/results", "batches.results", _results, "GET"),
+            route("/v1/models", "models.list", _list_models, "GET"),
+            route("/v1/models/{model_id}", "models.retrieve", _retrieve_model, "GET"),
         ]
     )
     app.add_exception_handler(404, _not_found)
@@ -132,25 +136,32 @@ async def _not_found(request: Request, exc: Exception) -> Response:
 
 
 async def _json_body(request: Request, limit: int) -> Any:
-    declared = request.headers.get("content-length")
+    """The parsed body. Too big: a 413 before reading when `Content-Length` says so, else once
+    the bytes pass the limit (read on, holding nothing, so the client reads the answer)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isascii() and declared.isdecimal() and int(declared) > limit:
+        raise _too_large(limit)
     size = 0
     chunks: list[bytes] = []
-    too_big = declared is not None and declared.isdigit() and int(declared) > limit
     async for chunk in request.stream():
         size += len(chunk)
-        too_big = too_big or size > limit
-        if not too_big:
+        if size <= limit:
             chunks.append(chunk)
         else:
-            chunks.clear()  # keep draining so the client reads our answer, but hold nothing
-    if too_big:
-        raise ApiError(413, f"Request exceeds the maximum allowed number of bytes ({limit}).")
+            chunks.clear()
+    if size > limit:
+        raise _too_large(limit)
     try:
-        return json.loads(b"".join(chunks) or b"null")
-    except ValueError as exc:
-        raise invalid(f"body: Invalid JSON: {exc}") from None
-    except RecursionError:
-        raise invalid("body: Invalid JSON: nested too deeply") from None
+        body = json.loads(b"".join(chunks) or b"null")
+    except (ValueError, RecursionError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise invalid(f"body: Invalid JSON: {reason}") from None
+    check_depth(body)
+    return body
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(413, f"Request exceeds the maximum allowed number of bytes ({limit}).")
 
 
 # ---- messages -------------------------------------------------------------------------------
@@ -166,7 +177,9 @@ async def _messages(request: Request, call: _Call) -> Response:
     message, more = emulator.run_message(params, call.betas)
     headers.update(more)
     if params.get("stream"):
-        return StreamingResponse(_sse(message), media_type="text/event-stream", headers=headers)
+        return StreamingResponse(
+            _paced(_sse(message)), media_type="text/event-stream", headers=headers
+        )
     return JSONResponse(message, headers=headers)
 
 
@@ -181,7 +194,15 @@ def _event(name: str, data: dict[str, Any]) -> bytes:
     return f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
 
 
-async def _sse(message: dict[str, Any]) -> AsyncIterator[bytes]:
+async def _paced(chunks: Iterable[bytes]) -> AsyncIterator[bytes]:
+    """Yield to the event loop between chunks, so a client that hangs up is noticed at once and
+    the stream stops (without it, every remaining chunk is written to a dead socket)."""
+    for chunk in chunks:
+        yield chunk
+        await anyio.sleep(0)
+
+
+def _sse(message: dict[str, Any]) -> Iterator[bytes]:
     usage = message["usage"]
     start = {**message, "content": [], "stop_reason": None, "stop_sequence": None}
     start["usage"] = {**usage, "output_tokens": 1}
@@ -233,11 +254,11 @@ async def _sse(message: dict[str, Any]) -> AsyncIterator[bytes]:
 
 
 def _midstream_failure(request_id: str) -> Response:
-    async def events() -> AsyncIterator[bytes]:
-        yield _event("ping", {"type": "ping"})
-        yield _event("error", envelope("overloaded_error", "Overloaded", request_id))
-
-    return StreamingResponse(events(), media_type="text/event-stream")
+    events = [
+        _event("ping", {"type": "ping"}),
+        _event("error", envelope("overloaded_error", "Overloaded", request_id)),
+    ]
+    return StreamingResponse(_paced(events), media_type="text/event-stream")
 
 
 async def _count_tokens(request: Request, call: _Call) -> Response:
@@ -284,37 +305,18 @@ async def _delete_batch(request: Request, call: _Call) -> Response:
 
 
 async def _list_batches(request: Request, call: _Call) -> Response:
-    query = request.query_params
-    limit_text = query.get("limit", "20")
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= 1000:
-        raise invalid("limit: Input should be an integer between 1 and 1000")
-    limit = int(limit_text)
+    page = page_query(request.query_params)
     batches = call.emulator.list_batches()
-    ids = [b.id for b in batches]
-    after, before = query.get("after_id"), query.get("before_id")
-    if before is not None:
-        end = _position(ids, before, "before_id")
-        start = max(0, end - limit)
-        page, has_more = batches[start:end], start > 0
-    else:
-        start = _position(ids, after, "after_id") + 1 if after is not None else 0
-        page, has_more = batches[start : start + limit], start + limit < len(batches)
-    now, origin = call.emulator.clock.now(), _origin(request, call.emulator)
-    return JSONResponse(
-        {
-            "data": [b.to_json(now, origin) for b in page],
-            "has_more": has_more,
-            "first_id": page[0].id if page else None,
-            "last_id": page[-1].id if page else None,
-        }
+    chosen, has_more = paginate(
+        batches, [b.id for b in batches], page, any_cursor=call.emulator.config.contract_mode
     )
+    now, origin = call.emulator.clock.now(), _origin(request, call.emulator)
+    return _page_response([b.to_json(now, origin) for b in chosen], has_more)
 
 
-def _position(ids: list[str], batch_id: str, name: str) -> int:
-    try:
-        return ids.index(batch_id)
-    except ValueError:
-        raise invalid(f"{name}: no batch found with id {batch_id!r}") from None
+def _page_response(data: list[dict[str, Any]], has_more: bool) -> Response:
+    first, last = (data[0]["id"], data[-1]["id"]) if data else (None, None)
+    return JSONResponse({"data": data, "has_more": has_more, "first_id": first, "last_id": last})
 
 
 async def _results(request: Request, call: _Call) -> Response:
@@ -322,3 +324,24 @@ async def _results(request: Request, call: _Call) -> Response:
     batch = emulator.results_batch(request.path_params["batch_id"])
     lines = batch.result_lines(emulator.config.shuffle_results, emulator.config.output_tokens)
     return StreamingResponse(lines, media_type="application/x-jsonl")
+
+
+# ---- models ---------------------------------------------------------------------------------
+async def _list_models(request: Request, call: _Call) -> Response:
+    page = page_query(request.query_params)
+    wanted = lifecycle_filter(
+        [*request.query_params.getlist("lifecycle[]"), *request.query_params.getlist("lifecycle")]
+    )
+    infos = [model_info(m) for m in ordered(call.emulator.config.models)]
+    infos = [info for info in infos if info["lifecycle"] in wanted]
+    chosen, has_more = paginate(
+        infos, [i["id"] for i in infos], page, any_cursor=call.emulator.config.contract_mode
+    )
+    return _page_response(chosen, has_more)
+
+
+async def _retrieve_model(request: Request, call: _Call) -> Response:
+    model_id = request.path_params["model_id"]
+    if model_id not in call.emulator.config.models and not call.emulator.config.contract_mode:
+        raise ApiError(404, f"model: {model_id}")
+    return JSONResponse(model_info(model_id))

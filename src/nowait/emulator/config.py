@@ -85,7 +85,7 @@ class EmulatorConfig:
     """By model id; the key "*" applies to every model without its own entry."""
     faults: Faults = field(default_factory=Faults)
     contract_mode: bool = False
-    """Answer any batch id and any model, for SDK conformance suites."""
+    """Answer any batch id, model id and list cursor, for SDK conformance suites."""
     public_base_url: str | None = None
     """Origin put in `results_url`; None derives it from each request's Host."""
     max_batch_requests: int = BATCH_MAX_REQUESTS

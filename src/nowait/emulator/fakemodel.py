@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from nowait.emulator.schemagen import instance
+
 TTL_SECONDS = {"5m": 300, "1h": 3600}
 
 _WORDS = [
@@ -286,16 +288,28 @@ def request_digest(seed: int, params: Mapping[str, Any]) -> bytes:
 
 
 def answer(params: Mapping[str, Any], digest: bytes, length_range: tuple[int, int]) -> Answer:
-    """The fake model's reply: text (or a tool call when one is forced), honouring limits."""
+    """The fake model's reply: a tool call when one is forced (input valid against the tool's
+    `input_schema`), JSON valid against a requested output schema, else text; within limits."""
     rng = random.Random(digest)
     max_tokens = int(params.get("max_tokens") or 0)
-    tool = _forced_tool(params)
+    tool = _forced_tool(params, rng)
     if tool is not None and max_tokens > 0:
-        block = {"type": "tool_use", "id": "toolu_" + ids_from(rng), "name": tool, "input": {}}
+        name = str(tool.get("name"))
+        block = {
+            "type": "tool_use",
+            "id": "toolu_" + ids_from(rng),
+            "name": name,
+            "input": _tool_input(tool, digest),
+        }
         cost = 10 + text_tokens(canonical(block))
         if cost > max_tokens:  # the API cuts the call off: a truncated tool_use, billed to the cap
             return Answer([block], "max_tokens", None, max_tokens)
         return Answer([block], "tool_use", None, cost)
+    if max_tokens == 0:  # cache pre-warming: nothing generated
+        return Answer([], "end_turn" if rng.randint(*length_range) <= 0 else "max_tokens", None, 0)
+    schema = output_schema(params)
+    if schema is not None:
+        return _structured(schema, digest, max_tokens)
     natural = rng.randint(*length_range)
     words = [_WORDS[rng.randrange(len(_WORDS))] for _ in range(min(natural, max_tokens))]
     text = " ".join(words)
@@ -307,21 +321,51 @@ def answer(params: Mapping[str, Any], digest: bytes, length_range: tuple[int, in
             text, stop_reason, stop_sequence = text[:at], "stop_sequence", candidate
             words = text.split()
             break
-    if max_tokens == 0:  # cache pre-warming: nothing generated
-        return Answer([], stop_reason, None, 0)
     # Generating even an empty text (a stop sequence first) costs a token: never 0.
     return Answer([{"type": "text", "text": text}], stop_reason, stop_sequence, max(1, len(words)))
 
 
-def _forced_tool(params: Mapping[str, Any]) -> str | None:
+def output_schema(params: Mapping[str, Any]) -> Any:
+    """The JSON schema of `output_config.format` (or the beta's `output_format`), if any."""
+    config = params.get("output_config")
+    for fmt in (
+        config.get("format") if isinstance(config, Mapping) else None,
+        params.get("output_format"),
+    ):
+        if isinstance(fmt, Mapping) and fmt.get("type") == "json_schema":
+            return fmt.get("schema")
+    return None
+
+
+def _structured(schema: Any, digest: bytes, max_tokens: int) -> Answer:
+    """A JSON answer; cut off mid-value (as the API would) when `max_tokens` is too small."""
+    text = json.dumps(instance(schema, digest))
+    tokens = max(1, text_tokens(text))
+    if tokens > max_tokens:
+        return Answer(
+            [{"type": "text", "text": text[: 4 * max_tokens]}], "max_tokens", None, max_tokens
+        )
+    return Answer([{"type": "text", "text": text}], "end_turn", None, tokens)
+
+
+def _tool_input(tool: Mapping[str, Any], digest: bytes) -> Any:
+    schema = tool.get("input_schema")
+    value = instance(schema, digest) if isinstance(schema, Mapping) else {}
+    return value if isinstance(value, dict) else {}  # a tool's input is always an object
+
+
+def _forced_tool(params: Mapping[str, Any], rng: random.Random) -> Mapping[str, Any] | None:
+    """The tool the request makes the model call: named by `tool`, chosen by the model (here:
+    drawn from the seed) under `any`; None when the model may answer in text."""
     tools = [t for t in params.get("tools") or [] if isinstance(t, Mapping) and t.get("name")]
     choice = params.get("tool_choice")
     if not tools or not isinstance(choice, Mapping):
         return None
     if choice.get("type") == "tool":
-        return str(choice.get("name"))
+        named = [t for t in tools if t.get("name") == choice.get("name")]
+        return named[0] if named else {"name": choice.get("name")}
     if choice.get("type") == "any":
-        return str(tools[0]["name"])
+        return tools[rng.randrange(len(tools))]
     return None
 
 

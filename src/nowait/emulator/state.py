@@ -36,6 +36,15 @@ _EXHAUSTED = {
     "input-tokens": "request tokens",
     "output-tokens": "output tokens",
 }
+ANSWER_PARAMS = (
+    "max_tokens",
+    "stop_sequences",
+    "tools",
+    "tool_choice",
+    "output_config",
+    "output_format",
+)
+"""What a batch request keeps for its answer, which is generated when the results stream."""
 LINE_ERRORS = {
     "overloaded_error": "Overloaded",
     "api_error": "Internal server error",
@@ -237,11 +246,7 @@ class Emulator:
             at = batch.created_at + _seconds(finish * batch.turnaround)
             item.usage = self._batch_cache.apply(item.model, segments(params), at, owner=batch)
             item.digest = request_digest(self.config.seed, params)
-            item.answer_params = {
-                k: params[k]
-                for k in ("max_tokens", "stop_sequences", "tools", "tool_choice")
-                if k in params
-            }
+            item.answer_params = {k: params[k] for k in ANSWER_PARAMS if k in params}
         return item
 
     def _drawn_fate(self) -> str | None:

@@ -16,6 +16,10 @@ from nowait.emulator.config import API_VERSIONS
 from nowait.limits import CUSTOM_ID_MAX_LENGTH, CUSTOM_ID_PATTERN
 
 REMOVED_IN_2026 = ("temperature", "top_p", "top_k")
+MAX_JSON_DEPTH = 64
+"""Deepest nesting of arrays and objects a body may have (the API publishes no figure; real
+requests, tool schemas included, stay far below it)."""
+OPTIONAL_OBJECTS = ("metadata", "thinking", "cache_control", "output_config", "output_format")
 MAX_OUTPUT_TOKENS = 128_000
 BATCH_MAX_OUTPUT_TOKENS_BETA = 300_000
 ROLES = ("user", "assistant")
@@ -55,16 +59,70 @@ def check_message_params(
         not isinstance(stops, list) or not all(isinstance(s, str) for s in stops)
     ):
         raise invalid(f"{p}stop_sequences: Input should be a valid list of strings")
-    if params.get("stream") and not streaming_allowed:
+    stream = params.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise invalid(f"{p}stream: Input should be a valid boolean")
+    if stream and not streaming_allowed:
         raise invalid(f"{p}stream: streaming is not supported in batch requests")
+    for name in OPTIONAL_OBJECTS:
+        if params.get(name) is not None and not isinstance(params[name], dict):
+            raise invalid(f"{p}{name}: Input should be a valid dictionary")
+    _check_output_format(params, p)
     if version == "2026-10-21":
         for name in REMOVED_IN_2026:
             if name in params:
                 raise invalid(f"{p}{name}: Extra inputs are not permitted")
-    tools = params.get("tools")
-    if tools is not None and not isinstance(tools, list):
-        raise invalid(f"{p}tools: Input should be a valid list")
+    _check_tools(params.get("tools"), params.get("tool_choice"), p)
     return params
+
+
+def check_depth(value: Any, limit: int = MAX_JSON_DEPTH) -> None:
+    """Reject a body nested deeper than `limit` (walked without recursion, so any depth the
+    JSON parser accepted is safe to check)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = (
+            item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        )
+        if children and depth > limit:
+            raise invalid(f"body: nested deeper than {limit} levels of arrays and objects")
+        stack.extend((child, depth + 1) for child in children)
+
+
+def _check_tools(tools: Any, choice: Any, p: str) -> None:
+    if tools is not None:
+        if not isinstance(tools, list):
+            raise invalid(f"{p}tools: Input should be a valid list")
+        for i, tool in enumerate(tools):
+            where = f"{p}tools.{i}"
+            if not isinstance(tool, dict):
+                raise invalid(f"{where}: Input should be a valid dictionary")
+            if "name" in tool and (not isinstance(tool["name"], str) or not tool["name"]):
+                raise invalid(f"{where}.name: Input should be a non-empty string")
+            if "input_schema" in tool and not isinstance(tool["input_schema"], dict):
+                raise invalid(f"{where}.input_schema: Input should be a valid dictionary")
+    if choice is None:
+        return
+    if not isinstance(choice, dict) or not isinstance(choice.get("type"), str):
+        raise invalid(f"{p}tool_choice: Input should be an object with a string `type`")
+    if choice["type"] == "tool" and not isinstance(choice.get("name"), str):
+        raise invalid(f"{p}tool_choice.name: Field required")
+
+
+def _check_output_format(params: dict[str, Any], p: str) -> None:
+    """`output_config.format` (and the beta's top-level `output_format`): a JSON schema."""
+    config = params.get("output_config") or {}
+    for where, fmt in (
+        (f"{p}output_config.format", config.get("format")),
+        (f"{p}output_format", params.get("output_format")),
+    ):
+        if fmt is None:
+            continue
+        if not isinstance(fmt, dict) or fmt.get("type") != "json_schema":
+            raise invalid(f"{where}.type: Input should be 'json_schema'")
+        if not isinstance(fmt.get("schema"), dict):
+            raise invalid(f"{where}.schema: Input should be a valid dictionary")
 
 
 def _check_messages(messages: Any, p: str) -> None:
@@ -86,15 +144,20 @@ def _check_messages(messages: Any, p: str) -> None:
         for j, block in enumerate(content):
             if not isinstance(block, Mapping) or not isinstance(block.get("type"), str):
                 raise invalid(f"{where}.content.{j}.type: Field required")
+            if block["type"] == "text" and not isinstance(block.get("text"), str):
+                raise invalid(f"{where}.content.{j}.text: Input should be a valid string")
 
 
 def _check_system(system: Any, p: str) -> None:
     if system is None or isinstance(system, str):
         return
-    if not isinstance(system, list) or not all(
-        isinstance(b, Mapping) and b.get("type") == "text" for b in system
-    ):
+    if not isinstance(system, list):
         raise invalid(f"{p}system: Input should be a valid string or list of text blocks")
+    for i, block in enumerate(system):
+        if not isinstance(block, Mapping) or block.get("type") != "text":
+            raise invalid(f"{p}system.{i}.type: Input should be 'text'")
+        if not isinstance(block.get("text"), str):
+            raise invalid(f"{p}system.{i}.text: Input should be a valid string")
 
 
 def semantic_error(
@@ -152,7 +215,7 @@ def check_batch_requests(requests: Any, max_requests: int) -> list[dict[str, Any
             raise invalid(f"{where}: String should have at least 1 character")
         if len(custom_id) > CUSTOM_ID_MAX_LENGTH:
             raise invalid(f"{where}: String should have at most {CUSTOM_ID_MAX_LENGTH} characters")
-        if not CUSTOM_ID_PATTERN.match(custom_id):
+        if not CUSTOM_ID_PATTERN.fullmatch(custom_id):  # match() lets "a\n" through
             raise invalid(f"{where}: String should match pattern '{CUSTOM_ID_PATTERN.pattern}'")
         if custom_id in seen:
             raise invalid(

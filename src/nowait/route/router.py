@@ -314,6 +314,15 @@ class Router:
         counts = self.store.job_counts(run_id)
         return sum(counts.get(s, 0) for s in PENDING_STATES)
 
+    def close(self) -> None:
+        """Close the store, and the backend when it holds connections (`AnthropicBackend`)."""
+        try:
+            close_backend = getattr(self.backend, "close", None)
+            if callable(close_backend):
+                close_backend()
+        finally:
+            self.store.close()
+
     @contextmanager
     def claim(self) -> Iterator[None]:
         """Hold the store's claim (re-entrant): `nowait run` takes it before it queues
