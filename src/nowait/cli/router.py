@@ -145,7 +145,15 @@ def run_command(
     log_level: LogLevel = None,
     log_format: LogFormat = None,
 ) -> None:
-    """Route every request of a file, wait for all results, write them, print the receipt."""
+    """Route every request of a file, wait for all results, write them, print the receipt.
+
+    Against the real API most batches end within an hour (at most 24 h); awaited work and tight
+    deadlines go real time. --out receives exactly the keys of REQUESTS, each once.
+
+    Exit codes: 0 every request succeeded; 1 some ended failed, invalid or expired (the last
+    line says how many; their lines in --out have "ok": false); 2 bad input, settings or usage
+    (nothing queued); 130 interrupted (safe: run again to carry on).
+    """
     try:
         default = parse_duration(deadline) if deadline else None
     except ValueError:
