@@ -8,6 +8,7 @@ a job's state are checked by `nowait.types.transition` and guarded in SQL by the
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -87,6 +88,9 @@ class BatchRecord:
     next_poll_at: datetime | None
     poll_interval: float
     cancel_requested: bool
+    waiting_for: tuple[str, ...] = ()
+    """API batches that may be this plan's create but cannot be told apart yet (in progress):
+    reconciliation waits for them to end before it adopts one or sends the plan again."""
 
 
 @dataclass(frozen=True)
@@ -110,6 +114,11 @@ OUTCOME_STATE = {
 """Where an `Outcome` of each kind leaves a job."""
 
 
+def new_namespace() -> str:
+    """A fresh store namespace: 16 hex digits (64 random bits), safe inside a custom_id."""
+    return secrets.token_hex(8)
+
+
 @dataclass(frozen=True)
 class UsageRow:
     workload: str | None
@@ -123,6 +132,12 @@ class Store(Protocol):
     """Everything the router and worker persist. Implementations pass `tests/store`."""
 
     def close(self) -> None: ...
+
+    @property
+    def namespace(self) -> str:
+        """This store's random id, made once when it is created: every custom_id it sends
+        carries it, so stores sharing an API account never take each other's batches."""
+        ...
 
     # jobs
     def claim(self) -> AbstractContextManager[None]:
@@ -200,6 +215,10 @@ class Store(Protocol):
         ...
 
     def abandon_batch(self, batch_id: int, now: datetime) -> int: ...
+
+    def wait_for(self, batch_id: int, api_ids: Sequence[str]) -> None:
+        """Record the API batches a planned batch waits on (none: it waits no more)."""
+        ...
 
     def batches(self, *states: BatchState) -> list[BatchRecord]: ...
 
