@@ -204,21 +204,27 @@ def check_params(params: Mapping[str, Any]) -> None:
                          expected="an object of extra request fields")  # fmt: skip
     known = {k: v for k, v in params.items() if k != EXTRA_BODY}
     try:
-        _drain(_params_adapter().validate_python(known, strict=True), ())
+        _drain(_params_adapter().validate_python(known, strict=True), known, ())
     except ValidationError as exc:
         raise _type_error(exc, ()) from None
 
 
-def _drain(value: Any, path: tuple[str | int, ...]) -> None:
-    """Walk a validated request: the SDK types some fields `Iterable`, which pydantic checks
-    lazily, item by item, as they are iterated."""
+def _drain(value: Any, source: Any, path: tuple[str | int, ...]) -> None:
+    """Walk a validated request beside its source: the SDK types some fields `Iterable`,
+    which pydantic checks lazily, item by item, as they are iterated, and which any iterable
+    passes, an object's keys included; in JSON only a list is one."""
     if isinstance(value, Mapping):
         for key, item in value.items():
-            _drain(item, (*path, key))
+            _drain(item, source.get(key) if isinstance(source, Mapping) else None, (*path, key))
     elif isinstance(value, list | tuple):
         for index, item in enumerate(value):
-            _drain(item, (*path, index))
+            _drain(item, _at(source, index), (*path, index))
     elif hasattr(value, "__next__"):
+        if not isinstance(source, list | tuple):
+            raise InputError(
+                f"got {type(source).__name__}", field=".".join(["params", *map(str, path)]),
+                expected="a list",
+            )  # fmt: skip
         index = 0
         while True:
             try:
@@ -227,8 +233,12 @@ def _drain(value: Any, path: tuple[str | int, ...]) -> None:
                 return
             except ValidationError as exc:
                 raise _type_error(exc, path) from None
-            _drain(item, (*path, index))
+            _drain(item, _at(source, index), (*path, index))
             index += 1
+
+
+def _at(source: Any, index: int) -> Any:
+    return source[index] if isinstance(source, list | tuple) and index < len(source) else None
 
 
 def _type_error(exc: ValidationError, path: tuple[str | int, ...]) -> InputError:

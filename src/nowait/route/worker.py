@@ -531,10 +531,13 @@ class Worker:
 
     # ---- state for loops and the guard ------------------------------------------------------
     def next_wake(self, idle: float) -> datetime:
-        """When the next pass has something to do: the earliest poll, or `idle` from now."""
+        """When the next pass has something to do: the earliest poll, or `idle` from now. A
+        plan waiting on an API batch that may be its own looks again at the first poll's pace."""
         now = self.clock.now()
         created = self.store.batches(BatchState.CREATED)
         times = [b.next_poll_at for b in created if b.next_poll_at]
+        if any(b.waiting_for for b in self.store.batches(BatchState.PLANNED)):
+            times.append(now + timedelta(seconds=self.config.poll.first))
         times += [m for b in created if not b.cancel_requested and (m := self.fallback_moment(b))]
         soonest = min(times, default=now + timedelta(seconds=idle))
         return max(now, min(soonest, now + timedelta(seconds=idle)))

@@ -1,0 +1,99 @@
+"""Quarantine: an unexpected exception while working one job fails that job (error kind
+`internal`) and every other job goes on; a restart never meets the same crash again. The
+faults are real: store rows made bad behind nowait's back (as an older nowait, a manual edit
+or a bug could leave them), sent with the real SDK to the emulator over HTTP."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nowait.clock import FakeClock
+from nowait.route.backend import AnthropicBackend
+from nowait.route.router import Delivery, Router
+from nowait.store import BatchState
+from nowait.store.sqlite import SQLiteStore
+from router_helpers import ask
+
+
+def open_router(path: Path, server: Any, clock: FakeClock) -> Router:
+    backend = AnthropicBackend(api_key="test-key", base_url=server.base_url)
+    return Router(store=SQLiteStore(path), backend=backend, clock=clock)
+
+
+def spoil(path: Path, key: str, params_json: str) -> None:
+    """Rewrite a queued job's stored request, as no check of nowait's would let it be."""
+    with sqlite3.connect(path) as db:
+        assert db.execute("UPDATE jobs SET params_json = ? WHERE key = ?", (params_json, key))
+
+
+def run_all(router: Router) -> list[Delivery]:
+    received: list[Delivery] = []
+    router.run(received.append)
+    return received
+
+
+def test_a_bad_job_fails_internal_and_every_other_job_completes(
+    tmp_path: Path, emulator_server: Any, fake_clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "nowait.db"
+    router = open_router(path, emulator_server, fake_clock)
+    for i in range(3):
+        router.submit(ask(i), key=f"rt{i}", awaited=True)  # real time
+    for i in range(4):
+        router.submit(ask(i), key=f"b{i}")  # one batch
+    # rt1: a parameter messages.create() does not take (TypeError inside the SDK call);
+    # b2: a NaN that strict JSON cannot carry (the batch body cannot be serialized).
+    spoil(path, "rt1", json.dumps({**ask(1), "temperature": 0.5}))
+    spoil(path, "b2", json.dumps({**ask(2), "max_tokens": float("nan")}))
+    with caplog.at_level(logging.ERROR, logger="nowait.route.worker"):
+        received = {d.key: d for d in run_all(router)}
+    assert sorted(received) == ["b0", "b1", "b2", "b3", "rt0", "rt1", "rt2"]
+    bad = {k for k, d in received.items() if not d.ok}
+    assert bad == {"rt1", "b2"}
+    assert (received["rt1"].error or "").startswith("internal: TypeError: ")
+    assert "temperature" in (received["rt1"].error or "")
+    assert (received["b2"].error or "").startswith("internal: the stored request is not valid JSON")
+    assert "internal error" in caplog.text  # logged, with the job
+    # the good members of b2's plan were packed again and sent once, in a batch of their own
+    sent = [
+        c
+        for b in emulator_server.emulator.batch_ids()
+        for c in emulator_server.emulator.batch_custom_ids(b)
+    ]
+    assert len(sent) == 3
+    router.store.close()
+    router.backend.close()  # type: ignore[attr-defined]
+
+    again = open_router(path, emulator_server, fake_clock)  # a restart: nothing to repeat
+    assert run_all(again) == []
+    assert again.store.job_counts() == {"delivered": 7}
+    again.store.close()
+    again.backend.close()  # type: ignore[attr-defined]
+
+
+def test_a_job_left_running_by_a_crash_on_a_bad_row_is_not_a_crash_at_every_restart(
+    tmp_path: Path, emulator_server: Any, fake_clock: FakeClock
+) -> None:
+    """A row that is not even JSON: the real-time path fails it instead of raising, so the
+    job leaves `running` for good and the next start has nothing left to trip on."""
+    path = tmp_path / "nowait.db"
+    router = open_router(path, emulator_server, fake_clock)
+    router.submit(ask(0), key="good", awaited=True)
+    router.submit(ask(1), key="torn", awaited=True)
+    spoil(path, "torn", '{"model": "claude-haiku-5-5", "max_tok')
+    received = {d.key: d for d in run_all(router)}
+    assert received["good"].ok and not received["torn"].ok
+    assert (received["torn"].error or "").startswith("internal: JSONDecodeError")
+    assert router.store.batches(*BatchState) == []
+    router.store.close()
+    router.backend.close()  # type: ignore[attr-defined]
+    again = open_router(path, emulator_server, fake_clock)
+    assert run_all(again) == []
+    again.store.close()
+    again.backend.close()  # type: ignore[attr-defined]
