@@ -5,19 +5,22 @@ processes killed with SIGKILL, the real SDK, the emulator over HTTP, real SQLite
 from __future__ import annotations
 
 import json
+import logging
 import signal
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import anthropic
+import pytest
 from test_crash_safety import run
 
-from nowait.clock import SystemClock
+from nowait.clock import FakeClock, SystemClock
 from nowait.emulator import EmulatorConfig, EmulatorServer, Turnaround
 from nowait.route import custom_ids
-from nowait.route.backend import AnthropicBackend
-from nowait.route.router import Router
+from nowait.route.backend import AnthropicBackend, ResultLine
+from nowait.route.router import Delivery, Router
 from nowait.store import BatchState
 from nowait.store.sqlite import SQLiteStore
 
@@ -100,3 +103,36 @@ def test_a_store_never_adopts_another_stores_batch_after_a_crash(tmp_path: Path,
         assert len(sent) == 2 * N
         status = cli("status", "--home", str(homes["A"]), "--json")
         assert json.loads(status.out)["waiting"] == []
+
+
+class StrayLinesBackend(AnthropicBackend):
+    """The real SDK on the emulator, with lines no store of ours sent slipped into every
+    results file first: another store's (same job ids and attempts, another namespace) and
+    a tool's."""
+
+    def batch_results(self, batch_id: str) -> Iterator[ResultLine]:
+        real = list(super().batch_results(batch_id))
+        for line in real:
+            parsed = custom_ids.parse(line.custom_id)
+            assert parsed is not None
+            foreign = custom_ids.custom_id("0" * 16, parsed.job_id, parsed.attempt)
+            yield ResultLine(foreign, "errored", error_type="invalid_request_error")
+        yield ResultLine("report-7", "succeeded", message=real[0].message)
+        yield from real
+
+
+def test_result_lines_of_other_stores_are_ignored_and_logged(
+    tmp_path: Path, emulator_server: Any, fake_clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    backend = StrayLinesBackend(api_key="test-key", base_url=emulator_server.base_url)
+    router = Router(store=SQLiteStore(tmp_path / "nowait.db"), backend=backend, clock=fake_clock)
+    for i in range(3):
+        router.submit(params("A", i), key=f"k{i}")
+    received: list[Delivery] = []
+    with caplog.at_level(logging.WARNING, logger="nowait.route.worker"):
+        router.run(received.append)
+    assert sorted(d.key for d in received) == ["k0", "k1", "k2"] and all(d.ok for d in received)
+    ignored = [r for r in caplog.records if "ignored a result line" in r.getMessage()]
+    assert len(ignored) == 4 and "'report-7'" in ignored[-1].getMessage()
+    router.store.close()
+    backend.close()
