@@ -26,6 +26,13 @@ def open_router(path: Path, server: Any, clock: FakeClock) -> Router:
     return Router(store=SQLiteStore(path), backend=backend, clock=clock)
 
 
+def shut(router: Router) -> None:
+    router.store.close()
+    backend = router.backend
+    assert isinstance(backend, AnthropicBackend)
+    backend.close()
+
+
 def spoil(path: Path, key: str, params_json: str) -> None:
     """Rewrite a queued job's stored request, as no check of nowait's would let it be."""
     with sqlite3.connect(path) as db:
@@ -67,14 +74,12 @@ def test_a_bad_job_fails_internal_and_every_other_job_completes(
         for c in emulator_server.emulator.batch_custom_ids(b)
     ]
     assert len(sent) == 3
-    router.store.close()
-    router.backend.close()  # type: ignore[attr-defined]
+    shut(router)
 
     again = open_router(path, emulator_server, fake_clock)  # a restart: nothing to repeat
     assert run_all(again) == []
     assert again.store.job_counts() == {"delivered": 7}
-    again.store.close()
-    again.backend.close()  # type: ignore[attr-defined]
+    shut(again)
 
 
 def test_a_job_left_running_by_a_crash_on_a_bad_row_is_not_a_crash_at_every_restart(
@@ -91,9 +96,39 @@ def test_a_job_left_running_by_a_crash_on_a_bad_row_is_not_a_crash_at_every_rest
     assert received["good"].ok and not received["torn"].ok
     assert (received["torn"].error or "").startswith("internal: JSONDecodeError")
     assert router.store.batches(*BatchState) == []
-    router.store.close()
-    router.backend.close()  # type: ignore[attr-defined]
+    shut(router)
     again = open_router(path, emulator_server, fake_clock)
     assert run_all(again) == []
-    again.store.close()
-    again.backend.close()  # type: ignore[attr-defined]
+    shut(again)
+
+
+def test_a_batch_that_cannot_be_collected_fails_its_requests_and_the_rest_go_on(
+    tmp_path: Path, emulator_server: Any, fake_clock: FakeClock
+) -> None:
+    """A member row of a batch in flight made bad (its custom_id): collecting that batch
+    raises, so its unanswered requests fail `internal`; the other batch and the real-time
+    job complete, and the next start has nothing left to trip on."""
+    path = tmp_path / "nowait.db"
+    router = open_router(path, emulator_server, fake_clock)
+    router.submit(ask(0), key="rt", awaited=True)
+    router.submit(ask(1), key="a1")
+    router.submit(ask(2), key="a2")
+    router.submit(ask(3, model="claude-sonnet-5-5"), key="other")  # a batch of its own
+    router.worker.run_once()  # both batches created
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE jobs SET custom_id = 'garbage' WHERE key = 'a2'")
+    received = {d.key: d for d in run_all(router)}
+    assert received["rt"].ok and received["other"].ok
+    for key in ("a1", "a2"):
+        assert not received[key].ok
+        assert (received[key].error or "") == (
+            "internal: ValueError: 'garbage' is not a custom_id nowait made"
+        )
+    assert sorted(b.state for b in router.store.batches(*BatchState)) == [
+        BatchState.COLLECTED,
+        BatchState.LOST,
+    ]
+    shut(router)
+    again = open_router(path, emulator_server, fake_clock)
+    assert run_all(again) == []
+    shut(again)

@@ -119,6 +119,11 @@ def new_namespace() -> str:
     return secrets.token_hex(8)
 
 
+def gave_up(reason: str, max_attempts: int) -> str:
+    """A job's error once it failed for good; no count when none was allowed (quarantine)."""
+    return f"{reason} (gave up after {max_attempts} attempts)" if max_attempts else reason
+
+
 @dataclass(frozen=True)
 class UsageRow:
     workload: str | None
@@ -259,5 +264,6 @@ class Store(Protocol):
     def lose_batch(
         self, batch_id: int, reason: str, retry_at: datetime, now: datetime, max_attempts: int
     ) -> int:
-        """Batch → lost (the API refuses to show it); its unanswered jobs as in `close_batch`."""
+        """Batch → lost (the API refuses to show it); its unanswered jobs as in `close_batch`
+        (`max_attempts=0`: all of them fail, with `reason` as their error)."""
         ...

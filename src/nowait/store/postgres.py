@@ -33,6 +33,7 @@ from nowait.store import (
     Outcome,
     StoreBusyError,
     UsageRow,
+    gave_up,
     new_namespace,
 )
 from nowait.types import JobState, Route, Tier, Usage, transition
@@ -722,7 +723,7 @@ def _release_unanswered(
     cur.execute(
         """UPDATE jobs SET state = 'failed', error = %s, updated_at = %s
            WHERE batch_ref = %s AND state = 'in_batch' AND attempts >= %s""",
-        (f"{reason} (gave up after {max_attempts} attempts)", now, batch_id, max_attempts),
+        (gave_up(reason, max_attempts), now, batch_id, max_attempts),
     )
     transition(JobState.IN_BATCH, JobState.QUEUED)
     cur.execute(

@@ -22,6 +22,7 @@ from nowait.store import (
     Outcome,
     StoreBusyError,
     UsageRow,
+    gave_up,
     new_namespace,
 )
 from nowait.types import USAGE_FIELDS, JobState, Route, Tier, Usage, transition
@@ -597,7 +598,7 @@ def _release_unanswered(
     db.execute(
         """UPDATE jobs SET state = 'failed', error = ?, updated_at = ?
            WHERE batch_ref = ? AND state = 'in_batch' AND attempts >= ?""",
-        (f"{reason} (gave up after {max_attempts} attempts)", _ts(now), batch_id, max_attempts),
+        (gave_up(reason, max_attempts), _ts(now), batch_id, max_attempts),
     )
     transition(JobState.IN_BATCH, JobState.QUEUED)
     return db.execute(
