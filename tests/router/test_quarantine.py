@@ -132,3 +132,27 @@ def test_a_batch_that_cannot_be_collected_fails_its_requests_and_the_rest_go_on(
     again = open_router(path, emulator_server, fake_clock)
     assert run_all(again) == []
     shut(again)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"custom_id": "nab-j1-a1", "result": {"type": "succeeded", "message": 5}}',
+        '{"custom_id": "nab-j1-a1", "result": {"type": "succeeded", "message": {"usage":'
+        ' {"input_tokens": -1}}}}',
+        '{"custom_id": "nab-j1-a1", "result": ',
+    ],
+)
+def test_an_unreadable_result_line_fails_its_job_internal(
+    text: str, tmp_path: Path, emulator_server: Any, fake_clock: FakeClock
+) -> None:
+    """The line stands for its job (found by its custom_id) instead of ending the stream."""
+    from nowait.route.backend import _read_line
+
+    [line] = _read_line(text)
+    assert line.custom_id == "nab-j1-a1" and line.kind == "unreadable"
+    router = open_router(tmp_path / "nowait.db", emulator_server, fake_clock)
+    outcome = router.worker._safe_outcome(line)
+    assert outcome.kind == "failed" and (outcome.error or "").startswith("internal: unreadable")
+    assert list(_read_line('{"no": "custom_id"}')) == []  # nothing to pin it on: logged only
+    shut(router)

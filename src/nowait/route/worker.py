@@ -383,8 +383,13 @@ class Worker:
     def _quarantine_plan(self, batch: BatchRecord, exc: Exception) -> None:
         """Creating a planned batch raised what no API answer explains: the requests that
         cannot be serialized fail (`internal`), the rest go back to the queue and are
-        packed again; when none is to blame, every request of the plan fails."""
-        members = [(_job_id_of(c), p) for c, p in self.store.batch_members(batch.id)]
+        packed again; when none is to blame, every request of the plan fails. (A member
+        whose custom_id is not one of ours is only re-queued: it gets a new one when packed.)"""
+        members = [
+            (parsed.job_id, p)
+            for c, p in self.store.batch_members(batch.id)
+            if (parsed := custom_ids.parse(c or ""))
+        ]
         culprits = {job_id: f"internal: {why}" for job_id, p in members if (why := _unsendable(p))}
         log.error("batch plan %s: internal error while creating it: %r", batch.id, exc,
                   exc_info=exc)  # fmt: skip
