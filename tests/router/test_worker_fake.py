@@ -17,6 +17,7 @@ import pytest
 
 from nowait.clock import FakeClock
 from nowait.guard.policy import Capacity, GuardConfig, PollConfig, RetryConfig
+from nowait.route.custom_ids import custom_id
 from nowait.route.router import Delivery, Router
 from nowait.route.worker import WorkerConfig
 from nowait.store import BatchState
@@ -26,6 +27,11 @@ from nowait.types import JobState, Route, Tier
 from router_helpers import ask
 
 MakeRouter = Callable[..., Router]
+
+
+def cid(router: Router, job_id: int, attempt: int) -> str:
+    """The custom_id this router's store gives a job's attempt."""
+    return custom_id(router.store.namespace, job_id, attempt)
 
 
 @pytest.fixture
@@ -113,9 +119,9 @@ def test_submit_poll_collect_deliver_step_by_step(
 
 def test_errored_lines_are_retried_up_to_the_cap(make: MakeRouter, backend: FakeBackend) -> None:
     backend.fail_next_lines(2, "overloaded_error")  # the first two lines of the first batch
-    for attempt in (1, 2, 3):  # job 3 (key k2) errors at every attempt
-        backend.fail_line(f"j3-a{attempt}", "api_error")
     router = make(retry=RetryConfig(max_attempts=3))
+    for attempt in (1, 2, 3):  # job 3 (key k2) errors at every attempt
+        backend.fail_line(cid(router, 3, attempt), "api_error")
     for i in range(5):
         router.submit(ask(i), key=f"k{i}")
     received = run_all(router)
@@ -130,8 +136,8 @@ def test_errored_lines_are_retried_up_to_the_cap(make: MakeRouter, backend: Fake
 
 
 def test_invalid_lines_fail_without_a_retry(make: MakeRouter, backend: FakeBackend) -> None:
-    backend.fail_line("j2-a1", "invalid_request_error")
     router = make()
+    backend.fail_line(cid(router, 2, 1), "invalid_request_error")
     for i in range(3):
         router.submit(ask(i), key=f"k{i}")
     received = run_all(router)
@@ -175,7 +181,7 @@ def test_an_overloaded_batch_create_is_reconciled_then_sent_once(
     assert all(d.ok for d in run_all(router).values())
     assert len(backend.calls_to("batches.create")) == 3
     assert backend.calls_to("batches.list")  # checked for a batch the failed call made
-    assert backend.sent_custom_ids() == {f"j{i}-a1": 1 for i in range(1, 5)}
+    assert backend.sent_custom_ids() == {cid(router, i, 1): 1 for i in range(1, 5)}
 
 
 def test_a_permanent_realtime_error_fails_the_job(make: MakeRouter, backend: FakeBackend) -> None:
@@ -243,7 +249,7 @@ def test_a_batch_the_api_forgot_is_sent_again(
     backend.forget(api_id)
     fake_clock.advance(600)
     assert run_all(router)["k0"].ok
-    assert backend.sent_custom_ids() == {"j1-a1": 1, "j1-a2": 1}
+    assert backend.sent_custom_ids() == {cid(router, 1, 1): 1, cid(router, 1, 2): 1}
     assert [b.state for b in router.store.batches(*BatchState)] == [
         BatchState.LOST,
         BatchState.COLLECTED,

@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from nowait.errors import ConfigError, StoreError
-from nowait.store import NewJob, Outcome, StoreBusyError
+from nowait.store import BatchState, NewJob, Outcome, StoreBusyError
 from nowait.store.postgres import MIGRATIONS, PostgresStore, mask
 from nowait.types import JobState, Route, Tier, Usage
 
@@ -38,6 +38,31 @@ def test_migrations_run_once_and_survive_reopen(pg_database: str) -> None:
     with psycopg.connect(pg_database) as db:
         versions = [v for (v,) in db.execute("SELECT version FROM nowait_migrations ORDER BY 1")]
     assert versions == list(range(1, len(MIGRATIONS) + 1))
+
+
+@pytest.mark.postgres
+def test_an_older_store_gains_a_namespace_kept_from_then_on(pg_database: str) -> None:
+    import psycopg
+
+    with psycopg.connect(pg_database, autocommit=True) as db:  # a store of schema version 1
+        db.execute(
+            "CREATE TABLE nowait_migrations (version integer PRIMARY KEY,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        db.execute(MIGRATIONS[0])
+        db.execute("INSERT INTO nowait_migrations (version) VALUES (1)")
+        db.execute(
+            "INSERT INTO batches (state, request_count, body_bytes, model, planned_at)"
+            " VALUES ('planned', 1, 10, 'm', now())"
+        )
+    store = PostgresStore(pg_database)
+    namespace = store.namespace
+    [planned] = store.batches(BatchState.PLANNED)
+    assert planned.waiting_for == ()
+    store.close()
+    again = PostgresStore(pg_database)
+    assert again.namespace == namespace and len(namespace) == 16
+    again.close()
 
 
 @pytest.mark.postgres
@@ -122,6 +147,7 @@ def test_stores_in_two_schemas_of_one_database_do_not_block_each_other(
     a.add_job(job("only-in-a"), NOW)
     with a.claim(), b.claim():
         assert b.get_job("only-in-a") is None
+    assert a.namespace != b.namespace  # two stores: their batch requests are told apart
     a.close()
     b.close()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import stat
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -11,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from nowait.errors import IllegalTransition, StoreError
+from nowait.limits import CUSTOM_ID_PATTERN
+from nowait.route.custom_ids import custom_id
 from nowait.store import BatchState, NewJob, Outcome, Store, StoreBusyError
 from nowait.store.sqlite import SQLiteStore
 from nowait.types import JobState, Route, Tier, Usage
@@ -200,6 +203,33 @@ def test_submit_started_is_recorded_on_planned_batches_only(store: Store) -> Non
         store.submit_started(batch.id, later)
 
 
+def test_the_namespace_is_a_random_id_a_custom_id_can_carry(store: Store) -> None:
+    assert re.fullmatch(r"[0-9a-f]{16}", store.namespace)
+    assert store.namespace == store.namespace  # read once, kept
+    assert CUSTOM_ID_PATTERN.fullmatch(custom_id(store.namespace, 2**63 - 1, 999_999))
+
+
+def test_a_plan_records_what_it_waits_on_until_it_is_created_or_abandoned(store: Store) -> None:
+    a, b = (store.add_job(job(k), NOW)[0].id for k in "ab")
+    first = store.plan_batch([(a, "ja-a1")], 10, "m", NOW)
+    second = store.plan_batch([(b, "jb-a1")], 10, "m", NOW)
+    assert first.waiting_for == ()
+    store.wait_for(first.id, ["msgbatch_x", "msgbatch_y"])
+    store.wait_for(second.id, ["msgbatch_x"])
+    assert [p.waiting_for for p in store.batches(BatchState.PLANNED)] == [
+        ("msgbatch_x", "msgbatch_y"),
+        ("msgbatch_x",),
+    ]
+    store.wait_for(first.id, [])
+    assert store.batches(BatchState.PLANNED)[0].waiting_for == ()
+    store.wait_for(first.id, ["msgbatch_y"])
+    store.batch_created(first.id, "msgbatch_y", NOW, NOW)
+    store.abandon_batch(second.id, NOW)
+    assert [b.waiting_for for b in store.batches(*BatchState)] == [(), ()]
+    store.wait_for(first.id, ["msgbatch_z"])  # no longer planned: nothing to record
+    assert store.batches(BatchState.CREATED)[0].waiting_for == ()
+
+
 def test_batch_created_refuses_a_batch_that_is_not_planned(store: Store) -> None:
     a = store.add_job(job("a"), NOW)[0].id
     batch = store.plan_batch([(a, "ja-a1")], 10, "m", NOW)
@@ -312,3 +342,29 @@ def test_an_older_store_gains_submit_started(tmp_path: Path) -> None:
     [planned] = store.batches(BatchState.PLANNED)
     assert planned.submit_started_at == NOW  # it may have been sent: reconciled, not resent
     store.close()
+
+
+def test_an_older_store_gains_a_namespace_kept_from_then_on(tmp_path: Path) -> None:
+    """A store made before namespaces: the migration gives it one, every reopen keeps it, and
+    jobs already in a batch keep the custom_ids they were sent with."""
+    import sqlite3
+
+    from nowait.store.sqlite import MIGRATIONS
+
+    path = tmp_path / "nowait.db"
+    db = sqlite3.connect(path)
+    for script in MIGRATIONS[:3]:
+        db.executescript(script)
+    db.execute("PRAGMA user_version = 3")
+    db.commit()
+    db.close()
+    store = SQLiteStore(path)
+    a = store.add_job(job("a"), NOW)[0].id
+    store.plan_batch([(a, "j1-a1")], 10, "m", NOW)
+    namespace = store.namespace
+    store.close()
+    again = SQLiteStore(path)
+    assert again.namespace == namespace
+    assert [c for c, _ in again.batch_members(1)] == ["j1-a1"]
+    again.close()
+    assert SQLiteStore(tmp_path / "other.db").namespace != namespace

@@ -41,7 +41,7 @@ from nowait.present import tables as render
 from nowait.present.progress import progress
 from nowait.route.backend import AnthropicBackend
 from nowait.route.receipts import build_receipt
-from nowait.route.requests_file import read_requests
+from nowait.route.requests_file import scan_requests
 from nowait.route.router import JsonlSink, Router, default_home, delivery_of
 from nowait.route.worker import WorkerConfig, no_checkpoint
 from nowait.settings import Settings
@@ -144,6 +144,14 @@ def run_command(
     min_batch_chance: MinBatchChance = None,
     log_level: LogLevel = None,
     log_format: LogFormat = None,
+    skip_bad: Annotated[
+        bool,
+        typer.Option(
+            "--skip-bad",
+            help="Run the good lines of a file with bad ones, listing the refused (default:"
+            " refuse the whole file).",
+        ),
+    ] = False,
 ) -> None:
     """Route every request of a file, wait for all results, write them, print the receipt.
 
@@ -168,7 +176,8 @@ def run_command(
     router = _router(ctx, settings, base_url, default_level="WARNING")  # a clean progress bar
     run_id = router.run_id
     with closing(router), router.claim():  # a refused second run leaves no trace
-        jobs = _prepare_all(router, requests, default)  # every line checked before any is queued
+        # every line checked before any is queued
+        jobs, refused = _prepare_all(router, requests, default, skip_bad)
         log.info(
             "run %s: routing %d requests from %s", run_id, len(jobs), requests.name,
             extra={"requests": len(jobs), "home": str(settings.home)},
@@ -183,6 +192,10 @@ def run_command(
         failures = _failures(router.store, run_id)
     stdout().print(render.receipt_table(build_receipt(usage, load_table(settings.prices))))
     typer.echo(f"{len(jobs):,} results in {out} (run {run_id})", err=True)
+    if refused:
+        typer.echo(f"{len(refused):,} bad lines refused (not run):", err=True)
+        for error in refused:
+            typer.echo(f"  {error}", err=True)
     if failures:
         kinds = ", ".join(f"{kind} {n:,}" for kind, n in failures.most_common())
         typer.echo(
@@ -190,6 +203,7 @@ def run_command(
             f' their lines in {out} have "ok": false and the error',
             err=True,
         )
+    if failures or refused:
         raise typer.Exit(1)
 
 
@@ -203,34 +217,69 @@ def _write_delivered_before(router: Router, sink: JsonlSink) -> None:
 def _failures(store: Store, run_id: str) -> Counter[str]:
     """This run's requests that ended without a result, by kind (errored, expired, ...)."""
     return Counter(
-        (job.error or "failed").split(":", 1)[0].split(" ", 1)[0]
+        _failure_kind(job.error or "")
         for job in store.jobs(run_id=run_id)
         if job.result_json is None
     )
 
 
-def _prepare_all(router: Router, requests: Path, default: timedelta | None) -> list[NewJob]:
-    """Route every line; a line the router refuses, or a key used twice, is an error naming
-    the file and line(s)."""
-    jobs, lines = list[NewJob](), dict[str, int]()
-    for r in read_requests(requests, router.clock.now(), default):
+def _failure_kind(error: str) -> str:
+    """A word for why a request failed, read off its error text."""
+    if error.startswith("internal:"):
+        return "internal"
+    for word, kind in (("invalid_request", "invalid"), ("expired", "expired"),
+                       ("canceled", "canceled"), ("refused", "invalid")):  # fmt: skip
+        if word in error:
+            return kind
+    return "errored"
+
+
+def _prepare_all(
+    router: Router, requests: Path, default: timedelta | None, skip_bad: bool = False
+) -> tuple[list[NewJob], list[InputError]]:
+    """Route every line. A line the router refuses, or a key used twice, is an error naming
+    the file, line and field: with `skip_bad` it is returned with the others, else the
+    first is raised (naming how many more) and nothing is queued."""
+    jobs, refused, lines = list[NewJob](), list[InputError](), dict[str, int]()
+    for r in scan_requests(requests, router.clock.now(), default):
+        if isinstance(r, InputError):
+            refused.append(r)
+            continue
         key = r.key or f"{requests.name}:{r.line}"
         if key in lines:
-            raise InputError(
+            refused.append(InputError(
                 f"{key!r} is also the key of line {lines[key]}",
                 file=requests, line=r.line, field="key", expected="one line per key",
-            )  # fmt: skip
+            ))  # fmt: skip
+            continue
         lines[key] = r.line
         try:
             job = router.prepare(
                 r.params, key=key, workload=r.workload, deadline=r.deadline, awaited=r.awaited
             )
         except InputError as exc:
-            raise InputError(
+            refused.append(InputError(
                 exc.reason, file=requests, line=r.line, field=exc.field, expected=exc.expected
-            ) from None
+            ))  # fmt: skip
+            continue
         jobs.append(job)
-    return jobs
+    if refused and not skip_bad:
+        raise _refusal(refused)
+    return jobs, refused
+
+
+def _refusal(refused: list[InputError]) -> InputError:
+    """The first bad line's error, naming the others' lines: the whole file is refused."""
+    first = refused[0]
+    others = [str(e.line) for e in refused[1:]]
+    more = f"; {len(others)} more bad lines: {', '.join(others[:20])}" if others else ""
+    more += ", ..." if len(others) > 20 else ""
+    expected = f" (expected {first.expected})" if first.expected else ""
+    return InputError(
+        f"{first.reason}{expected}{more}. Nothing was queued: fix the file, or pass --skip-bad"
+        " to run the good lines",
+        file=first.file, line=first.line, field=first.field,
+    )  # fmt: skip
 
 
 @app.command("worker")
@@ -274,18 +323,25 @@ def status_command(
     with closing(_store(settings)) as store:
         jobs = {state.value: n for state, n in store.job_counts().items()}
         batches = {s.value: len(store.batches(s)) for s in BatchState}
+        waiting = [b for b in store.batches(BatchState.PLANNED) if b.waiting_for]
         usage = store.usage_rows()
     receipt = build_receipt(usage, load_table(settings.prices))
     if json_out:
-        typer.echo(
-            json.dumps(
-                {"jobs": jobs, "batches": batches, "receipt": render.receipt_json(receipt)},
-                indent=2,
-            )
-        )
+        waits = [
+            {"batch": b.id, "requests": b.request_count, "waiting_for": list(b.waiting_for)}
+            for b in waiting
+        ]
+        status = {"jobs": jobs, "batches": batches, "waiting": waits}
+        typer.echo(json.dumps({**status, "receipt": render.receipt_json(receipt)}, indent=2))
         return
     typer.echo("jobs:    " + (", ".join(f"{k} {v:,}" for k, v in sorted(jobs.items())) or "none"))
     typer.echo("batches: " + (", ".join(f"{k} {v:,}" for k, v in batches.items() if v) or "none"))
+    for b in waiting:
+        typer.echo(
+            f"waiting: planned batch {b.id} ({b.request_count:,} requests) may already be"
+            f" {', '.join(b.waiting_for)}: not sent again until that ends and its results"
+            " show whose it is"
+        )
     stdout().print(render.receipt_table(receipt))
 
 

@@ -8,16 +8,22 @@ timed on nowait's clock, and every failure arrives classified as retryable or pe
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol, TypeVar
+from functools import cache
+from typing import Any, Literal, Protocol, TypeVar
 
 import anthropic
 import orjson
+from anthropic.types.message_create_params import MessageCreateParamsNonStreaming
+from pydantic import TypeAdapter, ValidationError
 
-from nowait.errors import ConfigError, PermanentBackendError, RetryableBackendError
+from nowait.errors import ConfigError, InputError, PermanentBackendError, RetryableBackendError
 from nowait.types import BATCH_STATUSES, RESULT_TYPES, BatchStatus, ResultType, Tier, Usage
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -55,7 +61,7 @@ class BatchInfo:
 @dataclass(frozen=True)
 class ResultLine:
     custom_id: str
-    kind: ResultType
+    kind: ResultType | Literal["unreadable"]  # unreadable: nowait could not read the line
     message: MessageOutcome | None = None
     error_type: str | None = None
     error_message: str | None = None
@@ -114,7 +120,7 @@ class AnthropicBackend:
         return _outcome(message.model_dump(mode="json"))
 
     def create_batch(self, requests: Iterable[tuple[str, str]]) -> BatchInfo:
-        body = [{"custom_id": cid, "params": orjson.loads(params)} for cid, params in requests]
+        body = [{"custom_id": cid, "params": batch_params(params)} for cid, params in requests]
         return _info(_call(lambda: self._client.messages.batches.create(requests=body)))  # type: ignore[arg-type]
 
     def retrieve_batch(self, batch_id: str) -> BatchInfo:
@@ -138,10 +144,123 @@ class AnthropicBackend:
             ) as response:
                 for text in response.iter_lines():
                     if text.strip():
-                        entry = orjson.loads(text)  # a 100,000-line file: the fast parser
-                        yield _line(str(entry["custom_id"]), entry["result"])
+                        yield from _read_line(text)
         except anthropic.APIError as exc:
             raise _classified(exc) from None
+
+
+EXTRA_BODY = "extra_body"
+"""The params key holding provider extras: fields the SDK does not know, forwarded as they
+are (`messages.create(extra_body=...)` in real time, merged into the params in a batch)."""
+
+
+def batch_params(params_json: str) -> dict[str, Any]:
+    """A stored request as a batch item's `params`: its extras merged in, as the SDK's
+    `extra_body` does for a real-time call."""
+    params: dict[str, Any] = orjson.loads(params_json)
+    extra = params.pop(EXTRA_BODY, None)
+    return {**params, **extra} if extra else params
+
+
+def _read_line(text: str) -> Iterator[ResultLine]:
+    """One results line; one that cannot be read is logged and yields an `unreadable` line
+    for its job when its custom_id can be found, so the rest of the file still lands."""
+    try:
+        entry = orjson.loads(text)  # a 100,000-line file: the fast parser
+        yield _line(str(entry["custom_id"]), entry["result"])
+    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError) as exc:
+        found = re.search(r'"custom_id"\s*:\s*"([A-Za-z0-9_-]{1,64})"', text)
+        log.error("unreadable batch result line (%s): %.200s", exc, text)
+        if found:
+            yield ResultLine(found.group(1), "unreadable", error_message=str(exc))
+
+
+# ---- the door: requests checked against the SDK's own request type -------------------------
+KNOWN_PARAMS = frozenset(
+    MessageCreateParamsNonStreaming.__required_keys__
+    | MessageCreateParamsNonStreaming.__optional_keys__
+)
+_TYPE_TAG = re.compile(r"[a-z_][a-z0-9_]*")
+_TYPE_NAMES = frozenset({"str", "int", "float", "bool", "list", "dict", "none"})
+
+
+@cache
+def _params_adapter() -> TypeAdapter[MessageCreateParamsNonStreaming]:
+    return TypeAdapter(MessageCreateParamsNonStreaming)
+
+
+def check_params(params: Mapping[str, Any]) -> None:
+    """Refuse a request the SDK would not send as it is: an unknown parameter, or a value not
+    of the SDK's type (`MessageCreateParamsNonStreaming`, the same for both routes). Raises
+    `InputError` naming the field (`params.…`)."""
+    for key in params:
+        if key not in KNOWN_PARAMS and key != EXTRA_BODY:
+            raise InputError(
+                f"unknown parameter {key!r} (anthropic {anthropic.__version__} does not take it);"
+                f" to send a provider extra anyway, put it under params.{EXTRA_BODY}, which"
+                " nowait forwards on both routes",
+                field=f"params.{key}",
+                expected="a Messages API parameter",
+            )
+    extra = params.get(EXTRA_BODY)
+    if extra is not None and not isinstance(extra, Mapping):
+        raise InputError(f"got {type(extra).__name__}", field=f"params.{EXTRA_BODY}",
+                         expected="an object of extra request fields")  # fmt: skip
+    known = {k: v for k, v in params.items() if k != EXTRA_BODY}
+    try:
+        _drain(_params_adapter().validate_python(known, strict=True), known, ())
+    except ValidationError as exc:
+        raise _type_error(exc, ()) from None
+
+
+def _drain(value: Any, source: Any, path: tuple[str | int, ...]) -> None:
+    """Walk a validated request beside its source: the SDK types some fields `Iterable`,
+    which pydantic checks lazily, item by item, as they are iterated, and which any iterable
+    passes, an object's keys included; in JSON only a list is one."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            _drain(item, source.get(key) if isinstance(source, Mapping) else None, (*path, key))
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _drain(item, _at(source, index), (*path, index))
+    elif hasattr(value, "__next__"):
+        if not isinstance(source, list | tuple):
+            raise InputError(
+                f"got {type(source).__name__}", field=".".join(["params", *map(str, path)]),
+                expected="a list",
+            )  # fmt: skip
+        index = 0
+        while True:
+            try:
+                item = next(value)
+            except StopIteration:
+                return
+            except ValidationError as exc:
+                raise _type_error(exc, path) from None
+            _drain(item, _at(source, index), (*path, index))
+            index += 1
+
+
+def _at(source: Any, index: int) -> Any:
+    return source[index] if isinstance(source, list | tuple) and index < len(source) else None
+
+
+def _type_error(exc: ValidationError, path: tuple[str | int, ...]) -> InputError:
+    """The first problem pydantic found, at its field (union branch names left out)."""
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    where = [str(p) for p in (*path, *first["loc"]) if not _is_type_tag(p)]
+    more = f" (and {len(errors) - 1} other mismatch{'es' if len(errors) > 2 else ''})"
+    return InputError(
+        first["msg"] + (more if len(errors) > 1 else ""),
+        field=".".join(["params", *where]),
+        expected=f"the Messages API's type (anthropic {anthropic.__version__})",
+    )
+
+
+def _is_type_tag(part: object) -> bool:
+    """Union errors put the branch's type name in the location: `TextBlockParam`, `str`."""
+    return isinstance(part, str) and (not _TYPE_TAG.fullmatch(part) or part in _TYPE_NAMES)
 
 
 def _line(custom_id: str, result: dict[str, Any]) -> ResultLine:

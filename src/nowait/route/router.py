@@ -31,7 +31,8 @@ from nowait.errors import InputError
 from nowait.files import open_private_append
 from nowait.guard.forecast import BatchSample, Forecast, fit
 from nowait.guard.policy import RouteRequest, decide_route
-from nowait.route.backend import Backend
+from nowait.route.backend import Backend, check_params
+from nowait.route.params import check_json_values, check_limits
 from nowait.route.worker import Checkpoint, Worker, WorkerConfig, n_jobs, no_checkpoint
 from nowait.store import Job, NewJob, Store
 from nowait.types import PENDING_STATES, JobState, Route
@@ -231,11 +232,22 @@ class Router:
         deadline: datetime | None = None,
         awaited: bool = False,
     ) -> NewJob:
-        """Validate and route one request without storing it."""
+        """Validate and route one request without storing it: `InputError` names the field.
+
+        The same checks for both routes, before anything is queued: strict-JSON values
+        (finite numbers, valid Unicode), the SDK's request type with no unknown parameter
+        (provider extras go under `extra_body`), `max_tokens` within the model's limit."""
+        if not isinstance(params, Mapping):
+            raise InputError(f"got {type(params).__name__}", field="params", expected="an object")
+        check_json_values(dict(params), "params")
+        for name, text in (("key", key), ("workload", workload)):
+            if text is not None:
+                check_json_values(text, name)
         model = params.get("model")
         if not isinstance(model, str) or not model:
             raise InputError("every request needs a model", field="params.model")
-        if not isinstance(params.get("max_tokens"), int):
+        max_tokens = params.get("max_tokens")
+        if not isinstance(max_tokens, int) or isinstance(max_tokens, bool):
             raise InputError("every request needs max_tokens", field="params.max_tokens")
         if not isinstance(params.get("messages"), list):
             raise InputError("every request needs a list of messages", field="params.messages")
@@ -244,9 +256,11 @@ class Router:
         now = self.clock.now()
         if deadline is not None and deadline.tzinfo is None:
             raise InputError("deadline needs a timezone", field="deadline")
-        params_json = json.dumps(dict(params))
+        check_params(params)
+        params_json = json.dumps(dict(params), allow_nan=False)
+        check_limits(model, max_tokens, params_json)
         request = RouteRequest(
-            awaited, deadline, model, prompt_tokens_estimate(params_json), int(params["max_tokens"])
+            awaited, deadline, model, prompt_tokens_estimate(params_json), max_tokens
         )
         forecast = self.forecast
 

@@ -10,6 +10,10 @@ Steps, each safe to interrupt at any instruction:
 again. A planned batch whose create call may have happened (a crash, or a timeout or 5xx
 that may have created it anyway) is matched to the batch the API already has before it is
 ever sent again (`_reconcile`).
+
+Quarantine: an unexpected exception while working one job or one batch (a bug, a row no
+longer valid) fails that job, or that batch's requests, with an `internal: ...` error and lets
+every other job go on; a failed job is final, so a restart never meets the same crash again.
 """
 
 from __future__ import annotations
@@ -25,8 +29,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal, get_args
 
+import orjson
+
 from nowait.clock import Clock
-from nowait.errors import BackendError, PermanentBackendError, RetryableBackendError
+from nowait.errors import (
+    BackendError,
+    PermanentBackendError,
+    RetryableBackendError,
+    StoreError,
+)
 from nowait.guard.forecast import PRIOR
 from nowait.guard.policy import (
     Capacity,
@@ -42,6 +53,7 @@ from nowait.guard.policy import (
 )
 from nowait.guard.turnaround import Turnaround
 from nowait.limits import BATCH_MAX_BYTES, BATCH_MAX_REQUESTS
+from nowait.route import custom_ids
 from nowait.route.backend import AuthError, Backend, BatchInfo, ResultLine
 from nowait.route.packing import ENVELOPE_BYTES, Member, pack
 from nowait.store import OUTCOME_STATE, BatchRecord, BatchState, Job, Outcome, Store
@@ -68,6 +80,9 @@ CHECKPOINTS: tuple[CheckpointName, ...] = get_args(CheckpointName)
 Checkpoint = Callable[[CheckpointName], None]
 """Called with the name of each checkpoint the worker and router pass: tests install one to
 stop the process there (`nowait.testing.crash_at`) or to watch the order of steps."""
+
+FATAL = (AuthError, StoreError)
+"""Failures of the setup, not of one job: they stop the worker and leave every job in place."""
 
 
 def no_checkpoint(name: CheckpointName) -> None:
@@ -147,31 +162,43 @@ class Worker:
     def _reconcile(self, planned: list[BatchRecord]) -> set[int]:
         """Match each planned batch whose create call started (`submit_started_at`) to the
         API batch it became, if any. Returns the ids of plans that must wait: an API batch
-        could be theirs but cannot be told apart yet. The rest with no candidate were never
-        created and are sent (again) with the same custom_ids.
+        could be theirs but cannot be told apart yet (recorded in the store, for `status`).
+        The rest with no candidate were never created and are sent (again), same custom_ids.
 
         The API keeps no client metadata, so a candidate is an unknown API batch with the
-        plan's request count, created after the call started. An ended candidate is
-        identified for sure by the custom_id of its first result line; one in progress is
-        taken only when it is the sole candidate of exactly one plan.
+        plan's request count, created after the call started. Other stores and tools share
+        the account, so a count is never proof: a candidate is adopted only once it ended and
+        its first result line carries this store's namespace and one of the plan's custom_ids.
         """
         started = [b for b in planned if b.submit_started_at is not None]
         if not started:
             return set()
         candidates = self._candidates(started)
-        owners = {cid: plan for plan in started for cid, _ in self.store.batch_members(plan.id)}
+        owners = {
+            cid: plan
+            for plan in started
+            for cid, _ in self.store.batch_members(plan.id)
+            if self._namespaced(cid)
+        }
         for remote in {r.id: r for rs in candidates.values() for r in rs}.values():
             if remote.status == "ended":
                 self._identify(remote, owners, candidates)
-        claims = Counter(r.id for rs in candidates.values() for r in rs)
         waiting = set()
         for plan in started:
             fits = candidates.get(plan.id, [])
-            if len(fits) == 1 and claims[fits[0].id] == 1:
-                self._adopt(plan, fits[0])
-            elif fits:
+            mine = [r for r in fits if r.status == "ended"]  # identified: `_identify` kept it
+            if mine:
+                self._adopt(plan, mine[0])
+            elif fits:  # in progress: its results, and so its custom_ids, come when it ends
                 waiting.add(plan.id)
+                self.store.wait_for(plan.id, [r.id for r in fits])
+            elif plan.waiting_for:
+                self.store.wait_for(plan.id, [])
         return waiting
+
+    def _namespaced(self, custom_id: str) -> bool:
+        parsed = custom_ids.parse(custom_id)
+        return parsed is not None and parsed.namespace == self.store.namespace
 
     def _candidates(self, started: list[BatchRecord]) -> dict[int, list[BatchInfo]]:
         skew = timedelta(seconds=self.config.clock_skew)
@@ -199,8 +226,8 @@ class Worker:
         owners: dict[str, BatchRecord],
         candidates: dict[int, list[BatchInfo]],
     ) -> None:
-        """An ended batch's first result line names its plan: adopt it there, or drop it
-        from every plan when the line is not one of ours (another client's batch)."""
+        """An ended batch's first result line names its plan: keep it there, or drop it
+        from every plan when the line is not one of ours (another store's or tool's batch)."""
         lines = iter(self.backend.batch_results(remote.id))
         try:
             first = next(lines, None)
@@ -210,6 +237,9 @@ class Worker:
             if isinstance(lines, Generator):
                 lines.close()  # one line is enough: end the streamed download now
         owner = owners.get(first.custom_id) if first else None
+        if owner is None:
+            log.info("API batch %s is not this store's (first custom_id %r)", remote.id,
+                     first.custom_id if first else None)  # fmt: skip
         for plan_id, fits in candidates.items():
             if owner is not None and plan_id == owner.id:
                 fits[:] = [remote]
@@ -265,6 +295,11 @@ class Worker:
             outcome = self._retry_or_fail(attempts, str(exc), exc.retry_after)
         except BackendError as exc:
             outcome = Outcome(None, "failed", error=str(exc))
+        except FATAL:
+            raise
+        except Exception as exc:  # quarantine: this job fails, the others go on
+            log.exception("job %s (%s): internal error in its real-time call", job.id, job.key)
+            outcome = Outcome(None, "failed", error=internal_error(exc))
         self.store.finish_realtime(job.id, outcome, self.clock.now())
         return outcome.kind
 
@@ -320,7 +355,8 @@ class Worker:
             by_model: dict[tuple[str, int], list[Member]] = {}
             now = self.clock.now()
             for job in due:
-                member = Member(job.id, f"j{job.id}-a{job.attempts + 1}", job.params_json)
+                cid = custom_ids.custom_id(self.store.namespace, job.id, job.attempts + 1)
+                member = Member(job.id, cid, job.params_json)
                 if ENVELOPE_BYTES + member.size > self.config.max_batch_bytes:
                     self._fail_queued(job, "the request alone exceeds the batch size limit")
                     continue
@@ -374,6 +410,11 @@ class Worker:
         except PermanentBackendError as exc:
             self._reject_plan(batch, str(exc))
             return 0
+        except FATAL:
+            raise
+        except Exception as exc:  # quarantine: packing or serializing the plan failed
+            self._quarantine_plan(batch, exc)
+            return 0
         self.checkpoint("batch_created")
         poll_at = self.clock.now() + timedelta(seconds=self.config.poll.first)
         self.store.batch_created(batch.id, info.id, info.created_at, poll_at)
@@ -387,20 +428,39 @@ class Worker:
     def _reject_plan(self, batch: BatchRecord, error: str) -> None:
         """The API refused the whole batch. A 400 naming `requests.N` fails request N alone
         and re-queues the rest; any other refusal fails every request with the API's reason."""
-        now = self.clock.now()
         ids = [_job_id_of(custom_id) for custom_id, _ in self.store.batch_members(batch.id)]
-        self.store.abandon_batch(batch.id, now)
         named = re.search(r"requests\.(\d+)\.", error)
         culprits = [ids[int(named.group(1))]] if named and int(named.group(1)) < len(ids) else ids
         log.warning(
             "batch #%d refused by the API (%s); submitting→failed: %s, submitting→queued: %s",
             batch.id, error, n_jobs(len(culprits)), n_jobs(len(ids) - len(culprits)),
         )  # fmt: skip
-        for job_id in culprits:
+        self._fail_plan(batch, dict.fromkeys(culprits, f"the API refused it: {error}"))
+
+    def _quarantine_plan(self, batch: BatchRecord, exc: Exception) -> None:
+        """Creating a planned batch raised what no API answer explains: the requests that
+        cannot be serialized fail (`internal`), the rest go back to the queue and are
+        packed again; when none is to blame, every request of the plan fails. (A member
+        whose custom_id is not one of ours is only re-queued: it gets a new one when packed.)"""
+        members = [
+            (parsed.job_id, p)
+            for c, p in self.store.batch_members(batch.id)
+            if (parsed := custom_ids.parse(c or ""))
+        ]
+        culprits = {job_id: f"internal: {why}" for job_id, p in members if (why := _unsendable(p))}
+        log.error("batch plan %s: internal error while creating it: %r", batch.id, exc,
+                  exc_info=exc)  # fmt: skip
+        if not culprits:
+            culprits = {job_id: internal_error(exc) for job_id, _ in members}
+        self._fail_plan(batch, culprits)
+
+    def _fail_plan(self, batch: BatchRecord, errors: dict[int, str]) -> None:
+        """Give a plan up: its jobs go back to the queue, and those in `errors` fail."""
+        now = self.clock.now()
+        self.store.abandon_batch(batch.id, now)
+        for job_id, error in errors.items():
             if self.store.start_realtime(job_id, now):  # claim it, then fail it
-                self.store.finish_realtime(
-                    job_id, Outcome(None, "failed", error=f"the API refused it: {error}"), now
-                )
+                self.store.finish_realtime(job_id, Outcome(None, "failed", error=error), now)
 
     def poll_batches(self) -> int:
         polled = 0
@@ -414,6 +474,11 @@ class Worker:
                 continue
             except PermanentBackendError as exc:
                 self._lose(batch, str(exc))
+                continue
+            except FATAL:
+                raise
+            except Exception as exc:
+                self._quarantine_batch(batch, exc)
                 continue
             polled += 1
             self._log_status(batch, info)
@@ -452,18 +517,39 @@ class Worker:
                 continue
             except PermanentBackendError as exc:
                 self._lose(batch, str(exc))
+            except FATAL:
+                raise
+            except Exception as exc:
+                self._quarantine_batch(batch, exc)
             collected += 1
         return collected
 
+    def _quarantine_batch(self, batch: BatchRecord, exc: Exception) -> None:
+        """Working an API batch raised what no API answer explains: the requests it has
+        not answered yet fail (`internal`); lines already applied stand."""
+        error = internal_error(exc)
+        log.error("batch %s (%s): %s; its unanswered requests fail", batch.id, batch.api_id,
+                  error, exc_info=exc)  # fmt: skip
+        now = self.clock.now()
+        self.store.lose_batch(batch.id, error, now, now, max_attempts=0)
+
     def _collect(self, batch: BatchRecord) -> None:
-        members = [_job_id_of(c) for c, _ in self.store.batch_members(batch.id)]
+        members, legacy = list[int](), set[str]()
+        for cid, _ in self.store.batch_members(batch.id):
+            members.append(_job_id_of(cid))
+            if not self._namespaced(cid):
+                legacy.add(cid)  # sent before this store had a namespace
         chunk: list[Outcome] = []
         lines: Counter[str] = Counter()  # by line kind: succeeded, errored, ...
         kinds: Counter[str] = Counter()  # by outcome: succeeded, retry, failed
         applied = 0
         checkpoint = self.checkpoint  # a local: this loop runs once per result line
         for line in self.backend.batch_results(batch.api_id or ""):
-            outcome = self._line_outcome(line)
+            if not (self._namespaced(line.custom_id) or line.custom_id in legacy):
+                log.warning("batch %s: ignored a result line with custom_id %r: not one of"
+                            " this store's requests", batch.api_id, line.custom_id)  # fmt: skip
+                continue
+            outcome = self._safe_outcome(line)
             chunk.append(outcome)
             lines[line.kind] += 1
             kinds[outcome.kind] += 1
@@ -523,7 +609,17 @@ class Worker:
         log.warning("%s; in_batch→queued: %s (others failed at the cap)", reason, n_jobs(requeued))
         self._fall_back(batch, members)
 
+    def _safe_outcome(self, line: ResultLine) -> Outcome:
+        try:
+            return self._line_outcome(line)
+        except Exception as exc:  # quarantine: this line's job fails, the batch goes on
+            log.exception("result line %s: internal error while applying it", line.custom_id)
+            return Outcome(line.custom_id, "failed", error=internal_error(exc))
+
     def _line_outcome(self, line: ResultLine) -> Outcome:
+        if line.kind == "unreadable":
+            error = f"internal: unreadable result line ({line.error_message})"
+            return Outcome(line.custom_id, "failed", error=error)
         verdict = line_verdict(line.kind, line.error_type)
         if verdict == "succeeded" and line.message is not None:
             m = line.message
@@ -543,10 +639,13 @@ class Worker:
 
     # ---- state for loops and the guard ------------------------------------------------------
     def next_wake(self, idle: float) -> datetime:
-        """When the next pass has something to do: the earliest poll, or `idle` from now."""
+        """When the next pass has something to do: the earliest poll, or `idle` from now. A
+        plan waiting on an API batch that may be its own looks again at the first poll's pace."""
         now = self.clock.now()
         created = self.store.batches(BatchState.CREATED)
         times = [b.next_poll_at for b in created if b.next_poll_at]
+        if any(b.waiting_for for b in self.store.batches(BatchState.PLANNED)):
+            times.append(now + timedelta(seconds=self.config.poll.first))
         times += [m for b in created if not b.cancel_requested and (m := self.fallback_moment(b))]
         soonest = min(times, default=now + timedelta(seconds=idle))
         return max(now, min(soonest, now + timedelta(seconds=idle)))
@@ -565,14 +664,27 @@ def _moves(source: JobState, kinds: Counter[str]) -> str:
     )
 
 
-def _attempt_of(custom_id: str) -> int:
-    """custom_ids are `j<job id>-a<attempt>`: unique per attempt, so a retried request never
-    collides with a line of an earlier batch."""
+def internal_error(exc: BaseException) -> str:
+    """A job's error after an unexpected exception: the kind `internal`, then what was raised."""
+    return f"internal: {type(exc).__name__}: {exc}"
+
+
+def _unsendable(params_json: str) -> str | None:
+    """Why a stored request cannot go into a batch body (None: it can): the body is JSON."""
     try:
-        return int(custom_id.rsplit("-a", 1)[1])
-    except (IndexError, ValueError):
-        return 1
+        params = orjson.loads(params_json)
+    except orjson.JSONDecodeError as exc:
+        return f"the stored request is not valid JSON ({exc})"
+    return None if isinstance(params, dict) else "the stored request is not a JSON object"
+
+
+def _attempt_of(custom_id: str) -> int:
+    parsed = custom_ids.parse(custom_id)
+    return parsed.attempt if parsed else 1
 
 
 def _job_id_of(custom_id: str) -> int:
-    return int(custom_id[1:].split("-a", 1)[0])
+    parsed = custom_ids.parse(custom_id)
+    if parsed is None:
+        raise ValueError(f"{custom_id!r} is not a custom_id nowait made")
+    return parsed.job_id

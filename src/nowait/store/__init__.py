@@ -8,6 +8,7 @@ a job's state are checked by `nowait.types.transition` and guarded in SQL by the
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -88,6 +89,9 @@ class BatchRecord:
     next_poll_at: datetime | None
     poll_interval: float
     cancel_requested: bool
+    waiting_for: tuple[str, ...] = ()
+    """API batches that may be this plan's create but cannot be told apart yet (in progress):
+    reconciliation waits for them to end before it adopts one or sends the plan again."""
 
 
 @dataclass(frozen=True)
@@ -111,6 +115,16 @@ OUTCOME_STATE = {
 """Where an `Outcome` of each kind leaves a job."""
 
 
+def new_namespace() -> str:
+    """A fresh store namespace: 16 hex digits (64 random bits), safe inside a custom_id."""
+    return secrets.token_hex(8)
+
+
+def gave_up(reason: str, max_attempts: int) -> str:
+    """A job's error once it failed for good; no count when none was allowed (quarantine)."""
+    return f"{reason} (gave up after {max_attempts} attempts)" if max_attempts else reason
+
+
 @dataclass(frozen=True)
 class UsageRow:
     workload: str | None
@@ -124,6 +138,12 @@ class Store(Protocol):
     """Everything the router and worker persist. Implementations pass `tests/store`."""
 
     def close(self) -> None: ...
+
+    @property
+    def namespace(self) -> str:
+        """This store's random id, made once when it is created: every custom_id it sends
+        carries it, so stores sharing an API account never take each other's batches."""
+        ...
 
     # jobs
     def claim(self) -> AbstractContextManager[None]:
@@ -204,6 +224,10 @@ class Store(Protocol):
 
     def abandon_batch(self, batch_id: int, now: datetime) -> int: ...
 
+    def wait_for(self, batch_id: int, api_ids: Sequence[str]) -> None:
+        """Record the API batches a planned batch waits on (none: it waits no more)."""
+        ...
+
     def batches(self, *states: BatchState) -> list[BatchRecord]: ...
 
     def batch_members(self, batch_id: int) -> Iterator[tuple[str, str]]:
@@ -243,7 +267,8 @@ class Store(Protocol):
     def lose_batch(
         self, batch_id: int, reason: str, retry_at: datetime, now: datetime, max_attempts: int
     ) -> int:
-        """Batch → lost (the API refuses to show it); its unanswered jobs as in `close_batch`."""
+        """Batch → lost (the API refuses to show it); its unanswered jobs as in `close_batch`
+        (`max_attempts=0`: all of them fail, with `reason` as their error)."""
         ...
 
 

@@ -33,6 +33,8 @@ from nowait.store import (
     Outcome,
     StoreBusyError,
     UsageRow,
+    gave_up,
+    new_namespace,
 )
 from nowait.types import JobState, Route, Tier, Usage, transition
 
@@ -88,6 +90,12 @@ MIGRATIONS = (
     CREATE INDEX jobs_in_batch ON jobs (custom_id) WHERE state = 'in_batch';
     CREATE INDEX jobs_run ON jobs (run_id, state);
     CREATE INDEX batches_state ON batches (state);
+    """,
+    # 2: the store's namespace (written once, after the migrations) and the API batches a plan
+    # waits on before reconciliation can tell whether one of them is its own.
+    """
+    CREATE TABLE nowait_meta (name text PRIMARY KEY, value text NOT NULL);
+    ALTER TABLE batches ADD COLUMN waiting_for text;
     """,
 )
 
@@ -216,7 +224,18 @@ class PostgresStore:
             for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
                 cur.execute(script)  # several statements: no parameters
                 cur.execute("INSERT INTO nowait_migrations (version) VALUES (%s)", (number,))
+            cur.execute(
+                """INSERT INTO nowait_meta (name, value) VALUES ('namespace', %s)
+                   ON CONFLICT (name) DO NOTHING""",
+                (new_namespace(),),
+            )
+            cur.execute("SELECT value FROM nowait_meta WHERE name = 'namespace'")
+            self._namespace = str(_one(cur)["value"])
             return str(schema)
+
+    @property
+    def namespace(self) -> str:
+        return self._namespace
 
     @contextmanager
     def _guard(self) -> Iterator[None]:
@@ -509,7 +528,7 @@ class PostgresStore:
         with self._tx() as cur:
             cur.execute(
                 """UPDATE batches SET state = 'created', api_id = %s, created_at = %s,
-                   next_poll_at = %s WHERE id = %s AND state = 'planned'""",
+                   next_poll_at = %s, waiting_for = NULL WHERE id = %s AND state = 'planned'""",
                 (api_id, created_at, next_poll_at, batch_id),
             )
             if not cur.rowcount:  # e.g. another process abandoned the plan: its jobs are elsewhere
@@ -519,11 +538,19 @@ class PostgresStore:
                 (batch_id,),
             )
 
+    def wait_for(self, batch_id: int, api_ids: Sequence[str]) -> None:
+        with self._tx() as cur:
+            cur.execute(
+                "UPDATE batches SET waiting_for = %s WHERE id = %s AND state = 'planned'",
+                (",".join(api_ids) or None, batch_id),
+            )
+
     def abandon_batch(self, batch_id: int, now: datetime) -> int:
         transition(JobState.SUBMITTING, JobState.QUEUED)
         with self._tx() as cur:
             cur.execute(
-                "UPDATE batches SET state = 'abandoned' WHERE id = %s AND state = 'planned'",
+                """UPDATE batches SET state = 'abandoned', waiting_for = NULL
+                   WHERE id = %s AND state = 'planned'""",
                 (batch_id,),
             )
             cur.execute(
@@ -722,7 +749,7 @@ def _release_unanswered(
     cur.execute(
         """UPDATE jobs SET state = 'failed', error = %s, updated_at = %s
            WHERE batch_ref = %s AND state = 'in_batch' AND attempts >= %s""",
-        (f"{reason} (gave up after {max_attempts} attempts)", now, batch_id, max_attempts),
+        (gave_up(reason, max_attempts), now, batch_id, max_attempts),
     )
     transition(JobState.IN_BATCH, JobState.QUEUED)
     cur.execute(
@@ -785,4 +812,5 @@ def _batch(row: Row) -> BatchRecord:
         next_poll_at=row["next_poll_at"],
         poll_interval=row["poll_interval"],
         cancel_requested=row["cancel_requested"],
+        waiting_for=tuple(filter(None, (row["waiting_for"] or "").split(","))),
     )

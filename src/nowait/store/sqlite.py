@@ -23,6 +23,8 @@ from nowait.store import (
     Outcome,
     StoreBusyError,
     UsageRow,
+    gave_up,
+    new_namespace,
 )
 from nowait.types import USAGE_FIELDS, JobState, Route, Tier, Usage, transition
 
@@ -90,6 +92,12 @@ MIGRATIONS = (
     CREATE INDEX jobs_run ON jobs (run_id);
     CREATE INDEX jobs_undelivered ON jobs (id) WHERE state IN ('succeeded', 'failed');
     """,
+    # 4: the store's namespace (written once, after the migrations) and the API batches a plan
+    # waits on before reconciliation can tell whether one of them is its own.
+    """
+    CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+    ALTER TABLE batches ADD COLUMN waiting_for TEXT;
+    """,
 )
 
 _JOB_COLUMNS = (
@@ -148,6 +156,17 @@ class SQLiteStore:
                 for statement in filter(str.strip, script.split(";")):
                     db.execute(statement)
                 db.execute(f"PRAGMA user_version = {number}")
+            db.execute(
+                "INSERT OR IGNORE INTO meta (name, value) VALUES ('namespace', ?)",
+                (new_namespace(),),
+            )
+            self._namespace = str(
+                db.execute("SELECT value FROM meta WHERE name = 'namespace'").fetchone()[0]
+            )
+
+    @property
+    def namespace(self) -> str:
+        return self._namespace
 
     class _Tx:
         def __init__(self, store: SQLiteStore) -> None:
@@ -394,7 +413,7 @@ class SQLiteStore:
         with self._tx() as db:
             done = db.execute(
                 """UPDATE batches SET state = 'created', api_id = ?, created_at = ?,
-                   next_poll_at = ? WHERE id = ? AND state = 'planned'""",
+                   next_poll_at = ?, waiting_for = NULL WHERE id = ? AND state = 'planned'""",
                 (api_id, _ts(created_at), _ts(next_poll_at), batch_id),
             ).rowcount
             if not done:  # e.g. another process abandoned the plan: its jobs are elsewhere
@@ -405,10 +424,18 @@ class SQLiteStore:
                 (batch_id,),
             )
 
+    def wait_for(self, batch_id: int, api_ids: Sequence[str]) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE batches SET waiting_for = ? WHERE id = ? AND state = 'planned'",
+                (",".join(api_ids) or None, batch_id),
+            )
+
     def abandon_batch(self, batch_id: int, now: datetime) -> int:
         with self._tx() as db:
             db.execute(
-                "UPDATE batches SET state = 'abandoned' WHERE id = ? AND state = 'planned'",
+                """UPDATE batches SET state = 'abandoned', waiting_for = NULL
+                   WHERE id = ? AND state = 'planned'""",
                 (batch_id,),
             )
             transition(JobState.SUBMITTING, JobState.QUEUED)
@@ -575,7 +602,7 @@ def _release_unanswered(
     db.execute(
         """UPDATE jobs SET state = 'failed', error = ?, updated_at = ?
            WHERE batch_ref = ? AND state = 'in_batch' AND attempts >= ?""",
-        (f"{reason} (gave up after {max_attempts} attempts)", _ts(now), batch_id, max_attempts),
+        (gave_up(reason, max_attempts), _ts(now), batch_id, max_attempts),
     )
     transition(JobState.IN_BATCH, JobState.QUEUED)
     return db.execute(
@@ -650,4 +677,5 @@ def _batch(row: sqlite3.Row) -> BatchRecord:
         next_poll_at=_dt(row["next_poll_at"]),
         poll_interval=row["poll_interval"],
         cancel_requested=bool(row["cancel_requested"]),
+        waiting_for=tuple(filter(None, (row["waiting_for"] or "").split(","))),
     )

@@ -1,0 +1,40 @@
+"""The custom_id nowait gives each batch request: `n<namespace>-j<job id>-a<attempt>`.
+
+The namespace is the store's random id (`Store.namespace`): stores sharing one API account
+name their requests apart, so reconciliation and collection never take another store's batch
+or line for their own. The attempt makes each try unique, so a line of an earlier batch never
+lands on a later try. Stores older than namespaces sent `j<job id>-a<attempt>` (legacy).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from nowait.limits import CUSTOM_ID_PATTERN
+
+_OURS = re.compile(r"n([0-9A-Za-z_]{1,40})-j(\d{1,19})-a(\d{1,6})")
+_LEGACY = re.compile(r"j(\d{1,19})-a(\d{1,6})")
+
+
+@dataclass(frozen=True)
+class CustomId:
+    namespace: str | None  # None: a legacy id, from before stores had namespaces
+    job_id: int
+    attempt: int
+
+
+def custom_id(namespace: str, job_id: int, attempt: int) -> str:
+    made = f"n{namespace}-j{job_id}-a{attempt}"
+    if not CUSTOM_ID_PATTERN.fullmatch(made):
+        raise ValueError(f"custom_id {made!r} is outside the API's pattern")
+    return made
+
+
+def parse(text: str) -> CustomId | None:
+    """What a custom_id names, or None when nowait did not make it."""
+    if found := _OURS.fullmatch(text):
+        return CustomId(found.group(1), int(found.group(2)), int(found.group(3)))
+    if found := _LEGACY.fullmatch(text):
+        return CustomId(None, int(found.group(1)), int(found.group(2)))
+    return None

@@ -1,0 +1,82 @@
+"""Pure checks of a request's values, the same for both routes (no SDK here: the SDK-type check
+is `backend.check_params`). What passes serializes to strict JSON, which every API body and
+batch file is: finite numbers, integers a JSON parser keeps exact, valid Unicode, bounded
+nesting, text keys."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from nowait.errors import InputError
+from nowait.limits import MESSAGES_MAX_BYTES, NESTING_MAX_DEPTH, max_output_tokens
+
+INT_LIMIT = 2**63
+"""Integers beyond 64 bits are not exact in most JSON parsers (orjson, the API's)."""
+
+
+def check_json_values(value: Any, field: str, depth: int = 0) -> None:
+    """Raise `InputError` at the first value that would not survive strict JSON."""
+    if depth > NESTING_MAX_DEPTH:
+        raise InputError(
+            f"nested deeper than {NESTING_MAX_DEPTH} levels", field=field, expected="less nesting"
+        )
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InputError(f"key {key!r} is not text", field=field, expected="text keys")
+            _check_text(key, f"{field}.{key!r}")
+            check_json_values(item, f"{field}.{key}", depth + 1)
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            check_json_values(item, f"{field}.{index}", depth + 1)
+    else:
+        _check_scalar(value, field)
+
+
+def _check_scalar(value: Any, field: str) -> None:
+    if isinstance(value, str):
+        _check_text(value, field)
+    elif isinstance(value, bool) or value is None:
+        return
+    elif isinstance(value, int):
+        if not -INT_LIMIT <= value < INT_LIMIT:  # bit_length: str() of a huge int raises
+            raise InputError(
+                f"an integer of {value.bit_length()} bits", field=field, expected="a 64-bit integer"
+            )
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise InputError(f"got {value!r}", field=field, expected="a finite number")
+    else:
+        raise InputError(
+            f"a {type(value).__name__} is not a JSON value", field=field, expected="JSON values"
+        )
+
+
+def _check_text(text: str, field: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InputError(
+            f"invalid Unicode: lone surrogate {text[exc.start]!r} at character {exc.start}",
+            field=field,
+            expected="valid Unicode text",
+        ) from None
+
+
+def check_limits(model: str, max_tokens: int, params_json: str) -> None:
+    """`max_tokens` within the model's ceiling where known; the request within the API's
+    request size (`params_json` is ASCII-escaped JSON: its length is its size in bytes)."""
+    ceiling = max_output_tokens(model)
+    if ceiling is not None and max_tokens > ceiling:
+        raise InputError(
+            f"{max_tokens:,} is above {model}'s limit",
+            field="params.max_tokens",
+            expected=f"at most {ceiling:,}",
+        )
+    if len(params_json) > MESSAGES_MAX_BYTES:
+        raise InputError(
+            f"the request is {len(params_json):,} bytes",
+            field="params",
+            expected=f"at most {MESSAGES_MAX_BYTES:,} bytes, the API's request size limit",
+        )
