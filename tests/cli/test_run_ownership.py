@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from nowait import EmulatorServer, open_store
+from nowait.types import JobState
 
 
 def write_requests(path: Path, keys: list[str]) -> Path:
@@ -111,3 +112,37 @@ def test_a_bad_out_is_refused_before_anything_is_queued(
         store = open_store(home / "nowait.db")
         assert store.job_counts() == {}
         store.close()
+
+
+def test_ctrl_c_exits_130_without_a_traceback_and_the_run_carries_on(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from nowait.emulator import EmulatorConfig, Turnaround
+
+    requests = tmp_path / "r.jsonl"
+    with requests.open("w") as out:  # batch work: the run waits on the batch
+        params = {"model": "claude-haiku-5-5", "max_tokens": 8,
+                  "messages": [{"role": "user", "content": "x"}]}  # fmt: skip
+        out.write(json.dumps({"key": "k", "params": params}) + "\n")
+    home = tmp_path / "home"
+    env = {**os.environ, "ANTHROPIC_API_KEY": "test-key"}
+    with EmulatorServer(EmulatorConfig(turnaround=Turnaround(3600))) as server:
+        command = [sys.executable, "-m", "nowait", "run", str(requests), "--home", str(home),
+                   "--out", str(tmp_path / "out.jsonl"), "--base-url", server.base_url,
+                   "--poll", "0.1"]  # fmt: skip
+        process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while not server.emulator.batch_ids() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert server.emulator.batch_ids(), "the run never created its batch"
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    store = open_store(home / "nowait.db")
+    assert store.job_counts() == {JobState.IN_BATCH: 1}  # safe: run again to carry on
+    store.close()

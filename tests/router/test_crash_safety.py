@@ -40,9 +40,16 @@ CRASH_RUNNER = Path(__file__).parent.parent / "crash_runner.py"
 
 
 def run(
-    requests: Path, home: Path, out: Path, base_url: str, crash_at: str | None
+    requests: Path,
+    home: Path,
+    out: Path,
+    base_url: str,
+    crash_at: str | None,
+    store_url: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "ANTHROPIC_API_KEY": "test-key", "NOWAIT_HOME": str(home)}
+    if store_url:
+        env["NOWAIT_STORE"] = store_url
     if crash_at:  # "point:n"
         point, n = crash_at.split(":")
         program = [sys.executable, str(CRASH_RUNNER), point, n]
@@ -77,14 +84,20 @@ def run(
         "result_written:20",
     ],
 )
-def test_kill_and_restart_loses_nothing_and_repeats_nothing(tmp_path: Path, crash_at: str) -> None:
+@pytest.mark.parametrize(
+    "store", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def test_kill_and_restart_loses_nothing_and_repeats_nothing(
+    tmp_path: Path, crash_at: str, store: str, request: pytest.FixtureRequest
+) -> None:
+    url = request.getfixturevalue("pg_database") if store == "postgresql" else None
     config = EmulatorConfig(turnaround=Turnaround(0.5))
     with EmulatorServer(config, SystemClock()) as server:
         requests, home, out = tmp_path / "requests.jsonl", tmp_path / "home", tmp_path / "out.jsonl"
         write_requests(requests)
-        killed = run(requests, home, out, server.base_url, crash_at)
+        killed = run(requests, home, out, server.base_url, crash_at, url)
         assert killed.returncode == -signal.SIGKILL, killed.stderr
-        finished = run(requests, home, out, server.base_url, None)
+        finished = run(requests, home, out, server.base_url, None, url)
         assert finished.returncode == 0, finished.stderr
         emulator = server.emulator
         lines = [json.loads(line) for line in out.read_text().splitlines()]

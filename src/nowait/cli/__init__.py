@@ -96,6 +96,9 @@ def _register_commands(argv: list[str] | None = None) -> None:
         importlib.import_module(f"nowait.cli.{module}")
 
 
+INTERRUPTED = 130  # the shell's code for a process ended by Ctrl-C (128 + SIGINT)
+
+
 @dataclass(frozen=True)
 class Injected:
     """What a program embedding the CLI hands the commands (`ctx.obj`): the route side's
@@ -124,10 +127,12 @@ def main(argv: list[str] | None = None, *, checkpoint: Checkpoint | None = None)
         sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
         print("nowait: interrupted", file=sys.stderr)
-        sys.exit(130)
+        sys.exit(INTERRUPTED)
     except NowaitError as exc:
         print(f"nowait: error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
+    if result == INTERRUPTED:  # typer turns Ctrl-C inside a command into this exit code
+        print("nowait: interrupted", file=sys.stderr)
     sys.exit(result if isinstance(result, int) else 0)
 
 
