@@ -254,3 +254,38 @@ def test_a_batch_the_api_forgot_is_sent_again(
         BatchState.LOST,
         BatchState.COLLECTED,
     ]
+
+
+def test_a_plan_waiting_on_another_stores_batch_falls_back_before_its_deadline(
+    tmp_path: Path, fake_clock: FakeClock
+) -> None:
+    """Store A's create failed ambiguously; store B, on the same account, then made a batch of
+    the same size. A cannot tell whether it is its own until it ends (2 h): the guard gives
+    the plan up at its latest safe moment and meets the deadline in real time, leaving B's
+    batch alone."""
+    backend = FakeBackend(fake_clock, turnaround=7200)
+    a = Router(store=SQLiteStore(tmp_path / "a.db"), backend=backend, clock=fake_clock)
+    b = Router(store=SQLiteStore(tmp_path / "b.db"), backend=backend, clock=fake_clock)
+    deadline = fake_clock.now() + timedelta(hours=1)
+    for i in range(2):
+        a.submit(ask(i), key=f"a{i}", deadline=deadline)
+    assert {j.route for j in a.store.jobs()} == {Route.BATCH}
+    backend.fail_next(1, status=529, endpoint="batches.create", retry_after=1)
+    a.worker.run_once()  # planned, the create's fate unknown
+    for i in range(2):
+        b.submit(ask(10 + i), key=f"b{i}")
+    b.worker.run_once()  # B's batch: two requests, made after A's call started
+    fake_clock.advance(5)
+    a.worker.run_once()
+    [plan] = a.store.batches(BatchState.PLANNED)
+    assert plan.waiting_for == tuple(backend.batch_ids())  # not adopted, not resent
+
+    delivered = run_all(a)
+    assert sorted(delivered) == ["a0", "a1"]
+    assert all(d.ok and d.route == "realtime" for d in delivered.values())
+    assert fake_clock.now() <= deadline
+    assert backend.calls_to("batches.cancel") == []  # B's batch is B's business
+    assert len(backend.calls_to("batches.create")) == 2  # A's failed call and B's
+    assert not a.store.batches(BatchState.PLANNED)
+    a.store.close()
+    b.store.close()

@@ -335,6 +335,35 @@ class Worker:
             )  # fmt: skip
             self.store.schedule_poll(batch.id, now, self.config.poll.first)
             fallen += 1
+        return fallen + self._guard_waiting_plans(now)
+
+    def _guard_waiting_plans(self, now: datetime) -> int:
+        """A plan waiting on an API batch it cannot yet tell from another store's is guarded
+        like a batch: at its latest safe moment it is given up and its work runs in real
+        time. (If that batch was this plan's after all, its results are never collected:
+        paid twice, delivered once; a missed deadline is worse.)"""
+        fallen = 0
+        for plan in self.store.batches(BatchState.PLANNED):
+            if not plan.waiting_for:
+                continue
+            moment = self.fallback_moment(plan)
+            if moment is None or now < moment:
+                continue
+            members = [_job_id_of(c) for c, _ in self.store.batch_members(plan.id)]
+            self.store.wait_for(plan.id, [])
+            self.store.abandon_batch(plan.id, now)
+            reason = (
+                "deadline guard: a batch that may be this plan's could not be told apart in"
+                " time; finished in real time"
+            )
+            moved = self.store.reroute(members, Route.REALTIME, reason, now)
+            log.warning(
+                "batch plan #%d: waited on %s past its latest safe moment (%s);"
+                " submitting→queued→realtime: %s",
+                plan.id, ", ".join(plan.waiting_for), moment.isoformat(timespec="seconds"),
+                n_jobs(moved),
+            )  # fmt: skip
+            fallen += 1
         return fallen
 
     def fallback_moment(self, batch: BatchRecord) -> datetime | None:

@@ -254,7 +254,8 @@ class Store(Protocol):
         ...
 
     def batch_work(self, batch_id: int) -> tuple[datetime | None, int, int, int]:
-        """(earliest deadline, requests, input tokens, output tokens at most) still in a batch."""
+        """(earliest deadline, requests, input tokens, output tokens at most) still in a batch,
+        or planned for one (a plan the guard may have to give up)."""
         ...
 
     def close_batch(

@@ -651,7 +651,7 @@ class PostgresStore:
                       sum(CASE WHEN json_typeof(params_json::json -> 'max_tokens') = 'number'
                                THEN (params_json::json ->> 'max_tokens')::numeric
                                ELSE 0 END) AS tokens_out
-               FROM jobs WHERE batch_ref = %s AND state = 'in_batch'""",
+               FROM jobs WHERE batch_ref = %s AND state IN ('in_batch', 'submitting')""",
             (batch_id,),
         )
         return (

@@ -534,7 +534,7 @@ class SQLiteStore:
             row = self._db.execute(
                 """SELECT min(deadline), count(*), sum(length(params_json)) / 4,
                           sum(coalesce(json_extract(params_json, '$.max_tokens'), 0))
-                   FROM jobs WHERE batch_ref = ? AND state = 'in_batch'""",
+                   FROM jobs WHERE batch_ref = ? AND state IN ('in_batch', 'submitting')""",
                 (batch_id,),
             ).fetchone()
         return _dt(row[0]), int(row[1] or 0), int(row[2] or 0), int(row[3] or 0)
