@@ -10,33 +10,33 @@ from nowait.limits import BATCH_MAX_BYTES, BATCH_MAX_REQUESTS, MESSAGES_MAX_BYTE
 API_VERSIONS = ("2023-01-01", "2023-06-01", "2026-10-21")
 """`anthropic-version` values the API knows; 2026-10-21 drops the sampling parameters."""
 
-KNOWN_MODELS = frozenset(
-    {
-        "claude-fable-5-2",
-        "claude-mythos-5-2",
-        "claude-haiku-5-5",
-        "claude-sonnet-5-5",
-        "claude-fable-5-1",
-        "claude-opus-5-5",
-        "claude-mythos-5-1",
-        "claude-sonnet-5",
-        "claude-fable-5",
-        "claude-mythos-5",
-        "claude-opus-5",
-        "claude-opus-4-8",
-        "claude-opus-4-7",
-        "claude-mythos-preview",
-        "claude-opus-4-6",
-        "claude-sonnet-4-6",
-        "claude-haiku-4-5",
-        "claude-haiku-4-5-20251001",
-        "claude-opus-4-5",
-        "claude-opus-4-5-20251101",
-        "claude-sonnet-4-5",
-        "claude-sonnet-4-5-20250929",
-    }
+SDK_MODELS = (
+    "claude-fable-5-2",
+    "claude-mythos-5-2",
+    "claude-haiku-5-5",
+    "claude-sonnet-5-5",
+    "claude-fable-5-1",
+    "claude-opus-5-5",
+    "claude-mythos-5-1",
+    "claude-sonnet-5",
+    "claude-fable-5",
+    "claude-mythos-5",
+    "claude-opus-5",
+    "claude-opus-4-8",
+    "claude-opus-4-7",
+    "claude-mythos-preview",
+    "claude-opus-4-6",
+    "claude-sonnet-4-6",
+    "claude-haiku-4-5",
+    "claude-haiku-4-5-20251001",
+    "claude-opus-4-5",
+    "claude-opus-4-5-20251101",
+    "claude-sonnet-4-5",
+    "claude-sonnet-4-5-20250929",
 )
-"""Model ids of the `anthropic` 2.13 SDK's `Model` literal."""
+"""The `anthropic` 2.13 SDK's `Model` literal, in its order (the order `/v1/models` lists)."""
+KNOWN_MODELS = frozenset(SDK_MODELS)
+"""Model ids the emulator answers for."""
 
 
 @dataclass(frozen=True)

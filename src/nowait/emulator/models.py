@@ -18,36 +18,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from nowait.emulator.apierror import invalid
+from nowait.emulator.config import SDK_MODELS
 
 LIFECYCLES = ("active", "deprecated", "retired")
 DEFAULT_LIFECYCLES = frozenset({"active", "deprecated"})
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-CATALOGUE_ORDER = (
-    "claude-fable-5-2",
-    "claude-mythos-5-2",
-    "claude-haiku-5-5",
-    "claude-sonnet-5-5",
-    "claude-fable-5-1",
-    "claude-opus-5-5",
-    "claude-mythos-5-1",
-    "claude-sonnet-5",
-    "claude-fable-5",
-    "claude-mythos-5",
-    "claude-opus-5",
-    "claude-opus-4-8",
-    "claude-opus-4-7",
-    "claude-mythos-preview",
-    "claude-opus-4-6",
-    "claude-sonnet-4-6",
-    "claude-haiku-4-5",
-    "claude-haiku-4-5-20251001",
-    "claude-opus-4-5",
-    "claude-opus-4-5-20251101",
-    "claude-sonnet-4-5",
-    "claude-sonnet-4-5-20250929",
-)
-"""The `anthropic` 2.13 SDK's `Model` literal, in its order."""
+CATALOGUE_ORDER = SDK_MODELS
 
 RELEASED = {
     "claude-fable-5-2": datetime(2026, 11, 9, tzinfo=UTC),

@@ -28,9 +28,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 REQUEST_COUNTS = ("processing", "succeeded", "errored", "canceled", "expired")
-RETRYABLE_LINE_ERRORS = frozenset(
-    {"overloaded_error", "api_error", "rate_limit_error", "timeout_error"}
-)
 
 
 class AuthError(ConfigError):
