@@ -42,7 +42,7 @@ from nowait.present.progress import progress
 from nowait.route.backend import AnthropicBackend
 from nowait.route.receipts import build_receipt
 from nowait.route.requests_file import scan_requests
-from nowait.route.router import JsonlSink, Router, default_home, delivery_of
+from nowait.route.router import Delivery, JsonlSink, Router, default_home, delivery_of
 from nowait.route.worker import WorkerConfig, no_checkpoint
 from nowait.settings import Settings
 from nowait.sort.pricing import load_table
@@ -184,12 +184,12 @@ def run_command(
         )  # fmt: skip
         router.submit_many(jobs)
         total = router.pending(run_id) + router.store.undelivered_count(run_id)
-        with JsonlSink(out) as sink, progress("results", total=total) as bar:
-            router.run(sink, on_progress=bar.advance, only_this_run=True)
-            _write_delivered_before(router, sink)
+        with _TallySink(out) as sink, progress("results", total=total) as bar:
+            _write_delivered_before(router, sink)  # before the run: only earlier deliveries
             sink.flush()
+            router.run(sink, on_progress=bar.advance, only_this_run=True)
         usage = router.store.usage_rows(run_id)
-        failures = _failures(router.store, run_id)
+        failures = sink.failures
     stdout().print(render.receipt_table(build_receipt(usage, load_table(settings.prices))))
     typer.echo(f"{len(jobs):,} results in {out} (run {run_id})", err=True)
     if refused:
@@ -207,20 +207,26 @@ def run_command(
         raise typer.Exit(1)
 
 
+class _TallySink(JsonlSink):
+    """The results file, counting failures by kind as they pass: every key of the run passes
+    once (delivered now, or delivered before and written again here), so no store scan."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.failures = Counter[str]()
+
+    def __call__(self, delivery: Delivery) -> None:
+        if not delivery.ok:
+            self.failures[_failure_kind(delivery.error or "")] += 1
+        super().__call__(delivery)
+
+
 def _write_delivered_before(router: Router, sink: JsonlSink) -> None:
     """Keys of this file that an earlier, interrupted run already delivered elsewhere: this
-    run's file gets them too (the sink skips keys it holds), so it has every key of its input."""
+    run's file gets them too (the sink skips keys it holds), so it has every key of its input.
+    Called before the run, when the run's delivered jobs are exactly those."""
     for job in router.store.jobs(run_id=router.run_id, state=JobState.DELIVERED):
         sink(delivery_of(job))
-
-
-def _failures(store: Store, run_id: str) -> Counter[str]:
-    """This run's requests that ended without a result, by kind (errored, expired, ...)."""
-    return Counter(
-        _failure_kind(job.error or "")
-        for job in store.jobs(run_id=run_id)
-        if job.result_json is None
-    )
 
 
 def _failure_kind(error: str) -> str:

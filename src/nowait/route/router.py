@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol, Self
 
 import orjson
 
@@ -128,7 +128,7 @@ class JsonlSink:
     def close(self) -> None:
         self._file.close()
 
-    def __enter__(self) -> JsonlSink:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *_: object) -> None:
