@@ -9,7 +9,9 @@ The hand-worked world, unless a test says otherwise:
 - real time: 60 requests/min (starts at least 1 s apart), 4 at once, each call 10 s in the
   world and in the guard's plan; the ready call with the earliest deadline goes first;
 - a cancel reaches `ended` in 60 s (the guard plans 2 min, and keeps a 10 min margin); the
-  worker sees an ended batch at once (no polling delay); no noise.
+  worker sees an ended batch at once (no polling delay); no noise;
+- nowait plans with the settings' cancel latency and call duration (`latency.prior`), not with
+  latencies learned from the world's history, unless a test says so.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from typing import Any
 
 import pytest
 
-from nowait.guard.policy import Capacity, PollConfig
+from nowait.guard.latency import prior as latency_prior
+from nowait.guard.policy import Capacity, GuardConfig, PollConfig
 from nowait.guard.turnaround import Turnaround
 from nowait.simulate.engine import RUNNERS, PolicyResult, SimConfig, build_world, simulate
 from nowait.simulate.trace import TraceRequest
@@ -50,7 +53,9 @@ def world(turnaround: float, fractions: Sequence[float] | None = None, **extra: 
         "poll": None,
         "finish_fractions": tuple(fractions) if fractions is not None else None,
     }
-    return SimConfig(**{**settings, **extra})
+    merged = {**settings, **extra}
+    merged.setdefault("latencies", latency_prior(merged["capacity"], GuardConfig()))
+    return SimConfig(**merged)
 
 
 def run(requests: list[TraceRequest], config: SimConfig) -> dict[str, PolicyResult]:
@@ -220,6 +225,33 @@ def test_a_world_slower_than_the_margin_makes_the_guard_miss() -> None:
     assert (got.p50_late, got.p99_late) == (141, 153)
 
 
+def test_the_guard_learns_slow_cancels_from_the_worlds_history() -> None:
+    # The same world, nowait learning its latencies from the world's history (no noise: every
+    # cancel took 900 s, every call 10 s): it plans the cancel at its p95, 900 s. Each request
+    # alone: room 3600 + i - 600 - 900 - 10 - 300 = 1790 + i s, P <= 50% under the prior, still
+    # above 20%: batch. The batch: cancel at 3600 - 600 - 900 - 50 = 2050, ended 2950; 0-4
+    # finished (1200): kept; 5-19 run from 2950, done by 2992, all in time.
+    config = world(5 * 3600, LATE_FRACTIONS, forecast=PRIOR, cancel_seconds=900.0, latencies=None)
+    got = run(LATE, config)["nowait"]
+    assert (got.missed, got.batched, got.realtime, got.paid_twice) == (0, 5, 15, 0)
+    learned = build_world(LATE, config, default_table()).latencies
+    assert learned.cancel.seconds() == 900.0 and learned.call(HAIKU, 200).seconds() == 10.0
+
+
+def test_learned_latencies_come_from_their_own_draws_of_the_world() -> None:
+    # With noise, the history is drawn within the world's bounds but not from this run's
+    # batches; the plan takes its 95th percentile: near the top of 15 min ± 50%.
+    trace = [req(i * 7.0, 3 * 3600) for i in range(400)]
+    config = SimConfig(turnaround=Turnaround(1200, 3 * 3600), noise=0.5, cancel_seconds=900.0)
+    built = build_world(trace, config, default_table())
+    cancels = built.latencies.cancel
+    assert cancels.learned and len(cancels.samples) == config.history_cancels
+    assert all(450.0 <= s <= 1350.0 for s in cancels.samples)
+    assert set(cancels.samples).isdisjoint(built.batch_cancel)
+    assert 1250.0 <= cancels.seconds() <= 1350.0
+    assert 18.0 <= built.latencies.call(HAIKU, 200).seconds() <= 22.5  # 15 s ± 50%, p95
+
+
 def test_noise_is_seeded_and_within_its_bounds() -> None:
     trace = [req(i * 7.0, 3 * 3600) for i in range(400)] + [req(5.0, 60, awaited=True)]
     config = SimConfig(turnaround=Turnaround(1200, 3 * 3600), noise=0.5, call_seconds=20.0)
@@ -282,8 +314,25 @@ def test_simulate_cli_sets_the_world_apart_from_the_plan(tmp_path: Path, cli: An
     slow = cli("simulate", str(trace), "--cancel-time", "40m", "--noise", "0", "--prior")
     assert slow.code == 0, slow.err
     assert re.search(r"missing [1-9][\d,]* deadlines", " ".join(slow.out.split()))
+    # the same world with history: nowait learns the 40-minute cancels and misses none
+    learned = cli("simulate", str(trace), "--cancel-time", "40m", "--noise", "0")
+    assert learned.code == 0, learned.err
+    assert "missing none" in " ".join(learned.out.split())
     bad = cli("simulate", str(trace), "--noise", "2")
     assert bad.code == 2 and "--noise" in bad.err and "Traceback" not in bad.err
+
+
+def test_the_deadlines_mix_is_a_named_generator_option(tmp_path: Path, cli: Any) -> None:
+    trace = tmp_path / "trace.jsonl"
+    result = cli("simulate", str(trace), "--generate", "2000", "--days", "2", "--mix", "deadlines")
+    assert result.code == 0, result.err
+    rows = [json.loads(line) for line in trace.read_text().splitlines()]
+    deadlines = {r["deadline"] for r in rows}
+    assert {50 * 60.0, 2 * 3600.0, 48 * 3600.0, 60.0} <= deadlines
+    overnight = [r for r in rows if r["model"] == "claude-opus-5-5"]
+    assert overnight and all((r["t"] + r["deadline"]) % 86400 == 8 * 3600 for r in overnight)
+    bad = cli("simulate", str(trace), "--generate", "10", "--mix", "weekly")
+    assert bad.code == 2 and "--mix" in bad.err and "deadlines" in bad.err
 
 
 def test_bad_trace_lines_are_named(tmp_path: Path, cli: Any) -> None:

@@ -24,10 +24,12 @@ from nowait.cli.options import (
 from nowait.durations import parse_duration
 from nowait.errors import InputError
 from nowait.guard.forecast import PRIOR
+from nowait.guard.latency import prior as latency_prior
+from nowait.guard.policy import Capacity, GuardConfig
 from nowait.guard.turnaround import Turnaround
 from nowait.present.simulation import results_html, results_table
 from nowait.simulate.engine import SimConfig, simulate
-from nowait.simulate.trace import read_trace, write_trace
+from nowait.simulate.trace import MIXES, read_trace, write_trace
 from nowait.sort.pricing import load_table
 
 
@@ -58,6 +60,13 @@ def simulate_command(
             "--generate", help="First write a seeded trace of this many requests to TRACE."
         ),
     ] = None,
+    mix: Annotated[
+        str,
+        typer.Option(
+            help="The generated trace's mix: default, or deadlines (overnight reports due at"
+            " 08:00, two-hour exports, a 50-minute SLA, a backlog, awaited chat)."
+        ),
+    ] = "default",
     days: Annotated[int, typer.Option(help="Days the generated trace spans.")] = 7,
     seed: Annotated[int, typer.Option(help="Seed of the trace and of the turnaround draws.")] = 1,
     turnaround: Annotated[str, typer.Option(help="Median batch turnaround.")] = "20m",
@@ -75,7 +84,9 @@ def simulate_command(
     prior: Annotated[
         bool,
         typer.Option(
-            "--prior", help="nowait plans with its prior (no history) instead of the true model."
+            "--prior",
+            help="nowait plans with its prior and the settings' cancel latency and call time"
+            " (no history) instead of learning them from the world's history.",
         ),
     ] = False,
     html: Annotated[
@@ -106,9 +117,12 @@ def simulate_command(
     if generate is not None:
         if generate < 1:
             raise InputError("needs at least one request", field="--generate")
-        write_trace(trace, generate, days=days, seed=seed)
+        if mix not in MIXES:
+            raise InputError(f"got {mix!r}", field="--mix", expected=" or ".join(MIXES))
+        write_trace(trace, generate, days=days, seed=seed, mix=mix)
         typer.echo(f"wrote {generate:,} requests to {trace}", err=True)
     requests = read_trace(trace)
+    capacity, guard = Capacity.from_settings(settings), GuardConfig.from_settings(settings)
     sim = SimConfig.from_settings(
         settings,
         turnaround=Turnaround(
@@ -120,6 +134,7 @@ def simulate_command(
         call_seconds=_seconds(call_time, "--call-time"),
         cancel_seconds=_seconds(cancel_time, "--cancel-time"),
         noise=_share(noise),
+        latencies=latency_prior(capacity, guard) if prior else None,
     )
     results = simulate(requests, sim, load_table(settings.prices))
     stdout().print(results_table(results, len(requests), sim.capacity))

@@ -267,7 +267,10 @@ class Router:
         def chance(seconds: float) -> float:
             return forecast.probability_within(seconds, model, 1, now)
 
-        decision = decide_route(request, now, self.config.capacity, self.config.guard, chance)
+        capacity, guard = self.worker.latencies.plan(
+            self.config.capacity, self.config.guard, model, max_tokens
+        )
+        decision = decide_route(request, now, capacity, guard, chance)
         return NewJob(
             key=key or uuid.uuid4().hex,
             params_json=params_json,
@@ -378,6 +381,7 @@ class Router:
         run_id: str | None,
     ) -> None:
         self._forecast = None  # learn from what finished since
+        self.worker.relearn()
         self.worker.recover()
         log.info(
             "run %s: %s pending, %s to deliver",

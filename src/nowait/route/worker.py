@@ -39,6 +39,7 @@ from nowait.errors import (
     StoreError,
 )
 from nowait.guard.forecast import PRIOR
+from nowait.guard.latency import CallSample, Latencies, learn
 from nowait.guard.policy import (
     Capacity,
     GuardConfig,
@@ -149,6 +150,19 @@ class Worker:
         self.on_batch_planned: Callable[[BatchRecord], None] | None = None
         self._status: dict[int, str] = {}
         """The API status each batch had at its last poll, to log changes only."""
+        self._latencies: Latencies | None = None
+
+    @property
+    def latencies(self) -> Latencies:
+        """Cancel latency and call duration learned from this store's history (the settings
+        until there is enough); learned again after each cancelled batch is collected."""
+        if self._latencies is None:
+            self._latencies = learned_latencies(self.store, self.config)
+        return self._latencies
+
+    def relearn(self) -> None:
+        """Forget the learned latencies: the next plan learns them from the store again."""
+        self._latencies = None
 
     # ---- start-up ---------------------------------------------------------------------------
     def recover(self) -> None:
@@ -327,7 +341,7 @@ class Worker:
                 continue
             except PermanentBackendError:
                 pass  # it ended meanwhile: collect it as it is
-            self.store.request_cancel(batch.id)
+            self.store.request_cancel(batch.id, now)
             log.info(
                 "batch %s: in_progress→canceling: the deadline guard's latest safe moment"
                 " (%s) has come",
@@ -371,7 +385,10 @@ class Worker:
         if deadline is None or requests == 0:
             return None
         work = WorkLeft(requests, tokens_in, tokens_out)
-        return fallback_start(deadline, work, self.config.capacity, self.config.guard)
+        capacity, guard = self.latencies.plan(
+            self.config.capacity, self.config.guard, batch.model, tokens_out // requests
+        )
+        return fallback_start(deadline, work, capacity, guard)
 
     def plan_batches(self) -> int:
         planned = jobs = 0
@@ -621,6 +638,7 @@ class Worker:
 
     def _fall_back(self, batch: BatchRecord, members: list[int]) -> None:
         if batch.cancel_requested:  # the guard's fallback: what did not finish runs in real time
+            self.relearn()  # one more cancel latency seen
             reason = "deadline guard: the batch ran late; finished in real time"
             moved = self.store.reroute(members, Route.REALTIME, reason, self.clock.now())
             log.info("batch %s fallback: %s rerouted batch→realtime", batch.api_id, n_jobs(moved))
@@ -678,6 +696,13 @@ class Worker:
         times += [m for b in created if not b.cancel_requested and (m := self.fallback_moment(b))]
         soonest = min(times, default=now + timedelta(seconds=idle))
         return max(now, min(soonest, now + timedelta(seconds=idle)))
+
+
+def learned_latencies(store: Store, config: WorkerConfig) -> Latencies:
+    """What the guard plans fallbacks with: cancel latency and call duration learned from the
+    store's history, with the settings (`config`) as the prior."""
+    calls = (CallSample(*row) for row in store.call_history())
+    return learn(store.cancel_history(), calls, config.capacity, config.guard)
 
 
 def n_jobs(n: int) -> str:

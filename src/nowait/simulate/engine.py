@@ -42,6 +42,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from nowait.errors import InputError
+from nowait.guard.latency import CallSample, Latencies, learn, output_bucket
 from nowait.guard.policy import (
     Capacity,
     GuardConfig,
@@ -84,7 +85,7 @@ class SimConfig:
     call_seconds: float = 15.0
     """How long one real-time call takes in the world."""
     cancel_seconds: float = 180.0
-    """How long a cancel takes to reach `ended` in the world (the guard plans with 2 min)."""
+    """How long a cancel takes to reach `ended` in the world."""
     noise: float = 0.5
     """Each call's and each batch's cancel duration is drawn uniformly (seeded) within ± this
     share of the above; 0: exactly the above."""
@@ -94,6 +95,11 @@ class SimConfig:
     finish_fractions: Sequence[float] | None = None
     """Where each request (by its index in the trace) finishes inside its batch's turnaround,
     each in (0, 1]; None: a seeded hash. For traces worked by hand."""
+    latencies: Latencies | None = None
+    """What nowait plans cancels and calls with; None: learned from a history of this world
+    (`history_cancels`, `history_calls`), as `nowait run` learns them from its store."""
+    history_cancels: int = 200
+    history_calls: int = 2_000
 
     @classmethod
     def from_settings(cls, settings: Settings, **world: Any) -> SimConfig:
@@ -138,6 +144,8 @@ class _World:
     models: list[str]
     seen: Callable[[float, float], float]
     """seen(polling_from, ended): when the worker sees a batch that ended at `ended`."""
+    latencies: Latencies
+    """What nowait plans cancels and calls with."""
 
 
 def _units(rate: Decimal) -> int:
@@ -210,7 +218,43 @@ def build_world(requests: Sequence[TraceRequest], config: SimConfig, table: Pric
         [index[r.model] for r in requests],
         models,
         _poller(config.poll),
+        config.latencies or _learned_latencies(requests, config),
     )
+
+
+def _learned_latencies(requests: Sequence[TraceRequest], config: SimConfig) -> Latencies:
+    """Cancel latency and call duration learned from a history of this world: cancels and
+    calls drawn from its distributions with a seed of their own (what earlier days taught the
+    store), calls for requests picked from the trace (their model and output size)."""
+    rng = random.Random(_seed(config.seed, "latency history", 0))
+    low, spread = 1 - config.noise, 2 * config.noise
+    cancels = [
+        config.cancel_seconds * (low + spread * rng.random()) for _ in range(config.history_cancels)
+    ]
+    picked = rng.choices(requests, k=config.history_calls) if requests else []
+    calls = [
+        CallSample(r.model, r.output_tokens, config.call_seconds * (low + spread * rng.random()))
+        for r in picked
+    ]
+    return learn(cancels, calls, config.capacity, config.guard)
+
+
+class _Plans:
+    """The capacity and guard nowait plans a request or batch with, by (model, output bucket)
+    (latencies learned per model and output size); cached, as a trace repeats them."""
+
+    def __init__(self, world: _World, config: SimConfig) -> None:
+        self._latencies, self._config = world.latencies, config
+        self._cache: dict[tuple[str, int], tuple[Capacity, GuardConfig]] = {}
+
+    def __call__(self, model: str, output_tokens: int) -> tuple[Capacity, GuardConfig]:
+        key = (model, output_bucket(output_tokens))
+        plan = self._cache.get(key)
+        if plan is None:
+            plan = self._cache[key] = self._latencies.plan(
+                self._config.capacity, self._config.guard, model, output_tokens
+            )
+        return plan
 
 
 def _poller(poll: PollConfig | None) -> Callable[[float, float], float]:
@@ -398,7 +442,7 @@ def fixed_buffer(world: _World, config: SimConfig) -> _Outcome:
 
 def nowait(world: _World, config: SimConfig) -> _Outcome:
     outcome = _Outcome(len(world.requests))
-    guard, capacity = config.guard, config.capacity
+    plans = _Plans(world, config)
     chance = (config.forecast or config.turnaround).probability_within
     for b, members in enumerate(world.batch_members):
         submit = world.batch_submit[b]
@@ -413,12 +457,13 @@ def nowait(world: _World, config: SimConfig) -> _Outcome:
             else:
                 alone = WorkLeft(1, r.input_tokens, r.output_tokens)
                 due = _at(r.t + r.deadline)
+                capacity, guard = plans(r.model, r.output_tokens)
                 if worth_batching(now, due, alone, capacity, guard, chance):
                     groups.setdefault(deadline_class(r.t + r.deadline - submit), []).append(i)
                 else:
                     outcome.run_realtime(r.t, i)
         for group in groups.values():  # one batch per deadline class: a near deadline
-            _guarded_batch(world, outcome, config, b, group)  # never cancels far ones
+            _guarded_batch(world, outcome, plans, b, group)  # never cancels far ones
     return outcome
 
 
@@ -428,7 +473,11 @@ def _deadline_of(world: _World, i: int) -> float:
 
 
 def _guarded_batch(
-    world: _World, outcome: _Outcome, config: SimConfig, b: int, batch: list[int]
+    world: _World,
+    outcome: _Outcome,
+    plans: Callable[[str, int], tuple[Capacity, GuardConfig]],
+    b: int,
+    batch: list[int],
 ) -> None:
     submit, turnaround = world.batch_submit[b], world.batch_turnaround[b]
     requests = [world.requests[i] for i in batch]
@@ -436,8 +485,9 @@ def _guarded_batch(
         len(batch), sum(r.input_tokens for r in requests), sum(r.output_tokens for r in requests)
     )
     earliest = min(_deadline_of(world, i) for i in batch)
+    capacity, guard = plans(requests[0].model, work.output_tokens // work.requests)
     cancel = (
-        _secs(fallback_start(_at(earliest), work, config.capacity, config.guard))
+        _secs(fallback_start(_at(earliest), work, capacity, guard))
         if earliest < math.inf
         else math.inf
     )

@@ -1,6 +1,7 @@
 """Traces for the simulator: one request a line, `t` (seconds from the start), `model`,
 `input_tokens`, `output_tokens`, `awaited`, and `deadline` (seconds after arrival, or null).
-`generate` writes a seeded, realistic mix."""
+`generate_trace` and `write_trace` make a seeded, realistic mix (`MIXES`: `default`, and
+`deadlines`, a mix of the deadlines a team meets in practice)."""
 
 from __future__ import annotations
 
@@ -99,18 +100,33 @@ MIX = (
 )
 
 
+DEADLINES_MIX = (
+    # Deadlines close to the guard's limits: overnight reports queued from midnight to 06:00,
+    # all due at 08:00; exports due two hours after the click; a 50-minute SLA; a backlog with
+    # two days; chat someone waits on.
+    ("awaited chat", 0.30, "claude-sonnet-5-5", 900, 350, True, 60.0, (8, 19)),
+    ("overnight reports", 0.20, "claude-opus-5-5", 8_000, 1_500, False, "08:00", (0, 6)),
+    ("exports", 0.15, "claude-sonnet-5-5", 4_000, 1_000, False, 2 * 3600.0, (8, 19)),
+    ("50-minute SLA", 0.10, "claude-haiku-5-5", 3_000, 500, False, 50 * 60.0, (8, 19)),
+    ("backlog", 0.25, "claude-haiku-5-5", 2_000, 200, False, 48 * 3600.0, (0, 24)),
+)
+MIXES = {"default": MIX, "deadlines": DEADLINES_MIX}
+"""The generator's named mixes (`nowait simulate --generate N --mix NAME`)."""
+
+
 def _rows(
-    requests: int, days: int, seed: int
+    requests: int, days: int, seed: int, mix: str = "default"
 ) -> list[tuple[float, str, int, int, bool, float | None]]:
     """The generated requests as (t, model, in, out, awaited, deadline), in arrival order."""
     rng = random.Random(seed)
     rows: list[tuple[float, str, int, int, bool, float | None]] = []
-    cumulative = list(itertools.accumulate(m[1] for m in MIX))
+    kinds = MIXES[mix]
+    cumulative = list(itertools.accumulate(m[1] for m in kinds))
     choices, randrange, uniform, gauss = rng.choices, rng.randrange, rng.uniform, rng.gauss
     for _ in range(requests):
-        _, _, model, tin, tout, awaited, deadline, (lo, hi) = choices(MIX, cum_weights=cumulative)[
-            0
-        ]
+        _, _, model, tin, tout, awaited, deadline, (lo, hi) = choices(
+            kinds, cum_weights=cumulative
+        )[0]
         day = randrange(days)
         t = day * 86400 + uniform(lo, hi) * 3600
         if deadline == "08:00":
@@ -124,9 +140,11 @@ def _rows(
     return rows
 
 
-def generate_trace(requests: int, *, days: int = 7, seed: int = 1) -> Iterator[dict[str, object]]:
-    """A seeded mix of the four kinds of work, in arrival order."""
-    for t, model, tokens_in, tokens_out, awaited, due in _rows(requests, days, seed):
+def generate_trace(
+    requests: int, *, days: int = 7, seed: int = 1, mix: str = "default"
+) -> Iterator[dict[str, object]]:
+    """A seeded mix of the kinds of work in `MIXES[mix]`, in arrival order."""
+    for t, model, tokens_in, tokens_out, awaited, due in _rows(requests, days, seed, mix):
         yield {
             "t": t,
             "model": model,
@@ -137,10 +155,12 @@ def generate_trace(requests: int, *, days: int = 7, seed: int = 1) -> Iterator[d
         }
 
 
-def write_trace(path: Path, requests: int, *, days: int = 7, seed: int = 1) -> int:
+def write_trace(
+    path: Path, requests: int, *, days: int = 7, seed: int = 1, mix: str = "default"
+) -> int:
     with path.open("w", encoding="utf-8") as out:
         count = 0
-        for t, model, tokens_in, tokens_out, awaited, due in _rows(requests, days, seed):
+        for t, model, tokens_in, tokens_out, awaited, due in _rows(requests, days, seed, mix):
             # What json.dumps(row) writes for `generate_trace`'s rows, a few times faster.
             out.write(
                 f'{{"t": {t!r}, "model": "{model}", "input_tokens": {tokens_in}, '

@@ -236,7 +236,10 @@ class Store(Protocol):
 
     def schedule_poll(self, batch_id: int, next_poll_at: datetime, interval: float) -> None: ...
 
-    def request_cancel(self, batch_id: int) -> None: ...
+    def request_cancel(self, batch_id: int, now: datetime | None = None) -> None:
+        """The deadline guard sent the batch's cancel at `now` (kept from the first call):
+        `cancel_history` learns cancel latency from it."""
+        ...
 
     def batch_ended(self, batch_id: int, ended_at: datetime) -> None: ...
 
@@ -251,6 +254,16 @@ class Store(Protocol):
     def batch_history(self, limit: int = 5000) -> list[tuple[str, int, datetime, datetime]]:
         """(model, requests, created_at, ended_at) of the newest batches that ran to the end
         uncancelled: what the turnaround forecast learns from."""
+        ...
+
+    def cancel_history(self, limit: int = 1000) -> list[float]:
+        """Seconds from each cancel sent to its batch's `ended`, newest batches first: what
+        the guard learns cancel latency from (`nowait.guard.latency`)."""
+        ...
+
+    def call_history(self, limit: int = 5000) -> list[tuple[str, int, float]]:
+        """(model, output tokens, seconds) of the newest real-time calls that succeeded: what
+        the guard learns call duration from."""
         ...
 
     def batch_work(self, batch_id: int) -> tuple[datetime | None, int, int, int]:

@@ -97,6 +97,13 @@ MIGRATIONS = (
     CREATE TABLE nowait_meta (name text PRIMARY KEY, value text NOT NULL);
     ALTER TABLE batches ADD COLUMN waiting_for text;
     """,
+    # 3: what the guard learns its latencies from: when each cancel was sent (→ ended_at), and
+    # how long each real-time call took.
+    """
+    ALTER TABLE batches ADD COLUMN cancel_requested_at timestamptz;
+    ALTER TABLE jobs ADD COLUMN call_started_at timestamptz;
+    ALTER TABLE jobs ADD COLUMN call_seconds double precision;
+    """,
 )
 
 # Advisory lock keys: (class, hash of the schema), so two stores in one database don't collide.
@@ -343,12 +350,20 @@ class PostgresStore:
         with self._tx() as cur:
             return self._move(
                 cur, job_id, JobState.QUEUED, JobState.RUNNING, "attempts = attempts + 1",
-                updated_at=now,
+                updated_at=now, call_started_at=now,
             )  # fmt: skip
 
     def finish_realtime(self, job_id: int, outcome: Outcome, now: datetime) -> None:
         with self._tx() as cur:
-            self._apply(cur, job_id, JobState.RUNNING, outcome, now)
+            if self._apply(cur, job_id, JobState.RUNNING, outcome, now) and (
+                outcome.kind == "succeeded"
+            ):
+                cur.execute(
+                    """UPDATE jobs SET call_seconds =
+                       greatest(0, extract(epoch FROM %s::timestamptz - call_started_at))
+                       WHERE id = %s AND call_started_at IS NOT NULL""",
+                    (now, job_id),
+                )
 
     def _apply(
         self,
@@ -588,9 +603,13 @@ class PostgresStore:
                 (next_poll_at, interval, batch_id),
             )
 
-    def request_cancel(self, batch_id: int) -> None:
+    def request_cancel(self, batch_id: int, now: datetime | None = None) -> None:
         with self._tx() as cur:
-            cur.execute("UPDATE batches SET cancel_requested = true WHERE id = %s", (batch_id,))
+            cur.execute(
+                """UPDATE batches SET cancel_requested = true,
+                   cancel_requested_at = coalesce(cancel_requested_at, %s) WHERE id = %s""",
+                (now, batch_id),
+            )
 
     def batch_ended(self, batch_id: int, ended_at: datetime) -> None:
         with self._tx() as cur:
@@ -642,6 +661,23 @@ class PostgresStore:
             (limit,),
         )
         return [(r["model"], r["request_count"], r["created_at"], r["ended_at"]) for r in rows]
+
+    def cancel_history(self, limit: int = 1000) -> list[float]:
+        rows = self._read(
+            """SELECT greatest(0, extract(epoch FROM ended_at - cancel_requested_at)) AS s
+               FROM batches WHERE cancel_requested_at IS NOT NULL AND ended_at IS NOT NULL
+               ORDER BY id DESC LIMIT %s""",
+            (limit,),
+        )
+        return [float(r["s"]) for r in rows]
+
+    def call_history(self, limit: int = 5000) -> list[tuple[str, int, float]]:
+        rows = self._read(
+            """SELECT model, coalesce(output_tokens, 0) AS out, call_seconds FROM jobs
+               WHERE call_seconds IS NOT NULL ORDER BY id DESC LIMIT %s""",
+            (limit,),
+        )
+        return [(r["model"], int(r["out"]), float(r["call_seconds"])) for r in rows]
 
     def batch_work(self, batch_id: int) -> tuple[datetime | None, int, int, int]:
         # json, not jsonb: it reads only the key asked for and accepts any escaped text

@@ -98,6 +98,13 @@ MIGRATIONS = (
     CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
     ALTER TABLE batches ADD COLUMN waiting_for TEXT;
     """,
+    # 5: what the guard learns its latencies from: when each cancel was sent (→ ended_at), and
+    # how long each real-time call took.
+    """
+    ALTER TABLE batches ADD COLUMN cancel_requested_at TEXT;
+    ALTER TABLE jobs ADD COLUMN call_started_at TEXT;
+    ALTER TABLE jobs ADD COLUMN call_seconds REAL;
+    """,
 )
 
 _JOB_COLUMNS = (
@@ -245,12 +252,17 @@ class SQLiteStore:
         with self._tx() as db:
             return self._move(
                 db, job_id, JobState.QUEUED, JobState.RUNNING, updated_at=_ts(now),
-                attempts=_attempts(db, job_id) + 1,
+                attempts=_attempts(db, job_id) + 1, call_started_at=_ts(now),
             )  # fmt: skip
 
     def finish_realtime(self, job_id: int, outcome: Outcome, now: datetime) -> None:
         with self._tx() as db:
-            self._apply(db, job_id, JobState.RUNNING, outcome, now)
+            row = db.execute("SELECT call_started_at FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            moved = self._apply(db, job_id, JobState.RUNNING, outcome, now)
+            started = _dt(row[0]) if row else None
+            if moved and outcome.kind == "succeeded" and started is not None:
+                seconds = max(0.0, (now - started).total_seconds())
+                db.execute("UPDATE jobs SET call_seconds = ? WHERE id = ?", (seconds, job_id))
 
     def _apply(
         self, db: sqlite3.Connection, job_id: int, source: JobState, outcome: Outcome, now: datetime
@@ -470,9 +482,13 @@ class SQLiteStore:
                 (_ts(next_poll_at), interval, batch_id),
             )
 
-    def request_cancel(self, batch_id: int) -> None:
+    def request_cancel(self, batch_id: int, now: datetime | None = None) -> None:
         with self._tx() as db:
-            db.execute("UPDATE batches SET cancel_requested = 1 WHERE id = ?", (batch_id,))
+            db.execute(
+                """UPDATE batches SET cancel_requested = 1,
+                   cancel_requested_at = coalesce(cancel_requested_at, ?) WHERE id = ?""",
+                (_ts(now), batch_id),
+            )
 
     def batch_ended(self, batch_id: int, ended_at: datetime) -> None:
         with self._tx() as db:
@@ -529,6 +545,25 @@ class SQLiteStore:
             (r[0], r[1], datetime.fromisoformat(r[2]), datetime.fromisoformat(r[3])) for r in rows
         ]
 
+    def cancel_history(self, limit: int = 1000) -> list[float]:
+        with self._lock:
+            rows = self._db.execute(
+                """SELECT cancel_requested_at, ended_at FROM batches
+                   WHERE cancel_requested_at IS NOT NULL AND ended_at IS NOT NULL
+                   ORDER BY id DESC LIMIT ?""",
+                (limit,),
+            ).fetchall()
+        return [_seconds_between(r[0], r[1]) for r in rows]
+
+    def call_history(self, limit: int = 5000) -> list[tuple[str, int, float]]:
+        with self._lock:
+            rows = self._db.execute(
+                """SELECT model, coalesce(output_tokens, 0), call_seconds FROM jobs
+                   WHERE call_seconds IS NOT NULL ORDER BY id DESC LIMIT ?""",
+                (limit,),
+            ).fetchall()
+        return [(r[0], int(r[1]), float(r[2])) for r in rows]
+
     def batch_work(self, batch_id: int) -> tuple[datetime | None, int, int, int]:
         with self._lock:
             row = self._db.execute(
@@ -568,6 +603,10 @@ _INSERT_JOB = """INSERT INTO jobs (key, workload, params_json, model, route, rea
     awaited, state, not_before, run_id, created_at, updated_at)
     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT(key) DO UPDATE SET run_id = coalesce(excluded.run_id, run_id)"""
+
+
+def _seconds_between(start: str, end: str) -> float:
+    return max(0.0, (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds())
 
 
 def _upsert_jobs(db: sqlite3.Connection, jobs: Sequence[NewJob], now: datetime) -> int:
