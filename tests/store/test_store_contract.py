@@ -368,3 +368,50 @@ def test_an_older_store_gains_a_namespace_kept_from_then_on(tmp_path: Path) -> N
     assert [c for c, _ in again.batch_members(1)] == ["j1-a1"]
     again.close()
     assert SQLiteStore(tmp_path / "other.db").namespace != namespace
+
+
+def test_the_guard_learns_cancels_and_calls_from_what_the_store_saw(store: Store) -> None:
+    # A cancelled batch: sent at NOW + 1 min, ended at NOW + 16 min: 900 s of cancel latency.
+    a = store.add_job(job("a"), NOW)[0].id
+    batch = store.plan_batch([(a, "ja-a1")], 10, "m", NOW)
+    store.batch_created(batch.id, "msgbatch_c", NOW, NOW)
+    store.request_cancel(batch.id, NOW + timedelta(minutes=1))
+    store.request_cancel(batch.id, NOW + timedelta(minutes=5))  # the first cancel counts
+    store.batch_ended(batch.id, NOW + timedelta(minutes=16))
+    # An uncancelled batch teaches turnaround, not cancel latency.
+    b = store.add_job(job("b"), NOW)[0].id
+    other = store.plan_batch([(b, "jb-a1")], 10, "m", NOW)
+    store.batch_created(other.id, "msgbatch_d", NOW, NOW)
+    store.batch_ended(other.id, NOW + timedelta(minutes=3))
+    assert store.cancel_history() == [900.0]
+    # Real-time calls: one succeeded in 12.5 s; a failed one and a released one teach nothing.
+    ok, failed, released = (store.add_job(job(k, Route.REALTIME), NOW)[0].id for k in "xyz")
+    for job_id in (ok, failed, released):
+        assert store.start_realtime(job_id, NOW)
+    done = Outcome(None, "succeeded", "{}", Usage(output_tokens=300), Tier.STANDARD)
+    store.finish_realtime(ok, done, NOW + timedelta(seconds=12.5))
+    store.finish_realtime(failed, Outcome(None, "failed", error="bad"), NOW + timedelta(seconds=3))
+    store.release_realtime(released, NOW + timedelta(seconds=1))
+    assert store.call_history() == [("claude-haiku-5-5", 300, 12.5)]
+
+
+def test_deadline_rows_say_when_each_result_came_and_whether_it_fell_back(store: Store) -> None:
+    due = NOW + timedelta(minutes=10)
+    in_time = store.add_job(job("in-time", deadline=due, run_id="r"), NOW)[0].id
+    late = store.add_job(job("late", Route.REALTIME, deadline=due, run_id="r"), NOW)[0].id
+    store.add_job(job("no-deadline", Route.REALTIME, run_id="r"), NOW)
+    batch = store.plan_batch([(in_time, "j1-a1")], 10, "m", NOW)
+    store.batch_created(batch.id, "msgbatch_e", NOW, NOW)
+    store.batch_ended(batch.id, NOW + timedelta(minutes=8))
+    done = Outcome("j1-a1", "succeeded", "{}", Usage(output_tokens=1), Tier.BATCH)
+    store.apply_batch_outcomes(batch.id, [done], NOW + timedelta(minutes=9))
+    store.reroute([late], Route.REALTIME, "deadline guard: the batch ran late", NOW)
+    assert store.start_realtime(late, NOW + timedelta(minutes=9))
+    answer = Outcome(None, "succeeded", "{}", Usage(output_tokens=1), Tier.STANDARD)
+    store.finish_realtime(late, answer, NOW + timedelta(minutes=11))
+    rows = sorted(store.deadline_rows("r"), key=lambda r: r.fell_back)
+    assert [(r.finished_at, r.fell_back) for r in rows] == [
+        (NOW + timedelta(minutes=8), False),
+        (NOW + timedelta(minutes=11), True),
+    ]
+    assert all(r.deadline == due for r in rows) and store.deadline_rows("other") == []

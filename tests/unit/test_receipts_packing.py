@@ -101,3 +101,30 @@ def test_retry_backoff_honours_retry_after_and_the_cap() -> None:
     assert retry_at(1, now, 30, config) == now + timedelta(seconds=30)
     assert retry_at(3, now, None, config) is None
     assert next_poll(0, PollConfig()) == 10 and next_poll(100, PollConfig()) == 120
+
+
+def test_the_receipt_says_how_many_fell_back_and_which_deadlines_were_missed() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from nowait.present.tables import receipt_json
+    from nowait.route.receipts import build_receipt
+    from nowait.store import DeadlineRow
+
+    due = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
+    on_time = [DeadlineRow(due, due - timedelta(minutes=5), fell_back=i < 3) for i in range(10)]
+    assert build_receipt([], deadlines=on_time).deadlines.lines() == [
+        "3 of 10 requests with a deadline fell back from a batch to real time",
+        "no deadline missed",
+    ]
+    late = [DeadlineRow(due, due + timedelta(seconds=s), fell_back=True) for s in (30, 90, 600)] + [
+        DeadlineRow(due, None, fell_back=False)
+    ]  # no known time: counted on time
+    receipt = build_receipt([], deadlines=on_time + late)
+    assert receipt.deadlines.lines() == [
+        "6 of 14 requests with a deadline fell back from a batch to real time",
+        "3 requests missed their deadline: late by up to 10 min (median 90 s)",
+    ]
+    assert receipt_json(receipt)["deadlines"] == {
+        "with_deadline": 14, "fell_back": 6, "missed": 3, "late_seconds_max": 600.0,
+    }  # fmt: skip
+    assert build_receipt([]).deadlines.lines() == []  # no deadline: nothing to say

@@ -43,7 +43,7 @@ from nowait.route.backend import AnthropicBackend
 from nowait.route.receipts import build_receipt
 from nowait.route.requests_file import scan_requests
 from nowait.route.router import Delivery, JsonlSink, Router, default_home, delivery_of
-from nowait.route.worker import WorkerConfig, no_checkpoint
+from nowait.route.worker import WorkerConfig, guard_plans, no_checkpoint
 from nowait.settings import Settings
 from nowait.sort.pricing import load_table
 from nowait.store import POSTGRES_SCHEMES, BatchState, NewJob, Store, open_store
@@ -189,8 +189,10 @@ def run_command(
             sink.flush()
             router.run(sink, on_progress=bar.advance, only_this_run=True)
         usage = router.store.usage_rows(run_id)
+        deadlines = router.store.deadline_rows(run_id)
         failures = sink.failures
-    stdout().print(render.receipt_table(build_receipt(usage, load_table(settings.prices))))
+    receipt = build_receipt(usage, load_table(settings.prices), deadlines)
+    stdout().print(render.receipt_table(receipt))
     typer.echo(f"{len(jobs):,} results in {out} (run {run_id})", err=True)
     if refused:
         typer.echo(f"{len(refused):,} bad lines refused (not run):", err=True)
@@ -322,23 +324,43 @@ def status_command(
     home: Home = None,
     store_url: StoreUrl = None,
     prices: PricesOption = None,
+    rpm: Rpm = None,
+    itpm: Itpm = None,
+    otpm: Otpm = None,
+    concurrency: Concurrency = None,
+    margin: Margin = None,
+    cancel_latency: CancelLatency = None,
+    min_batch_chance: MinBatchChance = None,
     json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Jobs and batches by state, and the money so far."""
-    settings = load(config, {"home": home, "store": store_url, "prices": prices})
+    """Jobs and batches by state, the deadline guard's plan for each open batch, and the
+    money so far."""
+    settings = load(
+        config,
+        {
+            "home": home, "store": store_url, "prices": prices,
+            **capacity_flags(rpm, itpm, otpm, concurrency),
+            **guard_flags(margin, cancel_latency, min_batch_chance),
+        },
+    )  # fmt: skip
+    now = SystemClock().now()
     with closing(_store(settings)) as store:
         jobs = {state.value: n for state, n in store.job_counts().items()}
         batches = {s.value: len(store.batches(s)) for s in BatchState}
         waiting = [b for b in store.batches(BatchState.PLANNED) if b.waiting_for]
+        plans = guard_plans(store, WorkerConfig.from_settings(settings), now)
         usage = store.usage_rows()
-    receipt = build_receipt(usage, load_table(settings.prices))
+        deadlines = store.deadline_rows()
+    receipt = build_receipt(usage, load_table(settings.prices), deadlines)
     if json_out:
         waits = [
             {"batch": b.id, "requests": b.request_count, "waiting_for": list(b.waiting_for)}
             for b in waiting
         ]
         status = {"jobs": jobs, "batches": batches, "waiting": waits}
-        typer.echo(json.dumps({**status, "receipt": render.receipt_json(receipt)}, indent=2))
+        guard = [render.plan_json(batch, plan, now) for batch, plan in plans]
+        receipt_json = render.receipt_json(receipt)
+        typer.echo(json.dumps({**status, "guard": guard, "receipt": receipt_json}, indent=2))
         return
     typer.echo("jobs:    " + (", ".join(f"{k} {v:,}" for k, v in sorted(jobs.items())) or "none"))
     typer.echo("batches: " + (", ".join(f"{k} {v:,}" for k, v in batches.items() if v) or "none"))
@@ -348,6 +370,8 @@ def status_command(
             f" {', '.join(b.waiting_for)}: not sent again until that ends and its results"
             " show whose it is"
         )
+    for batch, plan in plans:
+        typer.echo(render.plan_text(batch, plan, now))
     stdout().print(render.receipt_table(receipt))
 
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 from rich.table import Table
 
+from nowait.guard.plan import FallbackPlan
 from nowait.route.receipts import Receipt, ReceiptLine
 from nowait.sort.pricing import PriceTable
 from nowait.sort.worksheet import WorksheetResult
+from nowait.store import BatchRecord
 from nowait.types import Tier
 
 
@@ -148,7 +151,8 @@ def worksheet_json(result: WorksheetResult) -> dict[str, object]:
 
 def receipt_table(receipt: Receipt) -> Table:
     """Per workload: requests by tier, tokens, list price (all real-time), paid, saved."""
-    table = Table(title="Receipt", show_footer=True, caption="\n".join(receipt.notes) or None)
+    caption = "\n".join([*receipt.deadlines.lines(), *receipt.notes]) or None
+    table = Table(title="Receipt", show_footer=True, caption=caption)
     total = receipt.total
     table.add_column("workload", footer="total")
     for label, footer in (
@@ -196,4 +200,78 @@ def receipt_json(receipt: Receipt) -> dict[str, object]:
         "workloads": [line(x) for x in receipt.lines],
         "total": line(receipt.total),
         "notes": receipt.notes,
+        "deadlines": {
+            "with_deadline": receipt.deadlines.with_deadline,
+            "fell_back": receipt.deadlines.fell_back,
+            "missed": receipt.deadlines.missed,
+            "late_seconds_max": max(receipt.deadlines.late, default=0.0),
+        },
+    }
+
+
+def _span(delta: timedelta) -> str:
+    seconds = round(delta.total_seconds())
+    if abs(seconds) < 120:
+        return f"{seconds} s"
+    if abs(seconds) < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _at(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds")
+
+
+def _batch_name(batch: BatchRecord) -> str:
+    return f"batch {batch.api_id}" if batch.api_id else f"planned batch {batch.id}"
+
+
+def plan_text(batch: BatchRecord, plan: FallbackPlan, now: datetime) -> str:
+    """The guard's plan for one batch: why nowait waits, or does not."""
+    c = plan.capacity
+    return "\n".join(
+        (
+            f"guard:   {_batch_name(batch)} ({plan.requests:,} requests of {batch.model}),"
+            f" deadline {_at(plan.deadline)}",
+            f"         forecast end p50 {_at(plan.finish_p50)}, p95 {_at(plan.finish_p95)}"
+            f" ({plan.turnaround_source})",
+            f"         fallback at {_at(plan.fallback_at)} = the deadline"
+            f" - margin {_span(plan.margin)}"
+            f" - cancel {_span(plan.cancel_latency)} ({plan.cancel_source})"
+            f" - real time {_span(plan.realtime)} ({c.requests_per_minute:,.0f} requests a"
+            f" minute, {c.concurrency} at once, {plan.call_seconds:.0f} s a call:"
+            f" {plan.call_source})",
+            f"         {plan.verdict(now)}",
+        )
+    )
+
+
+def plan_json(batch: BatchRecord, plan: FallbackPlan, now: datetime) -> dict[str, object]:
+    c = plan.capacity
+    return {
+        "batch": batch.id,
+        "api_id": batch.api_id,
+        "model": batch.model,
+        "requests": plan.requests,
+        "deadline": _at(plan.deadline),
+        "deadline_class": plan.deadline_class,
+        "forecast_end": {"p50": _at(plan.finish_p50), "p95": _at(plan.finish_p95)},
+        "turnaround_source": plan.turnaround_source,
+        "chance_before_fallback": round(plan.chance, 4),
+        "fallback_at": _at(plan.fallback_at),
+        "assumes": {
+            "margin_seconds": plan.margin.total_seconds(),
+            "cancel_latency_seconds": plan.cancel_latency.total_seconds(),
+            "cancel_latency_source": plan.cancel_source,
+            "realtime_seconds": plan.realtime.total_seconds(),
+            "call_seconds": plan.call_seconds,
+            "call_source": plan.call_source,
+            "capacity": {
+                "requests_per_minute": c.requests_per_minute,
+                "input_tokens_per_minute": c.input_tokens_per_minute,
+                "output_tokens_per_minute": c.output_tokens_per_minute,
+                "concurrency": c.concurrency,
+            },
+        },
+        "verdict": plan.verdict(now),
     }

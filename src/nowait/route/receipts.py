@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from decimal import Decimal
 
 from nowait.sort.pricing import PriceTable, cost_of_totals, default_table
-from nowait.store import UsageRow
+from nowait.store import DeadlineRow, UsageRow
 from nowait.types import Tier, Usage
 
 
@@ -31,19 +32,67 @@ class ReceiptLine:
         return self.list_price - self.paid
 
 
+@dataclass(frozen=True)
+class Deadlines:
+    """How the deadline guard did: requests with a deadline, how many it moved from a batch to
+    real time, and how late the ones that missed were (seconds, sorted)."""
+
+    with_deadline: int = 0
+    fell_back: int = 0
+    late: tuple[float, ...] = ()
+
+    @property
+    def missed(self) -> int:
+        return len(self.late)
+
+    def lines(self) -> list[str]:
+        """The receipt's words for it; none when no request had a deadline."""
+        if not self.with_deadline:
+            return []
+        moved = (
+            f"{self.fell_back:,} of {self.with_deadline:,} {_requests(self.with_deadline)} with"
+            f" a deadline fell back from a batch to real time"
+        )
+        if not self.late:
+            return [moved, "no deadline missed"]
+        worst, median = self.late[-1], self.late[len(self.late) // 2]
+        return [
+            moved,
+            f"{self.missed:,} {_requests(self.missed)} missed {_their(self.missed)} deadline:"
+            f" late by up to {_duration(worst)} (median {_duration(median)})",
+        ]
+
+
+def deadlines_of(rows: Iterable[DeadlineRow]) -> Deadlines:
+    """A result with no known time counts as on time: nowait cannot tell it was late."""
+    total = fell_back = 0
+    late: list[float] = []
+    for row in rows:
+        total += 1
+        fell_back += row.fell_back
+        if row.finished_at is not None and row.finished_at > row.deadline:
+            late.append((row.finished_at - row.deadline).total_seconds())
+    return Deadlines(total, fell_back, tuple(sorted(late)))
+
+
 @dataclass
 class Receipt:
     lines: list[ReceiptLine]
     total: ReceiptLine
     notes: list[str] = field(default_factory=list)
     """What a reader must know to trust the money: tiers priced by assumption or not at all."""
+    deadlines: Deadlines = field(default_factory=Deadlines)
 
 
 def _add(a: Decimal | None, b: Decimal | None) -> Decimal | None:
     return None if a is None or b is None else a + b
 
 
-def build_receipt(rows: Iterable[UsageRow], table: PriceTable | None = None) -> Receipt:
+def build_receipt(
+    rows: Iterable[UsageRow],
+    table: PriceTable | None = None,
+    deadlines: Iterable[DeadlineRow] = (),
+) -> Receipt:
     """Per workload and in total. Each row's usage is priced per request on average, so
     long-context rates apply as they would have per call; an unknown model makes the money
     of its workload (and the total) unknown, never a guess."""
@@ -59,7 +108,10 @@ def build_receipt(rows: Iterable[UsageRow], table: PriceTable | None = None) -> 
             target.list_price = _add(target.list_price, listed)
             target.paid = _add(target.paid, paid)
     return Receipt(
-        sorted(lines.values(), key=lambda x: x.workload), total, _tier_notes(total, table)
+        sorted(lines.values(), key=lambda x: x.workload),
+        total,
+        _tier_notes(total, table),
+        deadlines_of(deadlines),
     )
 
 
@@ -82,6 +134,20 @@ def _tier_notes(total: ReceiptLine, table: PriceTable | None) -> list[str]:
 
 def _requests(n: int) -> str:
     return "request" if n == 1 else "requests"
+
+
+def _their(n: int) -> str:
+    return "its" if n == 1 else "their"
+
+
+def _duration(seconds: float) -> str:
+    """Lateness in words: whole seconds, minutes past two, hours past two hours."""
+    whole = timedelta(seconds=round(seconds))
+    if whole < timedelta(minutes=2):
+        return f"{whole.seconds} s"
+    if whole < timedelta(hours=2):
+        return f"{whole.total_seconds() / 60:.0f} min"
+    return f"{whole.total_seconds() / 3600:.1f} h"
 
 
 def _priced(row: UsageRow, table: PriceTable | None) -> tuple[Decimal | None, Decimal | None]:

@@ -38,8 +38,9 @@ from nowait.errors import (
     RetryableBackendError,
     StoreError,
 )
-from nowait.guard.forecast import PRIOR
+from nowait.guard.forecast import PRIOR, BatchSample, fit
 from nowait.guard.latency import CallSample, Latencies, learn
+from nowait.guard.plan import FallbackPlan, plan_fallback
 from nowait.guard.policy import (
     Capacity,
     GuardConfig,
@@ -703,6 +704,31 @@ def learned_latencies(store: Store, config: WorkerConfig) -> Latencies:
     store's history, with the settings (`config`) as the prior."""
     calls = (CallSample(*row) for row in store.call_history())
     return learn(store.cancel_history(), calls, config.capacity, config.guard)
+
+
+def guard_plans(
+    store: Store, config: WorkerConfig, now: datetime
+) -> list[tuple[BatchRecord, FallbackPlan]]:
+    """The deadline guard's plan for every open batch with a deadline (sent and not yet
+    cancelled, or planned), earliest fallback first: what `nowait status` shows."""
+    history = (BatchSample(*row) for row in store.batch_history())
+    forecast = fit(history, config.prior)
+    latencies = learned_latencies(store, config)
+    open_batches = [
+        b for b in store.batches(BatchState.CREATED) if not b.cancel_requested
+    ] + store.batches(BatchState.PLANNED)
+    plans = []
+    for batch in open_batches:
+        deadline, requests, tokens_in, tokens_out = store.batch_work(batch.id)
+        if deadline is None or requests == 0:
+            continue
+        plan = plan_fallback(
+            deadline=deadline, work=WorkLeft(requests, tokens_in, tokens_out), model=batch.model,
+            created_at=batch.created_at, capacity=config.capacity, guard=config.guard,
+            latencies=latencies, forecast=forecast, now=now,
+        )  # fmt: skip
+        plans.append((batch, plan))
+    return sorted(plans, key=lambda bp: bp[1].fallback_at)
 
 
 def n_jobs(n: int) -> str:

@@ -134,6 +134,17 @@ class UsageRow:
     requests: int
 
 
+@dataclass(frozen=True)
+class DeadlineRow:
+    """How one finished job with a deadline did: when its result came (a real-time call's
+    end, or its batch's `ended`; None: unknown), and whether the deadline guard moved it
+    to real time."""
+
+    deadline: datetime
+    finished_at: datetime | None
+    fell_back: bool
+
+
 class Store(Protocol):
     """Everything the router and worker persist. Implementations pass `tests/store`."""
 
@@ -264,6 +275,11 @@ class Store(Protocol):
     def call_history(self, limit: int = 5000) -> list[tuple[str, int, float]]:
         """(model, output tokens, seconds) of the newest real-time calls that succeeded: what
         the guard learns call duration from."""
+        ...
+
+    def deadline_rows(self, run_id: str | None = None) -> list[DeadlineRow]:
+        """Every finished job with a deadline (of one run, when given): the receipt's
+        fallbacks and missed deadlines."""
         ...
 
     def batch_work(self, batch_id: int) -> tuple[datetime | None, int, int, int]:

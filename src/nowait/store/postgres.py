@@ -28,6 +28,7 @@ from nowait.store import (
     OUTCOME_STATE,
     BatchRecord,
     BatchState,
+    DeadlineRow,
     Job,
     NewJob,
     Outcome,
@@ -678,6 +679,20 @@ class PostgresStore:
             (limit,),
         )
         return [(r["model"], int(r["out"]), float(r["call_seconds"])) for r in rows]
+
+    def deadline_rows(self, run_id: str | None = None) -> list[DeadlineRow]:
+        where = "AND jobs.run_id = %s" if run_id is not None else ""
+        rows = self._read(
+            f"""SELECT jobs.deadline,
+                      coalesce(jobs.call_started_at + jobs.call_seconds * interval '1 second',
+                               batches.ended_at) AS finished_at,
+                      jobs.reasons LIKE '%%deadline guard:%%' AS fell_back
+               FROM jobs LEFT JOIN batches ON batches.id = jobs.batch_ref
+               WHERE jobs.deadline IS NOT NULL
+                 AND jobs.state IN ('succeeded', 'failed', 'delivered') {where}""",
+            (run_id,) if run_id is not None else (),
+        )
+        return [DeadlineRow(r["deadline"], r["finished_at"], r["fell_back"]) for r in rows]
 
     def batch_work(self, batch_id: int) -> tuple[datetime | None, int, int, int]:
         # json, not jsonb: it reads only the key asked for and accepts any escaped text

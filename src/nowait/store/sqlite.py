@@ -8,7 +8,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from nowait.store import (
     OUTCOME_STATE,
     BatchRecord,
     BatchState,
+    DeadlineRow,
     Job,
     NewJob,
     Outcome,
@@ -564,6 +565,22 @@ class SQLiteStore:
             ).fetchall()
         return [(r[0], int(r[1]), float(r[2])) for r in rows]
 
+    def deadline_rows(self, run_id: str | None = None) -> list[DeadlineRow]:
+        where = "AND jobs.run_id = ?" if run_id is not None else ""
+        with self._lock:
+            rows = self._db.execute(
+                f"""SELECT jobs.deadline, jobs.call_started_at, jobs.call_seconds,
+                          batches.ended_at, jobs.reasons LIKE '%deadline guard:%'
+                   FROM jobs LEFT JOIN batches ON batches.id = jobs.batch_ref
+                   WHERE jobs.deadline IS NOT NULL
+                     AND jobs.state IN ('succeeded', 'failed', 'delivered') {where}""",
+                (run_id,) if run_id is not None else (),
+            ).fetchall()
+        return [
+            DeadlineRow(datetime.fromisoformat(r[0]), _finished(r[1], r[2], r[3]), bool(r[4]))
+            for r in rows
+        ]
+
     def batch_work(self, batch_id: int) -> tuple[datetime | None, int, int, int]:
         with self._lock:
             row = self._db.execute(
@@ -603,6 +620,16 @@ _INSERT_JOB = """INSERT INTO jobs (key, workload, params_json, model, route, rea
     awaited, state, not_before, run_id, created_at, updated_at)
     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT(key) DO UPDATE SET run_id = coalesce(excluded.run_id, run_id)"""
+
+
+def _finished(
+    call_started: str | None, call_seconds: float | None, batch_ended: str | None
+) -> datetime | None:
+    """When a job's result came: its real-time call's end, else its batch's `ended`."""
+    started = _dt(call_started)
+    if started is not None and call_seconds is not None:
+        return started + timedelta(seconds=call_seconds)
+    return _dt(batch_ended)
 
 
 def _seconds_between(start: str, end: str) -> float:
