@@ -18,6 +18,7 @@ from nowait.guard.policy import (
     deadline_class,
     decide_route,
     fall_back_now,
+    fallback_among,
     fallback_start,
     next_poll,
     realtime_duration,
@@ -51,6 +52,28 @@ def test_realtime_duration_is_bound_by_the_tightest_limit(
     work: WorkLeft, seconds: float, bound_by: str
 ) -> None:
     assert realtime_duration(work, CAP) == timedelta(seconds=seconds), bound_by
+
+
+def test_fallback_among_makes_room_for_work_due_between_it_and_the_deadline() -> None:
+    config = GuardConfig(margin=timedelta(minutes=10), cancel_latency=timedelta(minutes=2))
+    deadline = NOW + timedelta(hours=3)
+    own = WorkLeft(60, 0, 0)  # 1 min at 60 a minute: alone, the moment is deadline - 13 min
+    rivals = [
+        (deadline, WorkLeft(120, 0, 0)),  # due with it: counted (2 min more)
+        (deadline - timedelta(minutes=14), WorkLeft(60, 0, 0)),  # due after the new moment
+        (deadline - timedelta(hours=1), WorkLeft(600, 0, 0)),  # done before: not counted
+        (deadline + timedelta(minutes=1), WorkLeft(600, 0, 0)),  # due later: waits for it
+    ]
+
+    def others(moment: datetime) -> list[WorkLeft]:
+        return [w for d, w in rivals if moment < d <= deadline]
+
+    alone = fallback_start(deadline, own, CAP, config)
+    assert alone == deadline - timedelta(minutes=13)
+    # 1 + 2 min: deadline - 15 min, which brings the one due at -14 min into view: 1 + 2 + 1.
+    moment = fallback_among(deadline, own, others, CAP, config)
+    assert moment == deadline - timedelta(minutes=16)
+    assert fallback_among(deadline, own, lambda _: [], CAP, config) == alone
 
 
 def test_fallback_start_leaves_margin_cancel_latency_and_the_real_time_run() -> None:

@@ -252,6 +252,18 @@ def test_learned_latencies_come_from_their_own_draws_of_the_world() -> None:
     assert 18.0 <= built.latencies.call(HAIKU, 200).seconds() <= 22.5  # 15 s ± 50%, p95
 
 
+def test_batches_due_together_fall_back_together_in_time() -> None:
+    # 300 requests at t=0 and 300 at t=300, all due at 3600 (two batches, created at 300 and
+    # 600); no batch ends in time (5 h). Alone, each plans 75 waves of 10 s (4 at once):
+    # cancel at 3600 - 600 - 120 - 750 = 2130; both would fall back then, and 600 calls from
+    # 2190 take 150 waves: done ~3690, late. Each counts the other (due with it, open at the
+    # moment): 150 waves = 1500 s, cancel at 1380, ended 1440; 600 calls done by ~2940.
+    trace = [req(0, 3600) for _ in range(300)] + [req(300, 3300) for _ in range(300)]
+    got = run(trace, world(5 * 3600, [0.9] * 600, forecast=PRIOR))["nowait"]
+    assert (got.missed, got.batched, got.realtime, got.paid_twice) == (0, 0, 600, 0)
+    assert got.cost == 600 * RT
+
+
 def test_noise_is_seeded_and_within_its_bounds() -> None:
     trace = [req(i * 7.0, 3 * 3600) for i in range(400)] + [req(5.0, 60, awaited=True)]
     config = SimConfig(turnaround=Turnaround(1200, 3 * 3600), noise=0.5, call_seconds=20.0)

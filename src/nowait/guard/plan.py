@@ -7,6 +7,7 @@ when the guard cancels it at the latest (the fallback moment), and what that mom
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -16,10 +17,15 @@ from nowait.guard.policy import (
     Capacity,
     GuardConfig,
     WorkLeft,
+    competing_work,
     deadline_class,
-    fallback_start,
+    fallback_among,
     realtime_duration,
 )
+
+
+def _nothing(moment: datetime) -> list[WorkLeft]:
+    return []
 
 
 @dataclass(frozen=True)
@@ -35,7 +41,9 @@ class FallbackPlan:
     """The forecast's chance that the batch ends before the fallback moment."""
     fallback_at: datetime
     realtime: timedelta
-    """How long the work left takes in real time within `capacity`."""
+    """How long the work left takes in real time within `capacity`, with the work of other
+    batches due first (`shared_requests` of them)."""
+    shared_requests: int
     capacity: Capacity
     cancel_latency: timedelta
     cancel_source: str
@@ -69,13 +77,15 @@ def plan_fallback(
     latencies: Latencies,
     forecast: Forecast,
     now: datetime,
+    others: Callable[[datetime], Iterable[WorkLeft]] = _nothing,
 ) -> FallbackPlan:
     """The plan the worker follows for a batch of `work` on `model` due at `deadline`: the
-    same `fallback_start` with the same learned latencies (`Latencies.plan`)."""
+    same `fallback_among` (`others` as there) with the same learned latencies."""
     per_request = work.output_tokens // max(1, work.requests)
     planned_capacity, planned_guard = latencies.plan(capacity, guard, model, per_request)
     start = created_at or now
-    fallback = fallback_start(deadline, work, planned_capacity, planned_guard)
+    fallback = fallback_among(deadline, work, others, planned_capacity, planned_guard)
+    shared = competing_work(work, others(fallback))
     room = (fallback - start).total_seconds()
     chance = forecast.probability_within(room, model, work.requests, start) if room > 0 else 0.0
     return FallbackPlan(
@@ -87,7 +97,8 @@ def plan_fallback(
         finish_p95=start + forecast.quantile(0.95, model, work.requests, start),
         chance=chance,
         fallback_at=fallback,
-        realtime=realtime_duration(work, planned_capacity),
+        realtime=realtime_duration(shared, planned_capacity),
+        shared_requests=shared.requests - work.requests,
         capacity=planned_capacity,
         cancel_latency=planned_guard.cancel_latency,
         cancel_source=latencies.cancel.source(),

@@ -8,7 +8,7 @@ worker cancels at `fallback_start`.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -170,12 +170,48 @@ class GuardConfig:
         return cls(g.margin, g.cancel_latency, g.min_batch_chance)
 
 
+def competing_work(own: WorkLeft, others: Iterable[WorkLeft]) -> WorkLeft:
+    """The real-time work a batch's fallback must make room for: its own, and that of the
+    same model's other open batches (or fallbacks) whose deadlines come no later. The
+    real-time queue serves earlier deadlines first, so a fallback planned for its own work
+    alone would be late whenever several batches fall back together (overnight reports all
+    due at 08:00); counting them spreads their fallbacks over the time they need."""
+    total = own
+    for work in others:
+        total = WorkLeft(
+            total.requests + work.requests,
+            total.input_tokens + work.input_tokens,
+            total.output_tokens + work.output_tokens,
+        )
+    return total
+
+
 def fallback_start(
     deadline: datetime, work: WorkLeft, capacity: Capacity, config: GuardConfig
 ) -> datetime:
     """The latest moment to cancel a batch and still finish its work in real time in time:
     the deadline, less the margin, the cancel latency and the real-time run of `work`."""
     return deadline - config.margin - config.cancel_latency - realtime_duration(work, capacity)
+
+
+def fallback_among(
+    deadline: datetime,
+    work: WorkLeft,
+    others: Callable[[datetime], Iterable[WorkLeft]],
+    capacity: Capacity,
+    config: GuardConfig,
+) -> datetime:
+    """`fallback_start` for a batch whose fallback shares the account with other open work:
+    `others(moment)` is the same model's work still open at `moment` and due after it, no
+    later than `deadline` (`competing_work`). Counting it moves the moment earlier, which can
+    bring more work into view; a few rounds settle it."""
+    moment = fallback_start(deadline, work, capacity, config)
+    for _ in range(4):
+        earlier = fallback_start(deadline, competing_work(work, others(moment)), capacity, config)
+        if earlier >= moment:
+            break
+        moment = earlier
+    return moment
 
 
 def batch_chance(

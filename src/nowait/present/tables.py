@@ -226,6 +226,12 @@ def _batch_name(batch: BatchRecord) -> str:
     return f"batch {batch.api_id}" if batch.api_id else f"planned batch {batch.id}"
 
 
+def _shared(plan: FallbackPlan) -> str:
+    if not plan.shared_requests:
+        return ""
+    return f"with {plan.shared_requests:,} requests of other batches due first; "
+
+
 def plan_text(batch: BatchRecord, plan: FallbackPlan, now: datetime) -> str:
     """The guard's plan for one batch: why nowait waits, or does not."""
     c = plan.capacity
@@ -238,7 +244,8 @@ def plan_text(batch: BatchRecord, plan: FallbackPlan, now: datetime) -> str:
             f"         fallback at {_at(plan.fallback_at)} = the deadline"
             f" - margin {_span(plan.margin)}"
             f" - cancel {_span(plan.cancel_latency)} ({plan.cancel_source})"
-            f" - real time {_span(plan.realtime)} ({c.requests_per_minute:,.0f} requests a"
+            f" - real time {_span(plan.realtime)} ({_shared(plan)}{c.requests_per_minute:,.0f}"
+            f" requests a"
             f" minute, {c.concurrency} at once, {plan.call_seconds:.0f} s a call:"
             f" {plan.call_source})",
             f"         {plan.verdict(now)}",
@@ -264,6 +271,7 @@ def plan_json(batch: BatchRecord, plan: FallbackPlan, now: datetime) -> dict[str
             "cancel_latency_seconds": plan.cancel_latency.total_seconds(),
             "cancel_latency_source": plan.cancel_source,
             "realtime_seconds": plan.realtime.total_seconds(),
+            "shared_requests": plan.shared_requests,
             "call_seconds": plan.call_seconds,
             "call_source": plan.call_source,
             "capacity": {

@@ -48,7 +48,7 @@ from nowait.guard.policy import (
     RetryConfig,
     WorkLeft,
     deadline_class,
-    fallback_start,
+    fallback_among,
     line_verdict,
     next_poll,
     retry_at,
@@ -329,10 +329,11 @@ class Worker:
         collected as usual, the rest is sent again in real time (see `_collect`)."""
         now = self.clock.now()
         fallen = 0
+        open_work = self.open_work()
         for batch in self.store.batches(BatchState.CREATED):
             if batch.cancel_requested:
                 continue
-            moment = self.fallback_moment(batch)
+            moment = self.fallback_moment(batch, open_work)
             if moment is None or now < moment:
                 continue
             try:
@@ -350,9 +351,9 @@ class Worker:
             )  # fmt: skip
             self.store.schedule_poll(batch.id, now, self.config.poll.first)
             fallen += 1
-        return fallen + self._guard_waiting_plans(now)
+        return fallen + self._guard_waiting_plans(now, open_work)
 
-    def _guard_waiting_plans(self, now: datetime) -> int:
+    def _guard_waiting_plans(self, now: datetime, open_work: OpenWork) -> int:
         """A plan waiting on an API batch it cannot yet tell from another store's is guarded
         like a batch: at its latest safe moment it is given up and its work runs in real
         time. (If that batch was this plan's after all, its results are never collected:
@@ -361,7 +362,7 @@ class Worker:
         for plan in self.store.batches(BatchState.PLANNED):
             if not plan.waiting_for:
                 continue
-            moment = self.fallback_moment(plan)
+            moment = self.fallback_moment(plan, open_work)
             if moment is None or now < moment:
                 continue
             members = [_job_id_of(c) for c, _ in self.store.batch_members(plan.id)]
@@ -381,15 +382,24 @@ class Worker:
             fallen += 1
         return fallen
 
-    def fallback_moment(self, batch: BatchRecord) -> datetime | None:
-        deadline, requests, tokens_in, tokens_out = self.store.batch_work(batch.id)
-        if deadline is None or requests == 0:
+    def open_work(self) -> OpenWork:
+        return open_work(self.store)
+
+    def fallback_moment(
+        self, batch: BatchRecord, open_work: OpenWork | None = None
+    ) -> datetime | None:
+        """The latest safe moment to cancel `batch` (`policy.fallback_among`): its own work and
+        that of the model's other open batches due after that moment and no later, planned
+        with the learned latencies. `open_work`: this pass's `open_work()`."""
+        work = self.open_work() if open_work is None else open_work
+        mine = work.get(batch.id)
+        if mine is None:
             return None
-        work = WorkLeft(requests, tokens_in, tokens_out)
+        model, deadline, left = mine
         capacity, guard = self.latencies.plan(
-            self.config.capacity, self.config.guard, batch.model, tokens_out // requests
+            self.config.capacity, self.config.guard, model, left.output_tokens // left.requests
         )
-        return fallback_start(deadline, work, capacity, guard)
+        return fallback_among(deadline, left, _others(work, batch.id), capacity, guard)
 
     def plan_batches(self) -> int:
         planned = jobs = 0
@@ -694,9 +704,38 @@ class Worker:
         times = [b.next_poll_at for b in created if b.next_poll_at]
         if any(b.waiting_for for b in self.store.batches(BatchState.PLANNED)):
             times.append(now + timedelta(seconds=self.config.poll.first))
-        times += [m for b in created if not b.cancel_requested and (m := self.fallback_moment(b))]
+        work = self.open_work()
+        times += [
+            m for b in created if not b.cancel_requested and (m := self.fallback_moment(b, work))
+        ]
         soonest = min(times, default=now + timedelta(seconds=idle))
         return max(now, min(soonest, now + timedelta(seconds=idle)))
+
+
+OpenWork = dict[int, tuple[str, datetime, WorkLeft]]
+"""By batch id: (model, earliest deadline, work left) of each open batch with a deadline."""
+
+
+def open_work(store: Store) -> OpenWork:
+    """The work of every batch that may still fall back: sent (cancelled ones included, until
+    collected) or planned."""
+    work: OpenWork = {}
+    for batch in store.batches(BatchState.CREATED) + store.batches(BatchState.PLANNED):
+        deadline, requests, tokens_in, tokens_out = store.batch_work(batch.id)
+        if deadline is not None and requests:
+            work[batch.id] = (batch.model, deadline, WorkLeft(requests, tokens_in, tokens_out))
+    return work
+
+
+def _others(work: OpenWork, batch_id: int) -> Callable[[datetime], list[WorkLeft]]:
+    """`fallback_among`'s view of the other open batches of `batch_id`'s model."""
+    model, deadline, _ = work[batch_id]
+    rivals = [(d, w) for i, (m, d, w) in work.items() if i != batch_id and m == model]
+
+    def others(moment: datetime) -> list[WorkLeft]:
+        return [w for d, w in rivals if moment < d <= deadline]
+
+    return others
 
 
 def learned_latencies(store: Store, config: WorkerConfig) -> Latencies:
@@ -714,18 +753,19 @@ def guard_plans(
     history = (BatchSample(*row) for row in store.batch_history())
     forecast = fit(history, config.prior)
     latencies = learned_latencies(store, config)
+    work = open_work(store)
     open_batches = [
         b for b in store.batches(BatchState.CREATED) if not b.cancel_requested
     ] + store.batches(BatchState.PLANNED)
     plans = []
     for batch in open_batches:
-        deadline, requests, tokens_in, tokens_out = store.batch_work(batch.id)
-        if deadline is None or requests == 0:
+        if batch.id not in work:
             continue
+        _, deadline, left = work[batch.id]
         plan = plan_fallback(
-            deadline=deadline, work=WorkLeft(requests, tokens_in, tokens_out), model=batch.model,
-            created_at=batch.created_at, capacity=config.capacity, guard=config.guard,
-            latencies=latencies, forecast=forecast, now=now,
+            deadline=deadline, work=left, model=batch.model, created_at=batch.created_at,
+            capacity=config.capacity, guard=config.guard, latencies=latencies,
+            forecast=forecast, now=now, others=_others(work, batch.id),
         )  # fmt: skip
         plans.append((batch, plan))
     return sorted(plans, key=lambda bp: bp[1].fallback_at)

@@ -49,7 +49,7 @@ from nowait.guard.policy import (
     PollConfig,
     WorkLeft,
     deadline_class,
-    fallback_start,
+    fallback_among,
     next_poll,
     realtime_duration,
     worth_batching,
@@ -444,6 +444,7 @@ def nowait(world: _World, config: SimConfig) -> _Outcome:
     outcome = _Outcome(len(world.requests))
     plans = _Plans(world, config)
     chance = (config.forecast or config.turnaround).probability_within
+    guarded: list[_Guarded] = []
     for b, members in enumerate(world.batch_members):
         submit = world.batch_submit[b]
         now = _at(submit)
@@ -463,7 +464,9 @@ def nowait(world: _World, config: SimConfig) -> _Outcome:
                 else:
                     outcome.run_realtime(r.t, i)
         for group in groups.values():  # one batch per deadline class: a near deadline
-            _guarded_batch(world, outcome, plans, b, group)  # never cancels far ones
+            guarded.append(_guard(world, plans, b, group))  # never cancels far ones
+    for g, cancel in zip(guarded, _cancel_moments(guarded), strict=True):
+        _guarded_batch(world, outcome, g, cancel)
     return outcome
 
 
@@ -472,33 +475,79 @@ def _deadline_of(world: _World, i: int) -> float:
     return r.t + r.deadline if r.deadline is not None else math.inf
 
 
-def _guarded_batch(
+@dataclass(frozen=True, slots=True)
+class _Guarded:
+    """One batch nowait guards: its requests, earliest deadline, work and plan."""
+
+    b: int
+    members: list[int]
+    model: int
+    deadline: float
+    work: WorkLeft
+    capacity: Capacity
+    guard: GuardConfig
+    submit: float
+    end: float
+    """When it ends if not cancelled."""
+
+
+def _guard(
     world: _World,
-    outcome: _Outcome,
     plans: Callable[[str, int], tuple[Capacity, GuardConfig]],
     b: int,
     batch: list[int],
-) -> None:
-    submit, turnaround = world.batch_submit[b], world.batch_turnaround[b]
+) -> _Guarded:
     requests = [world.requests[i] for i in batch]
     work = WorkLeft(
         len(batch), sum(r.input_tokens for r in requests), sum(r.output_tokens for r in requests)
     )
-    earliest = min(_deadline_of(world, i) for i in batch)
     capacity, guard = plans(requests[0].model, work.output_tokens // work.requests)
-    cancel = (
-        _secs(fallback_start(_at(earliest), work, capacity, guard))
-        if earliest < math.inf
-        else math.inf
-    )
-    if submit + min(turnaround, EXPIRY) <= cancel:
-        _ends(world, outcome, b, batch)
+    submit = world.batch_submit[b]
+    return _Guarded(
+        b, batch, world.model_index[batch[0]], min(_deadline_of(world, i) for i in batch), work,
+        capacity, guard, submit, submit + min(world.batch_turnaround[b], EXPIRY),
+    )  # fmt: skip
+
+
+def _cancel_moments(guarded: Sequence[_Guarded]) -> list[float]:
+    """Each batch's fallback moment as the worker finds it (`policy.fallback_among`): its own
+    work, and that of the model's other batches open at that moment whose deadlines come no
+    later (the real-time queue serves them first)."""
+    by_model: dict[int, list[_Guarded]] = {}
+    for g in guarded:
+        if g.deadline < math.inf:
+            by_model.setdefault(g.model, []).append(g)
+    moments: dict[int, float] = {}
+    for group in by_model.values():
+        group.sort(key=lambda g: g.deadline)
+        deadlines = [g.deadline for g in group]
+        for g in group:
+
+            def others(
+                moment: datetime,
+                g: _Guarded = g,
+                group: list[_Guarded] = group,
+                deadlines: list[float] = deadlines,
+            ) -> list[WorkLeft]:
+                at = _secs(moment)
+                lo = bisect.bisect_right(deadlines, at)
+                hi = bisect.bisect_right(deadlines, g.deadline)
+                return [h.work for h in group[lo:hi] if h is not g and h.submit <= at < h.end]
+
+            moment = fallback_among(_at(g.deadline), g.work, others, g.capacity, g.guard)
+            moments[id(g)] = _secs(moment)
+    return [moments.get(id(g), math.inf) for g in guarded]
+
+
+def _guarded_batch(world: _World, outcome: _Outcome, g: _Guarded, cancel: float) -> None:
+    if g.end <= cancel:
+        _ends(world, outcome, g.b, g.members)
         return
     # Cancel at the fallback moment; the batch reaches `ended` in the world's cancel time and
     # is seen at the next poll. Keep what finished (paid once, at batch price); run the rest.
-    start = max(cancel, submit)
-    ended = start + world.batch_cancel[b]
-    _settle(world, outcome, batch, ended, world.seen(start, ended))
+    start = max(cancel, g.submit)
+    ended = start + world.batch_cancel[g.b]
+    _settle(world, outcome, g.members, ended, world.seen(start, ended))
 
 
 def oracle(world: _World, config: SimConfig) -> _Outcome:
