@@ -7,12 +7,16 @@ The world, shared so every policy faces the same one:
   point inside it (a seeded hash, or `SimConfig.finish_fractions` for traces worked by hand);
 - results are seen when the batch has ended, at the worker's next poll (`SimConfig.poll`);
 - a cancel takes the world's own time to reach `ended` (`cancel_seconds`, ± `noise`), in
-  which in-flight requests still finish; the guard plans with `GuardConfig.cancel_latency`;
+  which in-flight requests still finish;
 - real time is, per model, a first-come-first-served server with `capacity.concurrency`
   slots, starts paced by the rate limits (requests, input and output tokens per minute), each
-  call taking the world's own time (`call_seconds`, ± `noise`); the guard plans with
-  `capacity.seconds_per_request`. Every policy's real-time calls share it: awaited work and
-  the fallbacks of several batches meet there, which no single batch's plan counts.
+  call taking the world's own time (`call_seconds`, ± `noise`). Every policy's real-time
+  calls share it: awaited work and the fallbacks of several batches meet there (nowait's
+  plan counts the same model's open batches due no later, not awaited work);
+- nowait plans with cancel latency and call duration learned (`guard.latency`: p95) from a
+  history of the same world (`history_cancels` cancels and `history_calls` calls, drawn with
+  their own seed, not this run's draws), as the store's history teaches `nowait run`; with
+  `SimConfig.latencies` set (`--prior`), with those instead: the settings, no learning.
 
 Money is integer units of 1e-10 USD from the price table: exact, and fast for millions of
 requests.
