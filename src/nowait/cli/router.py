@@ -162,12 +162,7 @@ def run_command(
     line says how many; their lines in --out have "ok": false); 2 bad input, settings or usage
     (nothing queued); 130 interrupted (safe: run again to carry on).
     """
-    try:
-        default = parse_duration(deadline) if deadline else None
-    except ValueError:
-        raise InputError(
-            f"not a duration: {deadline!r}", field="--deadline", expected="e.g. 6h"
-        ) from None
+    default = parse_deadline(deadline)
     capacity = capacity_flags(rpm, itpm, otpm, concurrency)
     guard = guard_flags(margin, cancel_latency, min_batch_chance)
     flags = _route_flags(home, store, poll, capacity, guard, log_level, log_format)
@@ -205,6 +200,16 @@ def run_command(
         )
     if failures or refused:
         raise typer.Exit(1)
+
+
+def parse_deadline(deadline: str | None) -> timedelta | None:
+    """The --deadline flag: a duration for lines without their own deadline."""
+    try:
+        return parse_duration(deadline) if deadline else None
+    except ValueError:
+        raise InputError(
+            f"not a duration: {deadline!r}", field="--deadline", expected="e.g. 6h"
+        ) from None
 
 
 class _TallySink(JsonlSink):
