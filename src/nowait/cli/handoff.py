@@ -55,7 +55,12 @@ def submit_command(
     in `nowait worker` on the same store, or in `nowait collect RUN --wait`.
     """
     default = parse_deadline(deadline)
-    flags = {"home": home, "store": store, "log_level": log_level, "log_format": log_format}
+    flags: dict[str, object] = {
+        "home": home,
+        "store": store,
+        "log_level": log_level,
+        "log_format": log_format,
+    }
     settings = load(config, flags)
     router = _router(ctx, settings, base_url, default_level="WARNING")
     with closing(router):
@@ -91,7 +96,12 @@ def collect_command(
     failed (their lines have "ok": false); 75 not complete yet (call again later); 2 bad input,
     settings, or no such run.
     """
-    flags = {"home": home, "store": store, "log_level": log_level, "log_format": log_format}
+    flags: dict[str, object] = {
+        "home": home,
+        "store": store,
+        "log_level": log_level,
+        "log_format": log_format,
+    }
     settings = load(config, flags)
     check_output_file(out, "--out")
     router = _router(ctx, settings, base_url, default_level="WARNING")
