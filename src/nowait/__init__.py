@@ -92,8 +92,8 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "Anthropic",
-    "AsyncAnthropic",
     "AnthropicBackend",
+    "AsyncAnthropic",
     "Backend",
     "BackendError",
     "Clock",

@@ -216,7 +216,7 @@ def _plain_client(
     nowait decides retries itself, so the SDK's are off."""
     return anthropic.Anthropic(
         api_key=sdk.api_key, auth_token=sdk.auth_token, base_url=str(sdk.base_url),
-        max_retries=0, default_headers=dict(sdk._custom_headers),  # noqa: SLF001
+        max_retries=0, default_headers=dict(sdk._custom_headers),
     )  # fmt: skip
 
 
@@ -246,7 +246,7 @@ def _message(delivery: Delivery, sdk: anthropic.Anthropic | anthropic.AsyncAnthr
     body = {"type": "error", "error": {"type": found.group(1), "message": found.group(2)}}
     request = httpx2.Request("POST", f"{sdk.base_url}/v1/messages")
     response = httpx2.Response(status, request=request, json=body)
-    raise sdk._make_status_error(error, body=body, response=response)  # noqa: SLF001
+    raise sdk._make_status_error(error, body=body, response=response)
 
 
 # ---- handles ------------------------------------------------------------------------------
