@@ -181,3 +181,27 @@ def test_the_store_is_the_default_home_when_none_is_given(server: Any) -> None:
         store.close()
     finally:
         made.close()
+
+
+def test_importing_nowait_does_not_import_the_sdk() -> None:
+    code = (
+        "import sys, nowait\nassert 'anthropic' not in sys.modules\n"
+        "nowait.Anthropic\nassert 'anthropic' in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_a_fake_clock_shared_with_the_emulator_runs_batch_time_in_a_blink(
+    tmp_path: Path,
+) -> None:
+    clock = nowait.FakeClock()
+    with EmulatorServer(clock=clock) as server:  # a batch takes ten minutes of fake time
+        client = nowait.Anthropic(api_key="test-key", base_url=server.base_url, clock=clock,
+                                  store=tmp_path / "nowait.db")  # fmt: skip
+        try:
+            started = clock.now()
+            handle = client.messages.create(**ASK, deadline="6h")
+            assert isinstance(handle.result(timeout=60), Message)
+            assert (clock.now() - started).total_seconds() >= 60
+        finally:
+            client.close()
