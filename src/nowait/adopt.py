@@ -22,13 +22,13 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Awaitable, Generator, Iterable, Mapping
-from contextlib import AbstractContextManager, suppress
+from collections.abc import Generator, Iterable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeAlias, overload
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Self, TypeAlias, overload
 
 import anthropic
 import httpx2
@@ -40,7 +40,7 @@ from nowait.clock import Clock, SystemClock
 from nowait.durations import parse_duration
 from nowait.errors import InputError, NowaitError
 from nowait.route.backend import AnthropicBackend
-from nowait.route.router import Delivery, Router, default_home
+from nowait.route.router import Delivery, Router, default_home, delivery_of
 from nowait.route.worker import WorkerConfig
 from nowait.store import NewJob, Store, open_store
 from nowait.types import JobState
@@ -109,8 +109,6 @@ class _Engine:
         config: WorkerConfig | None,
         clock: Clock | None,
     ) -> None:
-        if worker not in ("thread", "external"):
-            raise InputError(f"got {worker!r}", field="worker", expected="'thread' or 'external'")
         backend = AnthropicBackend(client=_plain_client(sdk))
         opened = (
             open_store(store or default_home() / "nowait.db")
@@ -127,6 +125,8 @@ class _Engine:
         self._thread: threading.Thread | None = None
         self.failure: BaseException | None = None
         self._lock = threading.Lock()
+        self._submitted = set[str]()
+        """Keys this client submitted: they join its router's run, so one scan finds them."""
 
     # submitting
     def prepare(self, params: Mapping[str, Any], options: Mapping[str, Any]) -> NewJob:
@@ -141,6 +141,7 @@ class _Engine:
     def submit(self, jobs: list[NewJob]) -> None:
         with self._lock:
             self.router.submit_many(jobs)
+            self._submitted.update(job.key for job in jobs)
         self.start()
         self._wake.set()
 
@@ -151,18 +152,19 @@ class _Engine:
         return self.router.result(key)
 
     def finished(self, keys: Iterable[str]) -> dict[str, Delivery]:
-        """The outcomes of those of `keys` that have one, read in one pass over the store."""
+        """The outcomes of those of `keys` that have one: this client's own requests read in
+        one pass over its run's finished jobs, any other key (`handle(key)`) one by one."""
+        if self.failure is not None:
+            raise self.failure
         wanted = set(keys)
         found: dict[str, Delivery] = {}
         for state in (JobState.SUCCEEDED, JobState.FAILED, JobState.DELIVERED):
             for job in self.router.store.jobs(state=state, run_id=self.router.run_id):
                 if job.key in wanted:
-                    found[job.key] = self.router.result(job.key) or _never(job.key)
-        missing = wanted - found.keys()
-        if len(missing) < 64:  # a key submitted under another run (another process)
-            for key in missing:
-                if (outcome := self.router.result(key)) is not None:
-                    found[key] = outcome
+                    found[job.key] = delivery_of(job)
+        for key in wanted - self._submitted - found.keys():
+            if (outcome := self.router.result(key)) is not None:
+                found[key] = outcome
         return found
 
     def wait_for_pass(self, timeout: float) -> None:
@@ -220,10 +222,6 @@ class _Engine:
         if self._thread is not None:
             self._thread.join(timeout=30)
         self.router.close()
-
-
-def _never(key: str) -> Delivery:
-    raise RequestFailed(key, "the store lost track of this request")
 
 
 def _plain_client(
@@ -546,25 +544,37 @@ class AsyncBatch:
 
 
 # ---- the clients ----------------------------------------------------------------------------
+class _LazyEngine:
+    """nowait's constructor arguments, and the engine made from them on the first nowait call
+    (never for ordinary calls: they open no store). Shared by a client and its copies."""
+
+    def __init__(
+        self, store: Store | str | Path | None, worker: WorkerMode,
+        config: WorkerConfig | None, clock: Clock | None,
+    ) -> None:  # fmt: skip
+        if worker not in ("thread", "external"):
+            raise InputError(f"got {worker!r}", field="worker", expected="'thread' or 'external'")
+        self.options = (store, worker, config, clock)
+        self.engine: _Engine | None = None
+        self._lock = threading.Lock()
+
+    def get(self, sdk: anthropic.Anthropic | anthropic.AsyncAnthropic) -> _Engine:
+        with self._lock:
+            if self.engine is None:
+                self.engine = _Engine(sdk, *self.options)
+            return self.engine
+
+    def close(self) -> None:
+        with self._lock:
+            if self.engine is not None:
+                self.engine.close()
+                self.engine = None
+
+
 class _NowaitOptions:
-    """What the two clients share: nowait's own constructor arguments and the lazy engine."""
+    """What the two clients share."""
 
-    _nowait: tuple[Store | str | Path | None, WorkerMode, WorkerConfig | None, Clock | None]
-    _engine: _Engine | None
-
-    def _take_options(self, kwargs: dict[str, Any]) -> None:
-        self._nowait = (
-            kwargs.pop("store", None), kwargs.pop("worker", "thread"),
-            kwargs.pop("worker_config", None), kwargs.pop("clock", None),
-        )  # fmt: skip
-        self._engine = None
-        self._engine_lock = threading.Lock()
-
-    def _make_engine(self, sdk: anthropic.Anthropic | anthropic.AsyncAnthropic) -> _Engine:
-        with self._engine_lock:
-            if self._engine is None:
-                self._engine = _Engine(sdk, *self._nowait)
-            return self._engine
+    _nowait: _LazyEngine
 
     def _defaults(self, deadline: Deadline | None, workload: str | None) -> dict[str, Any]:
         return {k: v for k, v in (("deadline", deadline), ("workload", workload)) if v is not None}
@@ -601,9 +611,7 @@ class Anthropic(_NowaitOptions, anthropic.Anthropic):
         clock: Clock | None = None,
         **sdk: Any,
     ) -> None:
-        self._take_options(
-            {"store": store, "worker": worker, "worker_config": worker_config, "clock": clock}
-        )
+        self._nowait = _LazyEngine(store, worker, worker_config, clock)
         super().__init__(**sdk)
 
     @property
@@ -616,7 +624,7 @@ class Anthropic(_NowaitOptions, anthropic.Anthropic):
 
     @property
     def engine(self) -> _Engine:
-        return self._engine or self._make_engine(self)
+        return self._nowait.get(self)
 
     def batch(self, *, deadline: Deadline | None = None, workload: str | None = None) -> Batch:
         return Batch(self.engine, self._defaults(deadline, workload))
@@ -633,11 +641,19 @@ class Anthropic(_NowaitOptions, anthropic.Anthropic):
         """The handle of a request submitted earlier, by this process or another."""
         return Handle(self.engine, key)
 
+    def copy(self, **options: Any) -> Self:
+        """The SDK's `copy` (`with_options`), on the same store and worker."""
+        made = super().copy(**options)
+        made._nowait = self._nowait  # the same store, worker and engine
+        return made
+
+    with_options = copy
+
     def close(self) -> None:
-        with suppress(Exception):
-            if self._engine is not None:
-                self._engine.close()
-        super().close()
+        try:
+            self._nowait.close()  # the worker thread stops after its pass; the store closes
+        finally:
+            super().close()
 
 
 class AsyncAnthropic(_NowaitOptions, anthropic.AsyncAnthropic):
@@ -652,9 +668,7 @@ class AsyncAnthropic(_NowaitOptions, anthropic.AsyncAnthropic):
         clock: Clock | None = None,
         **sdk: Any,
     ) -> None:
-        self._take_options(
-            {"store": store, "worker": worker, "worker_config": worker_config, "clock": clock}
-        )
+        self._nowait = _LazyEngine(store, worker, worker_config, clock)
         super().__init__(**sdk)
 
     @property
@@ -667,7 +681,7 @@ class AsyncAnthropic(_NowaitOptions, anthropic.AsyncAnthropic):
 
     @property
     def engine(self) -> _Engine:
-        return self._engine or self._make_engine(self)
+        return self._nowait.get(self)
 
     def batch(self, *, deadline: Deadline | None = None, workload: str | None = None) -> AsyncBatch:
         return AsyncBatch(self.engine, self._defaults(deadline, workload))
@@ -685,16 +699,19 @@ class AsyncAnthropic(_NowaitOptions, anthropic.AsyncAnthropic):
     def handle(self, key: str) -> AsyncHandle:
         return AsyncHandle(self.engine, key)
 
+    def copy(self, **options: Any) -> Self:
+        """The SDK's `copy` (`with_options`), on the same store and worker."""
+        made = super().copy(**options)
+        made._nowait = self._nowait  # the same store, worker and engine
+        return made
+
+    with_options = copy
+
     async def close(self) -> None:
-        with suppress(Exception):
-            if self._engine is not None:
-                await asyncio.to_thread(self._engine.close)
-        await super().close()
-
-
-def gather(handles: Iterable[Awaitable[Message]]) -> Awaitable[list[Message]]:
-    """`await nowait.adopt.gather(handles)`: every message, in order."""
-    return asyncio.gather(*handles)
+        try:
+            await asyncio.to_thread(self._nowait.close)
+        finally:
+            await super().close()
 
 
 __all__ = [

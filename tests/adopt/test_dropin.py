@@ -205,3 +205,17 @@ def test_a_fake_clock_shared_with_the_emulator_runs_batch_time_in_a_blink(
             assert (clock.now() - started).total_seconds() >= 60
         finally:
             client.close()
+
+
+def test_with_options_keeps_the_store_and_worker(client: nowait.Anthropic) -> None:
+    quick = client.with_options(timeout=30.0)
+    assert isinstance(quick, nowait.Anthropic) and quick.timeout == 30.0
+    handle = quick.messages.create(**ASK, deadline="6h", key="via-copy")
+    assert quick.engine is client.engine
+    assert isinstance(client.handle("via-copy").result(timeout=60), Message)
+    assert handle.done()
+
+
+def test_an_unknown_worker_mode_is_refused_at_once() -> None:
+    with pytest.raises(nowait.InputError, match="worker"):
+        nowait.Anthropic(api_key="k", worker="fleet")  # type: ignore[arg-type]
