@@ -139,3 +139,17 @@ def test_submit_refuses_a_bad_file_and_queues_nothing(
     assert result.code == 2 and "r.jsonl:5" in result.err
     status = cli("status", "--home", str(tmp_path / "home"), "--json")
     assert json.loads(status.out)["jobs"] == {}
+
+
+def test_submit_and_collect_need_no_api_key_only_the_work_does(
+    tmp_path: Path, cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    home = str(tmp_path / "home")
+    submitted = cli("submit", str(write_requests(tmp_path / "r.jsonl")), "--home", home)
+    assert submitted.code == 0, submitted.err
+    run = submitted.out.strip()
+    out = str(tmp_path / "o.jsonl")
+    assert cli("collect", run, "--home", home, "--out", out).code == 75
+    working = cli("collect", run, "--home", home, "--out", out, "--wait")
+    assert working.code == 2 and "ANTHROPIC_API_KEY" in working.err

@@ -62,7 +62,7 @@ def submit_command(
         "log_format": log_format,
     }
     settings = load(config, flags)
-    router = _router(ctx, settings, base_url, default_level="WARNING")
+    router = _router(ctx, settings, base_url, default_level="WARNING", calls_api=False)
     with closing(router):
         jobs, _ = _prepare_all(router, requests, default)
         router.submit_many(jobs)
@@ -104,7 +104,7 @@ def collect_command(
     }
     settings = load(config, flags)
     check_output_file(out, "--out")
-    router = _router(ctx, settings, base_url, default_level="WARNING")
+    router = _router(ctx, settings, base_url, default_level="WARNING", calls_api=wait)
     router.run_id = run
     with closing(router):
         if not router.store.job_counts(run):

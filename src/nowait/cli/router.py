@@ -71,21 +71,26 @@ def _store(settings: Settings) -> Store:
     return open_store(url)
 
 
-def _credentials() -> tuple[str | None, str | None]:
+def _credentials(required: bool = True) -> tuple[str | None, str | None]:
     """The API key, else a bearer token, from the environment the SDK also reads."""
     key = os.environ.get("ANTHROPIC_API_KEY")
     token = None if key else os.environ.get("ANTHROPIC_AUTH_TOKEN")
-    if not key and not token:
+    if required and not key and not token:
         raise ConfigError("set ANTHROPIC_API_KEY (any value works against `nowait emulator`)")
     return key, token
 
 
 def _router(
-    ctx: typer.Context, settings: Settings, base_url: str | None, default_level: str
+    ctx: typer.Context,
+    settings: Settings,
+    base_url: str | None,
+    default_level: str,
+    calls_api: bool = True,
 ) -> Router:
     """The router for these settings, with logging set up first (the key kept out of it), and
-    the checkpoint hook a test injected through `main` (none in production)."""
-    key, token = _credentials()
+    the checkpoint hook a test injected through `main` (none in production). `calls_api`
+    False: a command that only reads and writes the store needs no API key."""
+    key, token = _credentials(required=calls_api)
     level = settings.log_level or default_level
     configure_logging(level, settings.log_format, secrets=[s for s in (key, token) if s])
     backend = AnthropicBackend(
