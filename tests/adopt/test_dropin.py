@@ -219,3 +219,16 @@ def test_with_options_keeps_the_store_and_worker(client: nowait.Anthropic) -> No
 def test_an_unknown_worker_mode_is_refused_at_once() -> None:
     with pytest.raises(nowait.InputError, match="worker"):
         nowait.Anthropic(api_key="k", worker="fleet")  # type: ignore[arg-type]
+
+
+def test_a_worker_thread_beside_a_nowait_worker_says_so(server: Any, tmp_path: Path) -> None:
+    busy = open_store(tmp_path / "nowait.db")
+    made = nowait.Anthropic(store=tmp_path / "nowait.db", worker_config=FAST)
+    try:
+        with busy.claim():  # a `nowait worker` holds this store
+            handle = made.messages.create(**ASK, deadline="6h")
+            with pytest.raises(nowait.StoreBusyError):
+                handle.result(timeout=30)
+    finally:
+        made.close()
+        busy.close()
