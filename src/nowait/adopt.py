@@ -17,12 +17,14 @@ Who does the work: `worker="thread"` (scripts) runs one worker thread in this pr
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import threading
 import time
 import uuid
 import weakref
 from collections.abc import Generator, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -43,7 +45,7 @@ from nowait.route.backend import AnthropicBackend
 from nowait.route.router import Delivery, Router, default_home, delivery_of
 from nowait.route.worker import WorkerConfig
 from nowait.store import NewJob, Store, open_store
-from nowait.types import JobState
+from nowait.types import JobState, Route
 
 if TYPE_CHECKING:
     from typing import Unpack
@@ -69,6 +71,8 @@ if TYPE_CHECKING:
         extra_body: Mapping[str, object] | None
         timeout: float | None
 
+
+log = logging.getLogger(__name__)
 
 Deadline: TypeAlias = "str | timedelta | datetime"
 """`"6h"`, a `timedelta` from now, or an aware `datetime`."""
@@ -126,6 +130,7 @@ class _Engine:
         self.failure: BaseException | None = None
         self._lock = threading.Lock()
         self._submitted = set[str]()
+        self._pool: ThreadPoolExecutor | None = None
         """Keys this client submitted: they join its router's run, so one scan finds them."""
 
     # submitting
@@ -144,6 +149,21 @@ class _Engine:
             self._submitted.update(job.key for job in jobs)
         self.start()
         self._wake.set()
+        if self.mode == "external":  # real-time work runs here at once, not at a worker's pass
+            for job in jobs:
+                if job.route is Route.REALTIME:
+                    self._now().submit(self.router.worker.run_now, job.key).add_done_callback(
+                        _log_failure
+                    )
+
+    def _now(self) -> ThreadPoolExecutor:
+        """The pool that runs real-time calls beside an external worker: the account's
+        concurrency, as the worker's own real-time path."""
+        with self._lock:
+            if self._pool is None:
+                size = max(1, self.router.config.capacity.concurrency)
+                self._pool = ThreadPoolExecutor(size, thread_name_prefix="nowait-now")
+            return self._pool
 
     # finding results
     def outcome(self, key: str) -> Delivery | None:
@@ -221,7 +241,16 @@ class _Engine:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
         self.router.close()
+
+
+def _log_failure(done: Future[str | None]) -> None:
+    """A real-time call that stopped on something other than its request (a wrong key): the
+    job went back to the queue; say why."""
+    if (exc := done.exception()) is not None:
+        log.error("a real-time call could not run here: %s", exc)
 
 
 def _plain_client(

@@ -232,3 +232,17 @@ def test_a_worker_thread_beside_a_nowait_worker_says_so(server: Any, tmp_path: P
     finally:
         made.close()
         busy.close()
+
+
+def test_beside_an_external_worker_the_awaited_part_runs_here_at_once(
+    server: Any, tmp_path: Path
+) -> None:
+    made = nowait.Anthropic(store=tmp_path / "nowait.db", worker="external", worker_config=FAST)
+    try:
+        fast, deep = made.split(fast=ASK, deep=ASK, deadline="6h", workload="export")
+        assert isinstance(fast.result(timeout=30), Message)  # no worker runs: this process did
+        assert not deep.done()  # left for the fleet's `nowait worker`, in a batch
+        job = made.engine.router.store.get_job(deep.key)
+        assert job is not None and job.route.value == "batch"
+    finally:
+        made.close()
