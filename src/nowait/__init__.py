@@ -3,6 +3,7 @@
 Everything the README uses is importable from here. The heavy parts (the `anthropic` SDK, the
 emulator's server) load on first use, so `import nowait` stays fast.
 
+    Anthropic, AsyncAnthropic                                    the drop-in SDK client
     Router, Delivery, JsonlSink, AnthropicBackend, open_store   the route side
     EmulatorServer, EmulatorConfig                               a local Anthropic API
     FakeClock, SystemClock, ScaledClock, Clock                   the one clock
@@ -30,6 +31,7 @@ from nowait.errors import (
 from nowait.types import Decision, Route, Tier, Usage
 
 if TYPE_CHECKING:
+    from nowait.adopt import Anthropic, AsyncAnthropic, Handle
     from nowait.emulator import EmulatorConfig, EmulatorServer
     from nowait.route.backend import AnthropicBackend, Backend
     from nowait.route.receipts import Receipt, build_receipt
@@ -48,6 +50,9 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 _LAZY = {
+    "Anthropic": "nowait.adopt",
+    "AsyncAnthropic": "nowait.adopt",
+    "Handle": "nowait.adopt",
     "AnthropicBackend": "nowait.route.backend",
     "Backend": "nowait.route.backend",
     "Delivery": "nowait.route.router",
@@ -86,7 +91,9 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "Anthropic",
     "AnthropicBackend",
+    "AsyncAnthropic",
     "Backend",
     "BackendError",
     "Clock",
@@ -96,6 +103,7 @@ __all__ = [
     "EmulatorConfig",
     "EmulatorServer",
     "FakeClock",
+    "Handle",
     "IllegalTransition",
     "InputError",
     "JsonlSink",

@@ -70,6 +70,7 @@ def _show_warning(
 # command starts without the libraries of the others (anthropic, duckdb, uvicorn).
 COMMAND_MODULES = {
     "analyze": "analyze",
+    "collect": "handoff",
     "config": "config",
     "demo": "demo",
     "emulator": "emulator",
@@ -78,6 +79,7 @@ COMMAND_MODULES = {
     "run": "router",
     "simulate": "simulate",
     "status": "router",
+    "submit": "handoff",
     "worker": "router",
     "worksheet": "worksheet",
 }

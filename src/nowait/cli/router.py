@@ -71,21 +71,26 @@ def _store(settings: Settings) -> Store:
     return open_store(url)
 
 
-def _credentials() -> tuple[str | None, str | None]:
+def _credentials(required: bool = True) -> tuple[str | None, str | None]:
     """The API key, else a bearer token, from the environment the SDK also reads."""
     key = os.environ.get("ANTHROPIC_API_KEY")
     token = None if key else os.environ.get("ANTHROPIC_AUTH_TOKEN")
-    if not key and not token:
+    if required and not key and not token:
         raise ConfigError("set ANTHROPIC_API_KEY (any value works against `nowait emulator`)")
     return key, token
 
 
 def _router(
-    ctx: typer.Context, settings: Settings, base_url: str | None, default_level: str
+    ctx: typer.Context,
+    settings: Settings,
+    base_url: str | None,
+    default_level: str,
+    calls_api: bool = True,
 ) -> Router:
     """The router for these settings, with logging set up first (the key kept out of it), and
-    the checkpoint hook a test injected through `main` (none in production)."""
-    key, token = _credentials()
+    the checkpoint hook a test injected through `main` (none in production). `calls_api`
+    False: a command that only reads and writes the store needs no API key."""
+    key, token = _credentials(required=calls_api)
     level = settings.log_level or default_level
     configure_logging(level, settings.log_format, secrets=[s for s in (key, token) if s])
     backend = AnthropicBackend(
@@ -162,12 +167,7 @@ def run_command(
     line says how many; their lines in --out have "ok": false); 2 bad input, settings or usage
     (nothing queued); 130 interrupted (safe: run again to carry on).
     """
-    try:
-        default = parse_duration(deadline) if deadline else None
-    except ValueError:
-        raise InputError(
-            f"not a duration: {deadline!r}", field="--deadline", expected="e.g. 6h"
-        ) from None
+    default = parse_deadline(deadline)
     capacity = capacity_flags(rpm, itpm, otpm, concurrency)
     guard = guard_flags(margin, cancel_latency, min_batch_chance)
     flags = _route_flags(home, store, poll, capacity, guard, log_level, log_format)
@@ -207,6 +207,16 @@ def run_command(
         )
     if failures or refused:
         raise typer.Exit(1)
+
+
+def parse_deadline(deadline: str | None) -> timedelta | None:
+    """The --deadline flag: a duration for lines without their own deadline."""
+    try:
+        return parse_duration(deadline) if deadline else None
+    except ValueError:
+        raise InputError(
+            f"not a duration: {deadline!r}", field="--deadline", expected="e.g. 6h"
+        ) from None
 
 
 class _TallySink(JsonlSink):

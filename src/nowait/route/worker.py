@@ -292,6 +292,15 @@ class Worker:
             log.info("realtime: %s", _moves(JobState.RUNNING, kinds))
         return kinds.total()
 
+    def run_now(self, key: str) -> str | None:
+        """Run the real-time job `key` at once, in the caller's thread (the drop-in client's
+        awaited calls, beside an external worker); the kind of its outcome, or None when it is
+        not queued for real time or another worker took it first."""
+        job = self.store.get_job(key)
+        if job is None or job.route is not Route.REALTIME or job.state is not JobState.QUEUED:
+            return None
+        return self._run_one(job)
+
     def _run_one(self, job: Job) -> str | None:
         """Run one real-time job; returns the kind of its outcome, None if another took it."""
         if not self.store.start_realtime(job.id, self.clock.now()):
