@@ -36,12 +36,12 @@ from nowait.cli.options import (
 from nowait.durations import parse_duration
 from nowait.errors import ConfigError, InputError
 from nowait.files import check_output_file
-from nowait.settings import Settings
 
 # The route side (the SDK, the store) loads inside the commands: `nowait --help` lists these
 # commands without importing it.
 if TYPE_CHECKING:
     from nowait.route.router import Delivery, Router
+    from nowait.settings import Settings
     from nowait.store import NewJob, Store, UsageRow
 
 BaseUrl = Annotated[

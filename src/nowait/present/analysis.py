@@ -12,7 +12,7 @@ from rich.text import Text
 
 from nowait.analyze.report import Report, WorkloadReport
 from nowait.present import charts
-from nowait.present.tables import money_json, percent, to_review, usd
+from nowait.present.tables import FitTable, money_json, percent, to_review, usd
 
 
 def _f(value: Decimal | None) -> float | None:
@@ -63,7 +63,7 @@ def _to_review(report: Report) -> str:
 
 
 def report_table(report: Report) -> Table:
-    table = Table(
+    table = FitTable(
         title=f"Where the money goes: {report.records:,} records over {report.days:.1f} days "
         "(monthly figures projected to 30 days)",
         show_footer=True,

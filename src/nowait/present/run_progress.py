@@ -110,14 +110,14 @@ class LiveTable:
         self.view, self._stamp = view, time.monotonic()
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        from rich.table import Table
+        from nowait.present.tables import FitTable
 
         view = self.view
         if view is None:
             yield "routing…"
             return
         now = view.now + timedelta(seconds=time.monotonic() - self._stamp)
-        table = Table(box=None, pad_edge=False, show_edge=False)
+        table = FitTable(box=None, pad_edge=False, show_edge=False)
         for header in ("batch", "state", "requests", "age", "ends p50", "p95", "fallback"):
             table.add_column(header, overflow="fold", no_wrap=header != "batch")
         for b in self._collected.values():
