@@ -353,7 +353,7 @@ def worker_command(
             extra={"home": str(settings.home)},
         )  # fmt: skip
         try:
-            router.run(forever=True, on_pass=_heartbeat(router))
+            router.run(forever=True, on_pass=_heartbeat(router.store))
         except KeyboardInterrupt:
             log.info("worker stopped (interrupted): every job is safe in the store")
             raise
@@ -369,7 +369,7 @@ def _store_name(settings: Settings) -> str:
     return str((settings.home or default_home()) / "nowait.db")
 
 
-def _heartbeat(router: Router, every: float = 60.0) -> Callable[[], None]:
+def _heartbeat(store: Store, every: float = 60.0) -> Callable[[], None]:
     """A pass hook logging, at most once a minute, what the worker holds: an idle worker
     still says it is alive."""
     import time
@@ -381,7 +381,7 @@ def _heartbeat(router: Router, every: float = 60.0) -> Callable[[], None]:
         if time.monotonic() - last < every:
             return
         last = time.monotonic()
-        counts = router.store.job_counts()
+        counts = store.job_counts()
         jobs = ", ".join(f"{s.value} {n:,}" for s, n in sorted(counts.items()) if n)
         log.info("alive: jobs %s", jobs or "none")
 
