@@ -4,6 +4,7 @@ says what it waits on throughout."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -95,3 +96,24 @@ def test_the_readme_routing_example_ends_in_under_two_minutes_showing_progress(
     assert any(x.endswith("results collected") for x in lines)
     assert any(x.startswith("done: results 210/210") for x in lines)
     assert "Receipt" in done.stdout
+    assert_same_fields_on_both_tiers(tmp_path / "results.jsonl")
+
+
+def fields(value: object, prefix: str = "") -> set[str]:
+    if isinstance(value, dict):
+        return {f"{prefix}{k}" for k in value} | {
+            f for k, v in value.items() for f in fields(v, f"{prefix}{k}.")
+        }
+    if isinstance(value, list):
+        return {f for v in value for f in fields(v, prefix)}
+    return set()
+
+
+def assert_same_fields_on_both_tiers(results: Path) -> None:
+    """A result's JSON has the same fields whichever tier answered it (no nulls on one only)."""
+    by_tier: dict[str, set[str]] = {}
+    for line in results.read_text("utf-8").splitlines():
+        result = json.loads(line)
+        by_tier.setdefault(result["tier"], set()).update(fields(result))
+    assert set(by_tier) == {"standard", "batch"}
+    assert by_tier["standard"] == by_tier["batch"]

@@ -203,9 +203,14 @@ def percent(share: Decimal | None) -> str:
     return f"{(share * 100).quantize(Decimal('0.1'), rounding=ROUND_HALF_UP)}%"
 
 
+MICRO = Decimal("0.000001")
+
+
 def money_json(amount: Decimal | None) -> str | None:
-    """Exact decimal string for JSON (no float rounding); null when unknown."""
-    return None if amount is None else str(amount)
+    """A decimal string for JSON, in micro-dollars (six places) whatever the value, so every
+    figure of a field has one scale (`96.000000`, `48.000000`) and none is a float; null when
+    unknown. Shares (0 to 1) get the same six places."""
+    return None if amount is None else str(amount.quantize(MICRO, rounding=ROUND_HALF_UP))
 
 
 def worksheet_json(result: WorksheetResult) -> dict[str, object]:
