@@ -76,8 +76,8 @@ def analyze_command(
         typer.echo(json.dumps(report_json(report), indent=2))
     else:
         stdout().print(report_terminal(report))
-        if html is not None:
-            typer.echo(f"HTML report: {html}", err=True)
+    if html is not None:
+        typer.echo(f"HTML report written to {html}", err=True)
 
 
 def _share(text: str | None) -> Decimal | None:

@@ -156,6 +156,20 @@ window.addEventListener("load", function () {
 """
 
 
+def _cache_note(report: Report) -> str:
+    """What the waterfall's cache step stands for; when no share was given, why it is zero."""
+    if report.cache_share is None:
+        return (
+            "Cache step: $0 because no --cache-share was given. Caching already in your logs is"
+            " priced in every step; pass --cache-share (e.g. 0.6, the share of prompt tokens"
+            " read from cache after the move) to count what more caching would save."
+        )
+    return (
+        f"Cache step: {percent(report.cache_share)} of every prompt served from the cache after"
+        " the move (--cache-share); on work moved to batch the two discounts multiply."
+    )
+
+
 def report_html(report: Report) -> str:
     total = report.monthly_total
     spend = charts.stacked_bars(
@@ -169,6 +183,7 @@ def report_html(report: Report) -> str:
         ("after", _f(total.after_cache)),
     ]
     waterfall = charts.waterfall("Savings waterfall: real-time → batch → cache (per month)", steps)
+    waterfall += f'<p class="caption">{escape(_cache_note(report))}</p>'
     hours = charts.hour_histogram("Arrivals by hour of day (UTC)", report.arrivals_by_hour)
     rows = "".join(
         "<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in (
