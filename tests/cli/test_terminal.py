@@ -29,7 +29,7 @@ BIN = Path(sys.executable).parent
 
 def batch(name: str, state: str, *, fallback: bool = True) -> BatchView:
     return BatchView(
-        name=name, state=state, requests=1_200, created_at=NOW - timedelta(minutes=3),
+        name=name, state=state, requests=1_200, sent_at=NOW - timedelta(minutes=3),
         finish_p50=NOW + timedelta(minutes=17), finish_p95=NOW + timedelta(hours=3),
         fallback_at=NOW + timedelta(hours=5) if fallback else None,
     )  # fmt: skip

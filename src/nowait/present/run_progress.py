@@ -41,8 +41,8 @@ def age(since: datetime | None, now: datetime) -> str:
 def batch_line(batch: BatchView, now: datetime) -> str:
     """One batch in words, for logs: `msgbatch_01: created, 190 requests, 3 min old, ...`."""
     parts = [f"batch {batch.name}: {batch.state}", f"{batch.requests:,} requests"]
-    if batch.created_at:
-        parts.append(f"{age(batch.created_at, now)} old")
+    if batch.sent_at:
+        parts.append(f"{age(batch.sent_at, now)} old")
     if batch.finish_p50:
         parts.append(
             f"forecast end {clock_time(batch.finish_p50, now)}"
@@ -125,7 +125,7 @@ class LiveTable:
         for b in view.batches:
             done = f"{b.requests:,}/{b.requests:,}" if b.state == "ended" else f"{b.requests:,}"
             table.add_row(
-                b.name, b.state, done, age(b.created_at, now), clock_time(b.finish_p50, now),
+                b.name, b.state, done, age(b.sent_at, now), clock_time(b.finish_p50, now),
                 clock_time(b.finish_p95, now), clock_time(b.fallback_at, now),
             )  # fmt: skip
         yield table

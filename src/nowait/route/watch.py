@@ -22,7 +22,9 @@ class BatchView:
     """The API's batch id, or `#N` for a plan not sent yet."""
     state: str
     requests: int
-    created_at: datetime | None
+    sent_at: datetime | None
+    """When nowait sent its create call (by nowait's clock: the API's own times may be another
+    clock's, e.g. an emulator's scaled time)."""
     finish_p50: datetime | None
     """When the forecast expects it to end: half of such batches end by then."""
     finish_p95: datetime | None
@@ -41,7 +43,7 @@ class RunView:
 
 
 def batch_view(router: Router, batch: BatchRecord) -> BatchView:
-    started = batch.created_at or batch.submit_started_at
+    started = batch.submit_started_at or batch.created_at
     p50 = p95 = None
     if started is not None and batch.state is not BatchState.ENDED:
         forecast = router.forecast
@@ -51,7 +53,7 @@ def batch_view(router: Router, batch: BatchRecord) -> BatchView:
         name=batch.api_id or f"#{batch.id}",
         state=batch.state.value,
         requests=batch.request_count,
-        created_at=batch.created_at,
+        sent_at=started,
         finish_p50=p50,
         finish_p95=p95,
         fallback_at=router.worker.fallback_moment(batch),
