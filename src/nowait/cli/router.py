@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from collections import Counter
 from collections.abc import Callable
 from contextlib import closing
@@ -231,14 +232,21 @@ def _run_showing_progress(router: Router, out: Path) -> Counter[str]:
             nonlocal delivered
             delivered += n
 
-        def show() -> None:
-            display.update(watch(router, delivered, total, run_id))
+        shown = 0.0
+
+        def show(every: float = 0.5) -> None:
+            """Read the store for the display, at most twice a second: a busy run makes
+            many passes a second, and the live display redraws between them on its own."""
+            nonlocal shown
+            if time.monotonic() - shown >= every:
+                display.update(watch(router, delivered, total, run_id))
+                shown = time.monotonic()
 
         _write_delivered_before(router, sink)  # before the run: only earlier deliveries
         file.flush()
         show()
         router.run(sink, on_progress=delivered_more, on_pass=show, only_this_run=True)
-        show()
+        show(every=0.0)
     return failures
 
 
