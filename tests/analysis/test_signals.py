@@ -110,7 +110,10 @@ def test_a_burst_at_the_same_hour_every_day_is_a_schedule(tmp_path: Path) -> Non
     burst = only(report)
     assert report.arrivals_by_hour["ticket_tagging"][2] == len(times)  # all at 02:xx UTC
     assert burst.verdict is Verdict.BATCH and burst.inference.confidence == "medium"
-    assert any("same two hours every day" in e for e in burst.inference.evidence)
+    # the text says what the chart shows: one hour, 02:00
+    assert "100% arrive in the same hour every day (02:00 UTC): a schedule" in (
+        burst.inference.evidence
+    )
     # the same burst with a user on every call is people, not a schedule
     path.write_text(json.dumps(_spend_rows(times, end_user="u_1")))
     people = only(report_of(path))

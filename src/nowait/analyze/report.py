@@ -45,6 +45,7 @@ class Report:
     token_rules: dict[str, int] = field(default_factory=dict)
     unknown_models: tuple[str, ...] = ()  # models the price table does not know
     unpriced_requests: int = 0  # requests on those models, left out of every sum of money
+    cache_share: Decimal | None = None  # prompts served from cache after the move (None: not given)
 
     @property
     def batchable_share(self) -> Decimal | None:
@@ -159,6 +160,8 @@ def build_report(
             tool_use=_share(tool, n), batch_tier=_share(t.batched_requests, n),
             peak_two_hours=_peak_two_hours(hours.get(name, [0] * 24)), days=t.days,
             per_request=t.per_request, stream_unknown=_share(n - known, n),
+            peak_hour=_peak_hour(hours.get(name, [0] * 24)),
+            peak_start=_peak_start(hours.get(name, [0] * 24)),
         )  # fmt: skip
         inference = infer(signals)
         mine = parts.get(name, [])
@@ -188,7 +191,7 @@ def build_report(
         workloads, total, _scaled(total, scale), count, days, hours, bad,
         group_by or "best available", rules,
         tuple(sorted({m for x in workloads for m in x.unpriced})),
-        sum(x.unpriced_requests for x in workloads),
+        sum(x.unpriced_requests for x in workloads), cache_share,
     )  # fmt: skip
 
 
@@ -253,6 +256,20 @@ def _scaled(cost: MoveCost, factor: Decimal) -> MoveCost:
 
 def _share(part: int, whole: int) -> float:
     return part / whole if whole else 0.0
+
+
+def _peak_hour(counts: list[int]) -> float:
+    total = sum(counts)
+    return max(counts) / total if total else 0.0
+
+
+def _peak_start(counts: list[int]) -> int | None:
+    """The hour the busiest two hours start at; the busiest hour when it holds nearly all."""
+    if not any(counts):
+        return None
+    two = max(range(24), key=lambda h: counts[h] + counts[(h + 1) % 24])
+    one = max(range(24), key=lambda h: counts[h])
+    return one if counts[one] >= 0.95 * (counts[two] + counts[(two + 1) % 24]) else two
 
 
 def _peak_two_hours(counts: list[int]) -> float:

@@ -26,6 +26,8 @@ class Signals:
     days: int  # distinct days with traffic
     per_request: bool  # False for aggregated (Admin API) buckets: no context at all
     stream_unknown: float = 0.0  # requests whose producer did not say whether they streamed
+    peak_hour: float = 0.0  # share of requests in the busiest hour of the day
+    peak_start: int | None = None  # UTC hour the busiest two (or one) hours start at
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,20 @@ class Inference:
     confidence: str  # high | medium | low
     evidence: tuple[str, ...]
     already_batched: bool = False
+
+
+def _schedule(s: Signals) -> str:
+    """Where the day's requests bunch, as the arrivals chart shows it: one hour when the
+    busiest hour holds (nearly) all of the busiest two, else two hours."""
+    if s.peak_hour >= 0.95 * s.peak_two_hours:
+        at = f" ({s.peak_start:02d}:00 UTC)" if s.peak_start is not None else ""
+        return f"{_pct(s.peak_hour)} arrive in the same hour every day{at}"
+    at = (
+        f" ({s.peak_start:02d}:00–{(s.peak_start + 2) % 24:02d}:00 UTC)"
+        if s.peak_start is not None
+        else ""
+    )
+    return f"{_pct(s.peak_two_hours)} arrive in the same two hours every day{at}"
 
 
 def _pct(share: float) -> str:
@@ -86,9 +102,7 @@ def infer(s: Signals) -> Inference:  # noqa: PLR0911, PLR0912 (a decision table)
         if s.cron >= 0.5:
             evidence.append(f"{_pct(s.cron)} run in a cron job (k8s CronJob or timer trigger)")
         if s.peak_two_hours >= 0.6:
-            evidence.append(
-                f"{_pct(s.peak_two_hours)} arrive in the same two hours every day: a schedule"
-            )
+            evidence.append(f"{_schedule(s)}: a schedule")
         facts = Facts(Trigger.SCHEDULE, Waiter.NOBODY)
         return Inference(
             facts, classify(facts), "high" if s.cron >= 0.5 else "medium", tuple(evidence)

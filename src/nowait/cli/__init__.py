@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from typer._click import exceptions as click_exc
 
 from nowait.errors import NowaitError
-from nowait.sort import pricing
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from nowait.route.worker import Checkpoint
 
 app = typer.Typer(
@@ -30,6 +30,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain help: the rich panels show every flag as taking a value (`--json <bool>`).
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 PricesOption = Annotated[
@@ -44,14 +47,34 @@ PricesOption = Annotated[
 
 def stdout() -> Console:
     """Console for results; wide enough for tables when piped."""
+    from rich.console import Console
+
     console = Console(soft_wrap=False)
     if not console.is_terminal:
         console.width = max(console.width, 120)
     return console
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from nowait import __version__
+
+        typer.echo(f"nowait {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
-def _group() -> None:
+def _group(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the version and exit.",
+        ),
+    ] = False,
+) -> None:
     """Find the Claude work nobody is waiting for, and run it at batch price."""
 
 
@@ -114,8 +137,10 @@ def main(argv: list[str] | None = None, *, checkpoint: Checkpoint | None = None)
 
     `checkpoint` reaches the `Router` of `run` and `worker` unchanged: the same code path
     users run, with a test's hook installed."""
+    from nowait.sort.pricing import UnknownModelWarning
+
     warnings.showwarning = _show_warning
-    warnings.filterwarnings("default", category=pricing.UnknownModelWarning)
+    warnings.filterwarnings("default", category=UnknownModelWarning)
     _register_commands(sys.argv[1:] if argv is None else argv)
     try:
         result = app(args=argv, standalone_mode=False, prog_name="nowait", obj=Injected(checkpoint))

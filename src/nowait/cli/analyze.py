@@ -10,16 +10,10 @@ from typing import Annotated
 import typer
 
 from nowait.analyze.detect import FORMATS
-from nowait.analyze.engine import connect, load
-from nowait.analyze.readers import BadRecords
 from nowait.analyze.records import GROUP_BY
-from nowait.analyze.report import build_report
 from nowait.cli import PricesOption, app, stdout
 from nowait.cli.options import prices_file
 from nowait.errors import InputError
-from nowait.present.analysis import report_html, report_json, report_terminal
-from nowait.present.progress import progress
-from nowait.sort.pricing import load_table
 
 
 @app.command("analyze")
@@ -52,6 +46,14 @@ def analyze_command(
     prices: PricesOption = None,
 ) -> None:
     """Sort the workloads in your logs and price moving what nobody waits for to batch."""
+    # DuckDB loads here, not when `nowait --help` lists this command.
+    from nowait.analyze.engine import connect, load
+    from nowait.analyze.readers import BadRecords
+    from nowait.analyze.report import build_report
+    from nowait.present.analysis import report_html, report_json, report_terminal
+    from nowait.present.progress import progress
+    from nowait.sort.pricing import load_table
+
     if fmt is not None and fmt not in FORMATS:
         raise InputError(f"unknown format {fmt!r}", field="--format", expected=", ".join(FORMATS))
     if group_by is not None and group_by not in GROUP_BY:
@@ -74,8 +76,8 @@ def analyze_command(
         typer.echo(json.dumps(report_json(report), indent=2))
     else:
         stdout().print(report_terminal(report))
-        if html is not None:
-            typer.echo(f"HTML report: {html}", err=True)
+    if html is not None:
+        typer.echo(f"HTML report written to {html}", err=True)
 
 
 def _share(text: str | None) -> Decimal | None:

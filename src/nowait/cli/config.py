@@ -27,8 +27,6 @@ from nowait.cli.options import (
     guard_flags,
     load,
 )
-from nowait.present.settings import settings_json, settings_table
-from nowait.settings import rows
 
 
 @app.command("config")
@@ -59,6 +57,9 @@ def config_command(
         "log_level": log_level, "log_format": log_format,
     }  # fmt: skip
     settings = load(config, flags)
+    from nowait.present.settings import settings_json, settings_table
+    from nowait.settings import rows
+
     found = rows(settings)
     if settings.store:  # a password in the URL is never printed
         from nowait.store.postgres import mask

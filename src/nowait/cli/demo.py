@@ -25,7 +25,7 @@ def demo_command(
     from nowait.present import tables as render
     from nowait.present.analysis import report_terminal
     from nowait.present.simulation import results_html, results_table
-    from nowait.simulate.engine import simulate
+    from nowait.simulate.engine import SimConfig, simulate
     from nowait.simulate.trace import read_trace, write_trace
     from nowait.sort import worksheet
     from nowait.sort.classify import human_duration
@@ -61,8 +61,9 @@ def demo_command(
     write_trace(trace, 50_000, days=7)
     requests = read_trace(trace)
     console.print(f"`nowait simulate {trace}` (batch turnaround: median 20 min, p95 3 h):\n")
-    results = simulate(requests, table=load_table(prices_file(prices)))
+    sim = SimConfig()
+    results = simulate(requests, sim, load_table(prices_file(prices)))
     console.print(results_table(results, len(requests)))
     chart = out / "policies.html"
-    chart.write_text(results_html(results, len(requests)), encoding="utf-8")
+    chart.write_text(results_html(results, len(requests), sim), encoding="utf-8")
     console.print(f"Chart (cost and deadlines missed by policy): {chart}")

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import errno
+import socket
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from nowait.cli import app
-from nowait.clock import Clock, ScaledClock, SystemClock
 from nowait.durations import parse_duration
-from nowait.emulator import EmulatorConfig, Faults, RateLimit, Turnaround
-from nowait.emulator.server import serve_forever
-from nowait.errors import InputError
+from nowait.errors import ConfigError, InputError
+
+if TYPE_CHECKING:  # the emulator (starlette, uvicorn) loads only when it serves
+    from nowait.emulator import RateLimit
 
 
 def _seconds(text: str | None, flag: str) -> float | None:
@@ -27,6 +29,8 @@ def _seconds(text: str | None, flag: str) -> float | None:
 
 def rate_limits(rpm: list[str], itpm: list[str], otpm: list[str]) -> dict[str, RateLimit]:
     """`--rpm 50 --rpm claude-haiku-4-5=500` → limits by model, "*" for every other model."""
+    from nowait.emulator import RateLimit
+
     per_model: dict[str, dict[str, int]] = {}
     for flag, values in (("--rpm", rpm), ("--itpm", itpm), ("--otpm", otpm)):
         for text in values:
@@ -90,6 +94,10 @@ def emulator_command(
     ] = "standard",
 ) -> None:
     """Serve a local Messages, Message Batches and Models API (point the SDK's base_url at it)."""
+    from nowait.clock import Clock, ScaledClock, SystemClock
+    from nowait.emulator import EmulatorConfig, Faults, Turnaround
+    from nowait.emulator.server import serve_forever
+
     try:
         faults = Faults(overloaded_rate, error_rate, errored_lines, expired_lines)
         config = EmulatorConfig(
@@ -109,8 +117,22 @@ def emulator_command(
     except ValueError as exc:
         raise InputError(str(exc)) from None
     clock: Clock = SystemClock() if time_scale == 1.0 else ScaledClock(time_scale)
+    check_port_free(host, port)
     typer.echo(
         f"nowait emulator on http://{host}:{port} (ANTHROPIC_BASE_URL=http://{host}:{port})",
         err=True,
     )
     serve_forever(config, clock, host, port)
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Refuse a port another process listens on before announcing it (uvicorn would print
+    its own `[Errno 98]` after our URL, and exit 3)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ConfigError(f"port {port} is in use; pass --port") from None
+            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None

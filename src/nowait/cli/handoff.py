@@ -8,9 +8,10 @@ what has finished, each key once, and exits 0 when the run is complete, 75 when 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from contextlib import closing
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -20,13 +21,16 @@ from nowait.cli.router import (
     BaseUrl,
     _prepare_all,
     _router,
-    _TallySink,
+    _run_showing_progress,
     _write_delivered_before,
+    counting_failures,
     parse_deadline,
 )
 from nowait.errors import InputError
 from nowait.files import check_output_file
-from nowait.route.router import Router
+
+if TYPE_CHECKING:
+    from nowait.route.router import Router
 
 NOT_YET = 75
 """EX_TEMPFAIL (sysexits.h): the run is not complete yet; try again later."""
@@ -109,15 +113,22 @@ def collect_command(
     with closing(router):
         if not router.store.job_counts(run):
             raise InputError(f"no run with id {run!r} in this store", field="RUN")
-        with _TallySink(out) as sink:
-            _write_delivered_before(router, sink)
-            sink.flush()
-            if wait:
-                router.run(sink, only_this_run=True)
-            else:
-                router.deliver(sink, run_id=run)
+        failures = _run_showing_progress(router, out) if wait else _write_finished(router, out)
         pending = _pending(router)
-    _report(run, out, pending, sink)
+    _report(run, out, pending, failures)
+
+
+def _write_finished(router: Router, out: Path) -> Counter[str]:
+    """Write what has finished to `out`, each key once (earlier deliveries of the run too);
+    returns the failures by kind."""
+    from nowait.route.router import JsonlSink
+
+    failures = Counter[str]()
+    with JsonlSink(out) as file:
+        sink = counting_failures(file, failures)
+        _write_delivered_before(router, sink)
+        router.deliver(sink, run_id=router.run_id)
+    return failures
 
 
 def _pending(router: Router) -> int:
@@ -125,13 +136,13 @@ def _pending(router: Router) -> int:
     return router.pending(router.run_id) + router.store.undelivered_count(router.run_id)
 
 
-def _report(run: str, out: Path, pending: int, sink: _TallySink) -> None:
+def _report(run: str, out: Path, pending: int, failures: Counter[str]) -> None:
     if pending:
         typer.echo(f"run {run}: {pending:,} requests not finished yet; results so far in {out}",
                    err=True)  # fmt: skip
         raise typer.Exit(NOT_YET)
     typer.echo(f"run {run} complete: results in {out}", err=True)
-    if sink.failures:
-        kinds = ", ".join(f"{kind} {n:,}" for kind, n in sink.failures.most_common())
-        typer.echo(f"nowait: {sink.failures.total():,} requests failed ({kinds})", err=True)
+    if failures:
+        kinds = ", ".join(f"{kind} {n:,}" for kind, n in failures.most_common())
+        typer.echo(f"nowait: {failures.total():,} requests failed ({kinds})", err=True)
         raise typer.Exit(1)

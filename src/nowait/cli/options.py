@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from nowait.settings import Settings, load_settings
+if TYPE_CHECKING:  # pydantic-settings loads when a command reads settings, not for --help
+    from nowait.settings import Settings
 
 ConfigFile = Annotated[
     Path | None,
@@ -137,6 +138,8 @@ def guard_flags(
 def load(config: Path | None, flags: dict[str, object]) -> Settings:
     """The effective settings: `flags` (by setting key; None: not given) over the `NOWAIT_*`
     environment, over the TOML file, over the defaults."""
+    from nowait.settings import load_settings
+
     return load_settings(os.environ, flags, config)
 
 

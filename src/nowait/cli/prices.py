@@ -9,8 +9,6 @@ import typer
 
 from nowait.cli import PricesOption, app, stdout
 from nowait.cli.options import prices_file
-from nowait.present import tables as render
-from nowait.sort import pricing
 
 
 @app.command("prices")
@@ -19,6 +17,9 @@ def prices_command(
     json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Print the price table with its date."""
+    from nowait.present import tables as render
+    from nowait.sort import pricing
+
     table = pricing.load_table(prices_file(prices))
     if json_out:
         rows = {

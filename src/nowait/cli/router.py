@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from collections import Counter
+from collections.abc import Callable
 from contextlib import closing
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -32,22 +34,16 @@ from nowait.cli.options import (
     guard_flags,
     load,
 )
-from nowait.clock import SystemClock
 from nowait.durations import parse_duration
 from nowait.errors import ConfigError, InputError
 from nowait.files import check_output_file
-from nowait.logs import configure_logging
-from nowait.present import tables as render
-from nowait.present.progress import progress
-from nowait.route.backend import AnthropicBackend
-from nowait.route.receipts import build_receipt
-from nowait.route.requests_file import scan_requests
-from nowait.route.router import Delivery, JsonlSink, Router, default_home, delivery_of
-from nowait.route.worker import WorkerConfig, guard_plans, no_checkpoint
-from nowait.settings import Settings
-from nowait.sort.pricing import load_table
-from nowait.store import POSTGRES_SCHEMES, BatchState, NewJob, Store, open_store
-from nowait.types import JobState
+
+# The route side (the SDK, the store) loads inside the commands: `nowait --help` lists these
+# commands without importing it.
+if TYPE_CHECKING:
+    from nowait.route.router import Delivery, Router
+    from nowait.settings import Settings
+    from nowait.store import DeadlineRow, NewJob, Store, UsageRow
 
 BaseUrl = Annotated[
     str | None, typer.Option("--base-url", help="API base URL (default: $ANTHROPIC_BASE_URL).")
@@ -57,6 +53,9 @@ log = logging.getLogger(__name__)
 
 def _store(settings: Settings) -> Store:
     """Where state lives: PostgreSQL for a postgresql:// URL, else `nowait.db` in the home."""
+    from nowait.route.router import default_home
+    from nowait.store import POSTGRES_SCHEMES, open_store
+
     url = settings.store
     if not url:
         return open_store((settings.home or default_home()) / "nowait.db")
@@ -90,6 +89,12 @@ def _router(
     """The router for these settings, with logging set up first (the key kept out of it), and
     the checkpoint hook a test injected through `main` (none in production). `calls_api`
     False: a command that only reads and writes the store needs no API key."""
+    from nowait.clock import SystemClock
+    from nowait.logs import configure_logging
+    from nowait.route.backend import AnthropicBackend
+    from nowait.route.router import Router
+    from nowait.route.worker import WorkerConfig, no_checkpoint
+
     key, token = _credentials(required=calls_api)
     level = settings.log_level or default_level
     configure_logging(level, settings.log_format, secrets=[s for s in (key, token) if s])
@@ -126,7 +131,8 @@ def _route_flags(
 def run_command(
     ctx: typer.Context,
     requests: Annotated[
-        Path, typer.Argument(help="JSONL: key, params, deadline, awaited, workload.")
+        Path,
+        typer.Argument(metavar="REQUESTS", help="JSONL: key, params, deadline, awaited, workload."),
     ],
     deadline: Annotated[
         str | None, typer.Option(help="Deadline for lines without one, e.g. 6h.")
@@ -160,8 +166,11 @@ def run_command(
 ) -> None:
     """Route every request of a file, wait for all results, write them, print the receipt.
 
-    Against the real API most batches end within an hour (at most 24 h); awaited work and tight
-    deadlines go real time. --out receives exactly the keys of REQUESTS, each once.
+    What to expect: against the real API most batches end within an hour (at most 24 h), so a
+    run with batched work usually waits minutes to an hour; against `nowait emulator
+    --time-scale 60` seconds. Awaited work and tight deadlines go real time at once. While it
+    waits it shows each batch (state, age, forecast end, fallback moment). --out receives
+    exactly the keys of REQUESTS, each once.
 
     Exit codes: 0 every request succeeded; 1 some ended failed, invalid or expired (the last
     line says how many; their lines in --out have "ok": false); 2 bad input, settings or usage
@@ -173,7 +182,7 @@ def run_command(
     flags = _route_flags(home, store, poll, capacity, guard, log_level, log_format)
     settings = load(config, {**flags, "prices": prices})
     check_output_file(out, "--out")  # before anything is queued: results need somewhere to go
-    router = _router(ctx, settings, base_url, default_level="WARNING")  # a clean progress bar
+    router = _router(ctx, settings, base_url, default_level="WARNING")  # a clean display
     run_id = router.run_id
     with closing(router), router.claim():  # a refused second run leaves no trace
         # every line checked before any is queued
@@ -183,16 +192,10 @@ def run_command(
             extra={"requests": len(jobs), "home": str(settings.home)},
         )  # fmt: skip
         router.submit_many(jobs)
-        total = router.pending(run_id) + router.store.undelivered_count(run_id)
-        with _TallySink(out) as sink, progress("results", total=total) as bar:
-            _write_delivered_before(router, sink)  # before the run: only earlier deliveries
-            sink.flush()
-            router.run(sink, on_progress=bar.advance, only_this_run=True)
+        failures = _run_showing_progress(router, out)
         usage = router.store.usage_rows(run_id)
         deadlines = router.store.deadline_rows(run_id)
-        failures = sink.failures
-    receipt = build_receipt(usage, load_table(settings.prices), deadlines)
-    stdout().print(render.receipt_table(receipt))
+    _print_receipt(usage, deadlines, settings)
     typer.echo(f"{len(jobs):,} results in {out} (run {run_id})", err=True)
     if refused:
         typer.echo(f"{len(refused):,} bad lines refused (not run):", err=True)
@@ -219,26 +222,72 @@ def parse_deadline(deadline: str | None) -> timedelta | None:
         ) from None
 
 
-class _TallySink(JsonlSink):
-    """The results file, counting failures by kind as they pass: every key of the run passes
-    once (delivered now, or delivered before and written again here), so no store scan."""
+def _run_showing_progress(router: Router, out: Path) -> Counter[str]:
+    """Run until this run's jobs are done, writing results to `out` and showing the batches
+    waited on; returns the failures by kind (every key passes the sink once: no store scan)."""
+    from nowait.present.run_progress import run_display
+    from nowait.route.router import JsonlSink
+    from nowait.route.watch import watch
 
-    def __init__(self, path: Path) -> None:
-        super().__init__(path)
-        self.failures = Counter[str]()
+    run_id = router.run_id
+    total = router.pending(run_id) + router.store.undelivered_count(run_id)
+    failures, delivered = Counter[str](), 0
+    with JsonlSink(out) as file, run_display() as display:
+        sink = counting_failures(file, failures)
 
-    def __call__(self, delivery: Delivery) -> None:
+        def delivered_more(n: int) -> None:
+            nonlocal delivered
+            delivered += n
+
+        shown = 0.0
+
+        def show(every: float = 0.5) -> None:
+            """Read the store for the display, at most twice a second: a busy run makes
+            many passes a second, and the live display redraws between them on its own."""
+            nonlocal shown
+            if time.monotonic() - shown >= every:
+                display.update(watch(router, delivered, total, run_id))
+                shown = time.monotonic()
+
+        _write_delivered_before(router, sink)  # before the run: only earlier deliveries
+        file.flush()
+        show()
+        router.run(sink, on_progress=delivered_more, on_pass=show, only_this_run=True)
+        show(every=0.0)
+    return failures
+
+
+def counting_failures(
+    sink: Callable[[Delivery], None], failures: Counter[str]
+) -> Callable[[Delivery], None]:
+    """`sink`, counting each failed delivery in `failures` by kind as it passes."""
+
+    def counted(delivery: Delivery) -> None:
         if not delivery.ok:
-            self.failures[_failure_kind(delivery.error or "")] += 1
-        super().__call__(delivery)
+            failures[_failure_kind(delivery.error or "")] += 1
+        sink(delivery)
+
+    return counted
 
 
-def _write_delivered_before(router: Router, sink: JsonlSink) -> None:
+def _write_delivered_before(router: Router, sink: Callable[[Delivery], None]) -> None:
     """Keys of this file that an earlier, interrupted run already delivered elsewhere: this
     run's file gets them too (the sink skips keys it holds), so it has every key of its input.
     Called before the run, when the run's delivered jobs are exactly those."""
+    from nowait.route.router import delivery_of
+    from nowait.types import JobState
+
     for job in router.store.jobs(run_id=router.run_id, state=JobState.DELIVERED):
         sink(delivery_of(job))
+
+
+def _print_receipt(usage: list[UsageRow], deadlines: list[DeadlineRow], settings: Settings) -> None:
+    from nowait.present import tables as render
+    from nowait.route.receipts import build_receipt
+    from nowait.sort.pricing import load_table
+
+    receipt = build_receipt(usage, load_table(settings.prices), deadlines)
+    stdout().print(render.receipt_table(receipt))
 
 
 def _failure_kind(error: str) -> str:
@@ -258,7 +307,10 @@ def _prepare_all(
     """Route every line. A line the router refuses, or a key used twice, is an error naming
     the file, line and field: with `skip_bad` it is returned with the others, else the
     first is raised (naming how many more) and nothing is queued."""
-    jobs, refused, lines = list[NewJob](), list[InputError](), dict[str, int]()
+    from nowait.route.requests_file import scan_requests
+
+    jobs: list[NewJob] = []
+    refused, lines = list[InputError](), dict[str, int]()
     for r in scan_requests(requests, router.clock.now(), default):
         if isinstance(r, InputError):
             refused.append(r)
@@ -324,8 +376,45 @@ def worker_command(
     settings = load(config, _route_flags(home, store, poll, capacity, guard, log_level, log_format))
     router = _router(ctx, settings, base_url, default_level="INFO")
     with closing(router):
-        log.info("working the queue", extra={"home": str(settings.home)})
-        router.run(forever=True)
+        log.info(
+            "worker started: store %s; settings from %s", _store_name(settings),
+            settings.config_file or "flags, environment and defaults (no nowait.toml)",
+            extra={"home": str(settings.home)},
+        )  # fmt: skip
+        try:
+            router.run(forever=True, on_pass=_heartbeat(router.store))
+        except KeyboardInterrupt:
+            log.info("worker stopped (interrupted): every job is safe in the store")
+            raise
+
+
+def _store_name(settings: Settings) -> str:
+    """The store in words, its password masked."""
+    from nowait.route.router import default_home
+    from nowait.store.postgres import mask
+
+    if settings.store:
+        return mask(settings.store)
+    return str((settings.home or default_home()) / "nowait.db")
+
+
+def _heartbeat(store: Store, every: float = 60.0) -> Callable[[], None]:
+    """A pass hook logging, at most once a minute, what the worker holds: an idle worker
+    still says it is alive."""
+    import time
+
+    last = time.monotonic()
+
+    def beat() -> None:
+        nonlocal last
+        if time.monotonic() - last < every:
+            return
+        last = time.monotonic()
+        counts = store.job_counts()
+        jobs = ", ".join(f"{s.value} {n:,}" for s, n in sorted(counts.items()) if n)
+        log.info("alive: jobs %s", jobs or "none")
+
+    return beat
 
 
 @app.command("status")
@@ -345,6 +434,13 @@ def status_command(
 ) -> None:
     """Jobs and batches by state, the deadline guard's plan for each open batch, and the
     money so far."""
+    from nowait.clock import SystemClock
+    from nowait.present import tables as render
+    from nowait.route.receipts import build_receipt
+    from nowait.route.worker import WorkerConfig, guard_plans
+    from nowait.sort.pricing import load_table
+    from nowait.store import BatchState
+
     settings = load(
         config,
         {
@@ -405,6 +501,9 @@ def results_command(
 
 
 def _print_results(store: Store, key: str | None, run_id: str | None = None) -> None:
+    from nowait.route.router import delivery_of
+    from nowait.types import JobState
+
     if key is not None:
         job = store.get_job(key)
         if job is None:

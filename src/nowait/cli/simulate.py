@@ -23,14 +23,6 @@ from nowait.cli.options import (
 )
 from nowait.durations import parse_duration
 from nowait.errors import InputError
-from nowait.guard.forecast import PRIOR
-from nowait.guard.latency import prior as latency_prior
-from nowait.guard.policy import Capacity, GuardConfig
-from nowait.guard.turnaround import Turnaround
-from nowait.present.simulation import results_html, results_table
-from nowait.simulate.engine import SimConfig, simulate
-from nowait.simulate.trace import MIXES, read_trace, write_trace
-from nowait.sort.pricing import load_table
 
 
 def _seconds(text: str, flag: str) -> float:
@@ -106,6 +98,15 @@ def simulate_command(
 
     nowait plans with the capacity, guard and polling `nowait run` would use (the same flags,
     NOWAIT_* variables and nowait.toml; see `nowait config`)."""
+    from nowait.guard.forecast import PRIOR
+    from nowait.guard.latency import prior as latency_prior
+    from nowait.guard.policy import Capacity, GuardConfig
+    from nowait.guard.turnaround import Turnaround
+    from nowait.present.simulation import results_html, results_table
+    from nowait.simulate.engine import SimConfig, simulate
+    from nowait.simulate.trace import MIXES, read_trace, write_trace
+    from nowait.sort.pricing import load_table
+
     settings = load(
         config,
         {
@@ -139,4 +140,5 @@ def simulate_command(
     results = simulate(requests, sim, load_table(settings.prices))
     stdout().print(results_table(results, len(requests), sim.capacity))
     if html is not None:
-        html.write_text(results_html(results, len(requests)), encoding="utf-8")
+        html.write_text(results_html(results, len(requests), sim), encoding="utf-8")
+        typer.echo(f"chart written to {html}", err=True)

@@ -11,8 +11,6 @@ import typer
 from nowait.cli import PricesOption, app, stdout
 from nowait.cli.options import prices_file
 from nowait.errors import InputError
-from nowait.present import tables as render
-from nowait.sort import pricing, worksheet
 
 
 @app.command("worksheet")
@@ -29,6 +27,9 @@ def worksheet_command(
     prices: PricesOption = None,
 ) -> None:
     """Classify workloads as realtime, batch, split or review, and price the move."""
+    from nowait.present import tables as render
+    from nowait.sort import pricing, worksheet
+
     if template:
         _write_template(file)
         return
@@ -45,6 +46,8 @@ def worksheet_command(
 
 
 def _write_template(file: Path | None) -> None:
+    from nowait.sort import worksheet
+
     text = worksheet.template_text()
     if file is None:
         typer.echo(text, nl=False)

@@ -12,7 +12,7 @@ from rich.text import Text
 
 from nowait.analyze.report import Report, WorkloadReport
 from nowait.present import charts
-from nowait.present.tables import money_json, percent, to_review, usd
+from nowait.present.tables import FitTable, money_json, percent, to_review, usd
 
 
 def _f(value: Decimal | None) -> float | None:
@@ -63,7 +63,7 @@ def _to_review(report: Report) -> str:
 
 
 def report_table(report: Report) -> Table:
-    table = Table(
+    table = FitTable(
         title=f"Where the money goes: {report.records:,} records over {report.days:.1f} days "
         "(monthly figures projected to 30 days)",
         show_footer=True,
@@ -156,6 +156,20 @@ window.addEventListener("load", function () {
 """
 
 
+def _cache_note(report: Report) -> str:
+    """What the waterfall's cache step stands for; when no share was given, why it is zero."""
+    if report.cache_share is None:
+        return (
+            "Cache step: $0 because no --cache-share was given. Caching already in your logs is"
+            " priced in every step; pass --cache-share (e.g. 0.6, the share of prompt tokens"
+            " read from cache after the move) to count what more caching would save."
+        )
+    return (
+        f"Cache step: {percent(report.cache_share)} of every prompt served from the cache after"
+        " the move (--cache-share); on work moved to batch the two discounts multiply."
+    )
+
+
 def report_html(report: Report) -> str:
     total = report.monthly_total
     spend = charts.stacked_bars(
@@ -169,6 +183,7 @@ def report_html(report: Report) -> str:
         ("after", _f(total.after_cache)),
     ]
     waterfall = charts.waterfall("Savings waterfall: real-time → batch → cache (per month)", steps)
+    waterfall += f'<p class="caption">{escape(_cache_note(report))}</p>'
     hours = charts.hour_histogram("Arrivals by hour of day (UTC)", report.arrivals_by_hour)
     rows = "".join(
         "<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in (

@@ -91,8 +91,25 @@ def stacked_bars(
             f'y="{y + 15}">{label(value)}</text>'
         )
     axis_y = top + bar_h * len(rows) + 14
-    body.append(f'<text x="{left}" y="{axis_y + 10}" fill="#555">{escape(axis)}</text>')
-    return _svg(width, height, title, body, "bars")
+    body.extend(_scale(left, axis_y - 12, scale, peak, label))
+    body.append(f'<text x="{left}" y="{axis_y + 22}" fill="#555">{escape(axis)}</text>')
+    return _svg(width, height + 12, title, body, "bars")
+
+
+def _scale(
+    left: float, y: float, scale: float, peak: float, label: Callable[[float | None], str]
+) -> list[str]:
+    """A scale under horizontal bars: a baseline with ticks at 0, half and the peak value."""
+    end = left + peak * scale
+    parts = [f'<line class="scale" x1="{left}" y1="{y}" x2="{end:.1f}" y2="{y}" stroke="#999"/>']
+    for value in (0.0, peak / 2, peak):
+        x = left + value * scale
+        parts.append(f'<line x1="{x:.1f}" y1="{y}" x2="{x:.1f}" y2="{y + 4}" stroke="#999"/>')
+        parts.append(
+            f'<text class="scale" x="{x:.1f}" y="{y + 14}" text-anchor="middle" fill="#555"'
+            f' font-size="10">{label(value)}</text>'
+        )
+    return parts
 
 
 def waterfall(title: str, steps: Sequence[tuple[str, float | None]], *, width: int = 760) -> str:
@@ -136,16 +153,26 @@ def waterfall(title: str, steps: Sequence[tuple[str, float | None]], *, width: i
 
 
 def hour_histogram(title: str, series: Mapping[str, Sequence[int]], *, width: int = 760) -> str:
-    """Requests by hour of day (UTC), one small row of 24 bars per series."""
+    """Requests by hour of day (UTC), one small row of 24 bars per series, each row scaled to
+    its busiest hour: a dashed line at that height, labelled with its count an hour."""
     row_h, top, left = 46, 40, 220
     height = top + row_h * len(series) + 30
-    cell = (width - left - 20) / 24
+    cell = (width - left - 70) / 24  # room on the right for each row's scale
     body: list[str] = []
     for i, (name, counts) in enumerate(series.items()):
         y0 = top + i * row_h
         peak = max(counts) or 1
         body.append(
             f'<text x="{left - 6}" y="{y0 + row_h - 14}" text-anchor="end">{escape(name[:32])}</text>'
+        )
+        base = y0 + row_h - 8  # each row's count scale: its baseline and its peak
+        body.append(
+            f'<line x1="{left - 2}" y1="{base}" x2="{left - 2}" y2="{base - (row_h - 12)}"'
+            ' stroke="#999"/>'
+            f'<text class="scale" x="{left + 24 * cell + 4:.1f}" y="{base - (row_h - 12) + 8}"'
+            f' fill="#555" font-size="10">{peak:,}/h</text>'
+            f'<line x1="{left}" y1="{base - (row_h - 12)}" x2="{left + 24 * cell:.1f}"'
+            f' y2="{base - (row_h - 12)}" stroke="#ddd" stroke-dasharray="2 2"/>'
         )
         for hour, n in enumerate(counts):
             h = (row_h - 12) * n / peak

@@ -6,13 +6,14 @@ from pathlib import Path
 
 from rich.table import Table
 
+from nowait.present.tables import FitTable
 from nowait.settings import CONFIG_NAME, Row
 
 
 def settings_table(rows: list[Row], file: Path | None) -> Table:
     """One line per setting: its key, value and source. The file and the environment names
     go in the caption, so the columns stay narrow."""
-    table = Table(title="nowait settings (flags > environment > file > defaults)")
+    table = FitTable(title="nowait settings (flags > environment > file > defaults)")
     table.add_column("setting", no_wrap=True)
     table.add_column("value", overflow="fold")
     table.add_column("from", overflow="fold")

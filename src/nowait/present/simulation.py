@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
+from html import escape
 
 from rich.table import Table
 
 from nowait.guard.policy import Capacity
 from nowait.present import charts
-from nowait.present.tables import usd
-from nowait.simulate.engine import PolicyResult
+from nowait.present.tables import FitTable, usd
+from nowait.simulate.engine import PolicyResult, SimConfig
+from nowait.sort.classify import human_duration
 
 
 def _saved(results: list[PolicyResult], r: PolicyResult) -> Decimal:
@@ -41,35 +44,56 @@ def capacity_line(capacity: Capacity) -> str:
 def results_table(
     results: list[PolicyResult], requests: int, capacity: Capacity | None = None
 ) -> Table:
-    table = Table(title=f"Five routing policies on {requests:,} requests")
+    table = FitTable(title=f"Five routing policies on {requests:,} requests")
     for name, justify in (
         ("policy", "left"), ("cost", "right"), ("saved vs all-realtime", "right"),
-        ("batched", "right"), ("paid twice", "right"), ("deadlines missed", "right"),
-        ("p50 late", "right"), ("p99 late", "right"), ("savings bar", "left"),
+        ("of the oracle's saving", "right"), ("batched", "right"), ("paid twice", "right"),
+        ("deadlines missed", "right"), ("p50 late", "right"), ("p99 late", "right"),
     ):  # fmt: skip
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
-    peak = max((_saved(results, r) for r in results), default=Decimal(0)) or Decimal(1)
+        table.add_column(name, justify=justify, overflow="fold")  # type: ignore[arg-type]
+    table.columns[0].no_wrap = True  # a policy's name is never cut
     for r in results:
-        saved = _saved(results, r)
-        bar = "█" * max(0, int(30 * saved / peak))
+        share = oracle_share(results, r.policy)
         table.add_row(
-            r.policy, usd(r.cost), usd(saved), f"{r.batched:,}", f"{r.paid_twice:,}",
+            r.policy, usd(r.cost), usd(_saved(results, r)),
+            "-" if share is None else f"{share:.1%}", f"{r.batched:,}", f"{r.paid_twice:,}",
             f"{r.missed:,} of {r.with_deadline:,}", f"{r.p50_late:,.0f} s",
-            f"{r.p99_late:,.0f} s", bar,
+            f"{r.p99_late:,.0f} s",
         )  # fmt: skip
-    share = oracle_share(results)
-    ours = next((r for r in results if r.policy == "nowait"), None)
-    caption = []
-    if share is not None and ours is not None:
-        misses = f", missing {ours.missed:,} deadlines" if ours.missed else ", missing none"
-        caption.append(f"nowait captures {share:.2%} of the oracle's savings{misses}.")
+    caption = [oracle_line(results) or ""]
     if capacity is not None:
         caption.append(capacity_line(capacity))
-    table.caption = " ".join(caption) or None
+    table.caption = " ".join(c for c in caption if c) or None
     return table
 
 
-def results_html(results: list[PolicyResult], requests: int) -> str:
+def oracle_line(results: list[PolicyResult]) -> str | None:
+    """`nowait captures 99.12% of the oracle's savings, missing none.` (None: no oracle)."""
+    share = oracle_share(results)
+    ours = next((r for r in results if r.policy == "nowait"), None)
+    if share is None or ours is None:
+        return None
+    misses = f", missing {ours.missed:,} deadlines" if ours.missed else ", missing none"
+    return f"nowait captures {share:.2%} of the oracle's savings{misses}."
+
+
+def world_line(sim: SimConfig) -> str:
+    """The simulated world's assumptions, in one line."""
+
+    def span(seconds: float) -> str:
+        return human_duration(timedelta(seconds=seconds))
+
+    t = sim.turnaround
+    turnaround = f"median {span(t.median)}" + (f", p95 {span(t.p95)}" if t.p95 else "")
+    plan = "the prior (no history)" if sim.forecast is not None else "the true turnaround model"
+    return (
+        f"Assumed world: batch turnaround {turnaround}; a real-time call takes"
+        f" {sim.call_seconds:g} s and a cancel {span(sim.cancel_seconds)} (each ± {sim.noise:.0%});"
+        f" fixed-buffer keeps {span(sim.fixed_buffer)}; nowait plans with {plan}."
+    )
+
+
+def results_html(results: list[PolicyResult], requests: int, sim: SimConfig | None = None) -> str:
     def verdict(r: PolicyResult) -> str:
         return "misses deadlines" if r.missed else "meets every deadline"
 
@@ -84,8 +108,12 @@ def results_html(results: list[PolicyResult], requests: int) -> str:
         axis=f"requests that missed their deadline, of {requests:,} →",
         label=charts.count,
     )
+    notes = [oracle_line(results)]
+    if sim is not None:
+        notes += [world_line(sim), capacity_line(sim.capacity)]
+    caption = "".join(f"<p class=caption>{escape(n)}</p>" for n in notes if n)
     return (
         "<!doctype html><html lang=en><head><meta charset=utf-8><title>nowait simulate</title>"
         "</head><body style='font-family: system-ui, sans-serif'>"
-        f"<h1>Routing policies compared</h1>{saved}{missed}</body></html>"
+        f"<h1>Routing policies compared</h1>{caption}{saved}{missed}</body></html>"
     )

@@ -2,18 +2,98 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from typing import TYPE_CHECKING
 
+from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
+from rich.padding import Padding
+from rich.segment import Segment
 from rich.table import Table
+from rich.text import Text
 
-from nowait.guard.plan import FallbackPlan
-from nowait.route.receipts import Receipt, ReceiptLine
-from nowait.sort.pricing import PriceTable
-from nowait.sort.worksheet import WorksheetResult
-from nowait.store import BatchRecord
 from nowait.types import Tier
+
+if TYPE_CHECKING:
+    from nowait.guard.plan import FallbackPlan
+    from nowait.route.receipts import Receipt, ReceiptLine
+    from nowait.sort.pricing import PriceTable
+    from nowait.sort.worksheet import WorksheetResult
+    from nowait.store import BatchRecord
+
+_FIGURE = 36  # longer cells (reasons) get a line of their own in the stacked layout
+
+
+class FitTable(Table):
+    """A table whose first column holds names (workloads, models, policies) that are never cut:
+    drawn as a table when every name and figure fits the width, else stacked, each row's name
+    on its own line with the other cells under it as `header: value`."""
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        lines = console.render_lines(_AsTable(self), options, pad=False, new_lines=False)
+        text = "\n".join("".join(segment.text for segment in line) for line in lines)
+        cells = self.columns[0].cells if self.columns else ()
+        names = [line for cell in cells for line in _plain(console, cell).splitlines()]
+        if "…" in text or not all(name.strip() in text for name in names):
+            yield from self._stacked(console)
+            return
+        for line in lines:  # drawn once: the lines measured are the lines shown
+            yield from line
+            yield Segment.line()
+
+    def _stacked(self, console: Console) -> Iterator[RenderableType]:
+        from rich.columns import Columns
+
+        if self.title:
+            yield _styled(console, self.title, "bold")
+        headers = [_plain(console, c.header) for c in self.columns]
+        rows = [list(r) for r in zip(*(c.cells for c in self.columns), strict=True)]
+        if self.show_footer:
+            rows.append([c.footer for c in self.columns])
+        for cells in rows:
+            yield _styled(console, cells[0], "bold")
+            pairs = [
+                f"{h}: {_plain(console, v)}"
+                for h, v in zip(headers[1:], cells[1:], strict=True)
+                if _plain(console, v)
+            ]
+            figures = [Text(p) for p in pairs if len(p) <= _FIGURE]
+            yield Padding(Columns(figures, padding=(0, 3)), (0, 0, 0, 2))
+            for words in (p for p in pairs if len(p) > _FIGURE):  # reasons: a line each
+                yield Padding(Text(words), (0, 0, 0, 2))
+        if self.caption:
+            yield _styled(console, self.caption, "")
+
+
+class _AsTable:
+    """A `FitTable` drawn the plain `Table` way (measured without recursing into itself)."""
+
+    def __init__(self, table: Table) -> None:
+        self.table = table
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        return Table.__rich_console__(self.table, console, options)
+
+
+def _plain(console: Console, cell: object) -> str:
+    if isinstance(cell, Text):
+        return cell.plain
+    return (
+        console.render_str(cell, highlight=False).plain
+        if isinstance(cell, str)
+        else str(cell or "")
+    )
+
+
+def _styled(console: Console, cell: object, style: str) -> Text:
+    text = (
+        cell.copy()
+        if isinstance(cell, Text)
+        else console.render_str(str(cell or ""), highlight=False)
+    )
+    text.stylize(style)
+    return text
 
 
 def usd(amount: Decimal | None, places: int = 2) -> str:
@@ -33,7 +113,7 @@ def rate(amount: Decimal) -> str:
 
 
 def prices_table(table: PriceTable) -> Table:
-    out = Table(
+    out = FitTable(
         title=(
             f"Claude prices as of {table.as_of.isoformat()} ({table.currency} per million tokens)"
         ),
@@ -81,7 +161,7 @@ def to_review(savings: Iterable[tuple[str, Decimal | None]]) -> str:
 
 def worksheet_table(result: WorksheetResult) -> Table:
     """Each workload's verdict, reasons and monthly money; totals at the bottom."""
-    out = Table(title="Where each workload belongs (monthly, list prices)", show_lines=True)
+    out = FitTable(title="Where each workload belongs (monthly, list prices)", show_lines=True)
     out.add_column("workload")
     out.add_column("verdict")
     for column in ("now", "after move", "with caching", "saved"):
@@ -126,9 +206,14 @@ def percent(share: Decimal | None) -> str:
     return f"{(share * 100).quantize(Decimal('0.1'), rounding=ROUND_HALF_UP)}%"
 
 
+MICRO = Decimal("0.000001")
+
+
 def money_json(amount: Decimal | None) -> str | None:
-    """Exact decimal string for JSON (no float rounding); null when unknown."""
-    return None if amount is None else str(amount)
+    """A decimal string for JSON, in micro-dollars (six places) whatever the value, so every
+    figure of a field has one scale (`96.000000`, `48.000000`) and none is a float; null when
+    unknown. Shares (0 to 1) get the same six places."""
+    return None if amount is None else str(amount.quantize(MICRO, rounding=ROUND_HALF_UP))
 
 
 def worksheet_json(result: WorksheetResult) -> dict[str, object]:
@@ -152,7 +237,7 @@ def worksheet_json(result: WorksheetResult) -> dict[str, object]:
 def receipt_table(receipt: Receipt) -> Table:
     """Per workload: requests by tier, tokens, list price (all real-time), paid, saved."""
     caption = "\n".join([*receipt.deadlines.lines(), *receipt.notes]) or None
-    table = Table(title="Receipt", show_footer=True, caption=caption)
+    table = FitTable(title="Receipt", show_footer=True, caption=caption)
     total = receipt.total
     table.add_column("workload", footer="total")
     for label, footer in (

@@ -113,8 +113,10 @@ class AnthropicBackend:
         self.close()
 
     def create_message(self, params: dict[str, Any]) -> MessageOutcome:
-        message = _call(lambda: self._client.messages.create(**params))
-        return _outcome(message.model_dump(mode="json"))
+        # The API's own JSON, as a batch result line carries it: the same fields on both tiers
+        # (the SDK's model would add its optional fields as nulls: `container`, `citations`).
+        response = _call(lambda: self._client.messages.with_raw_response.create(**params))
+        return _outcome(orjson.loads(response.http_response.content))
 
     def create_batch(self, requests: Iterable[tuple[str, str]]) -> BatchInfo:
         body = [{"custom_id": cid, "params": batch_params(params)} for cid, params in requests]

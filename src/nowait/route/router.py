@@ -362,21 +362,27 @@ class Router:
         on_progress: Callable[[int], None] | None = None,
         forever: bool = False,
         only_this_run: bool = False,
+        on_pass: Callable[[], None] | None = None,
     ) -> None:
         """Work until nothing is pending (or forever), delivering as results arrive.
+
+        `on_progress(n)`: n more results delivered; `on_pass()`: after every pass over the
+        queue and the batches (a display reads the store there, between the waits).
 
         `only_this_run`: deliver only this run's jobs, and stop when they are done (the
         worker still moves every job of the store along). Holds the store's claim
         throughout: a second worker on the same store would race this one's crash recovery
         (`StoreBusyError`)."""
         with self.claim():
-            self._work(sink, idle, on_progress, forever, self.run_id if only_this_run else None)
+            run_id = self.run_id if only_this_run else None
+            self._work(sink, idle, on_progress, on_pass, forever, run_id)
 
     def _work(
         self,
         sink: Sink | Callable[[Delivery], None] | None,
         idle: float,
         on_progress: Callable[[int], None] | None,
+        on_pass: Callable[[], None] | None,
         forever: bool,
         run_id: str | None,
     ) -> None:
@@ -392,6 +398,8 @@ class Router:
             done = self.deliver(sink, run_id=run_id) if sink is not None else 0
             if on_progress is not None and done:
                 on_progress(done)
+            if on_pass is not None:
+                on_pass()
             if not forever and self.pending(run_id) == 0:
                 log.info("run %s: nothing pending", self.run_id)
                 return
