@@ -22,7 +22,7 @@ import os
 import re
 import sys
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, NoReturn
@@ -61,18 +61,19 @@ class TextLine:
 # --- paths ---------------------------------------------------------------------------------
 
 
-def check_input_file(path: Path, field: str | None = None) -> None:
-    """`path` names a readable file (not a folder); else `InputError` naming the flag."""
+def check_input_file(path: Path, field: str | None = None, expected: str = "a file") -> None:
+    """`path` names a readable file (not a folder); else `InputError` naming it and the flag
+    (`field`; None for an argument)."""
     if not path.exists():
-        raise InputError(f"{path}: no such file", field=field, expected="an existing file")
+        raise InputError("no such file", file=path, field=field, expected=expected)
     if path.is_dir():
-        raise InputError(f"{path} is a folder", field=field, expected="a file")
+        raise InputError("is a folder", file=path, field=field, expected=expected)
     if not os.access(path, os.R_OK):
-        raise InputError(f"{path} is not readable", field=field, expected="a readable file")
+        raise InputError("not readable", file=path, field=field, expected=expected)
 
 
-def _open_binary(path: Path, field: str | None) -> IO[bytes]:
-    check_input_file(path, field)
+def _open_binary(path: Path, field: str | None, expected: str = "a file") -> IO[bytes]:
+    check_input_file(path, field, expected)
     try:
         return path.open("rb")
     except OSError as exc:
@@ -82,10 +83,12 @@ def _open_binary(path: Path, field: str | None) -> IO[bytes]:
 # --- decoding ------------------------------------------------------------------------------
 
 
-def read_text(path: Path, field: str | None = None, *, max_bytes: int | None = None) -> str:
+def read_text(
+    path: Path, field: str | None = None, *, max_bytes: int | None = None, expected: str = "a file"
+) -> str:
     """The whole file as text: UTF-8, a leading byte-order mark dropped. Anything else raises
-    `InputError` naming the file, line and byte offset."""
-    with _open_binary(path, field) as handle:
+    `InputError` naming the file, line and byte offset (`expected`: what the file should be)."""
+    with _open_binary(path, field, expected) as handle:
         data = handle.read() if max_bytes is None else handle.read(max_bytes + 1)
     if max_bytes is not None and len(data) > max_bytes:
         raise InputError(f"larger than {max_bytes:,} bytes", file=path, expected="a smaller file")
@@ -186,17 +189,6 @@ def _int(text: str) -> int:
     return int(text)
 
 
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise _Refused(f"{text[:40]} is not a finite number")
-    return value
-
-
-def _constant(name: str) -> NoReturn:
-    raise _Refused(f"{name} is not a finite number")
-
-
 def _strict_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """A JSON object whose keys all differ: which of two values was meant is unknown."""
     made: dict[str, Any] = {}
@@ -207,12 +199,8 @@ def _strict_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return made
 
 
-_STRICT_JSON = json.JSONDecoder(
-    object_pairs_hook=_strict_object,
-    parse_int=_int,
-    parse_float=_finite_float,
-    parse_constant=_constant,
-)
+# NaN, Infinity and 1e999 are parsed, then refused by `_check_values`, which names the field.
+_STRICT_JSON = json.JSONDecoder(object_pairs_hook=_strict_object, parse_int=_int)
 
 
 def parse_json(text: str, *, file: str | Path, line: int | None = None) -> Any:
@@ -232,32 +220,55 @@ def parse_json(text: str, *, file: str | Path, line: int | None = None) -> Any:
         raise InputError(f"not strict JSON: {exc}", file=file, line=line) from None
     except RecursionError:  # unreachable after the depth check; kept as the last guard
         raise _too_deep(file, line) from None
-    if _SURROGATE_ESCAPE.search(text):  # rare: only then walk the strings
-        _check_unicode(value, file, line)
+    problem = _first_bad_value(value, [], 0)
+    if problem is not None:
+        field, reason, expected = problem
+        raise InputError(reason, file=file, line=line, field=field, expected=expected)
     return value
 
 
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+INT_BITS = 64
+"""Integers beyond 64 bits are refused everywhere: no count, price or time nowait reads comes
+near, and most JSON parsers (the API's too) do not keep them exact."""
+_INT_LIMIT = 2 ** (INT_BITS - 1)
 
 
-def _check_unicode(value: Any, file: str | Path, line: int | None) -> None:
-    """Refuse a lone surrogate (`"\\ud800"`): text no file or terminal can hold."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            stack.extend(item)
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-        elif isinstance(item, str):
-            try:
-                item.encode("utf-8")
-            except UnicodeEncodeError as exc:
-                raise InputError(
-                    f"not strict JSON: lone surrogate {item[exc.start]!r} in a string",
-                    file=file, line=line, expected="valid Unicode text",
-                ) from None  # fmt: skip
+def _first_bad_value(value: Any, path: list[str], depth: int) -> tuple[str, str, str] | None:
+    """(field, reason, expected) of the first value outside the limits: nesting, a 64-bit
+    integer, a finite float, valid Unicode text (no lone surrogate); None if all are fine."""
+    if depth > MAX_NESTING:
+        return ".".join(path), f"nested deeper than {MAX_NESTING} levels", "less nesting"
+    if isinstance(value, dict):
+        items: Iterable[tuple[Any, Any]] = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return _bad_scalar(value, path)
+    for key, item in items:
+        path.append(str(key))
+        problem = _bad_scalar(key, path) if isinstance(key, str) else None
+        problem = problem or _first_bad_value(item, path, depth + 1)
+        path.pop()
+        if problem is not None:
+            return problem
+    return None
+
+
+def _bad_scalar(value: Any, path: list[str]) -> tuple[str, str, str] | None:
+    field = ".".join(path)
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int) and not -_INT_LIMIT <= value < _INT_LIMIT:
+        return field, f"an integer of {value.bit_length()} bits", f"a {INT_BITS}-bit integer"
+    if isinstance(value, float) and not math.isfinite(value):
+        return field, f"got {value!r}", "a finite number"
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            surrogate = value[exc.start]
+            return field, f"invalid Unicode: lone surrogate {surrogate!r}", "valid Unicode text"
+    return None
 
 
 def _too_deep(file: str | Path, line: int | None) -> InputError:
@@ -283,9 +294,10 @@ def _check_json_depth(text: str, file: str | Path, line: int) -> None:
 
 
 def parse_toml(text: str, *, file: str | Path) -> dict[str, Any]:
-    """`text` as TOML within the limits; errors name the file and line."""
+    """`text` as TOML within the limits; errors name the file and line (where the key is
+    written plainly enough to be found: `toml_line_of`)."""
     try:
-        values = tomllib.loads(text, parse_float=_finite_float)
+        values = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         message = str(exc)
         found = re.search(r"\(at line (\d+), column (\d+)\)$", message)
@@ -293,34 +305,39 @@ def parse_toml(text: str, *, file: str | Path) -> dict[str, Any]:
         line = int(found.group(1)) if found else None
         column = f" at column {found.group(2)}" if found else ""
         raise InputError(f"not TOML: {reason}{column}", file=file, line=line) from None
-    except _Refused as exc:
-        raise InputError(f"not TOML nowait reads: {exc}", file=file) from None
     except ValueError as exc:  # int() of an integer beyond Python's digit limit
         too_long = f"an integer of more than {MAX_INT_DIGITS:,} digits"
         why = too_long if "digits" in str(exc) else str(exc)
         raise InputError(f"not TOML nowait reads: {why}", file=file) from None
     except RecursionError:
         raise _too_deep(file, None) from None
-    _check_toml_values(values, file)
+    problem = _first_bad_value(values, [], 0)
+    if problem is not None:
+        field, reason, expected = problem
+        line = toml_line_of(text, field)
+        raise InputError(reason, file=file, line=line, field=field or None, expected=expected)
     return values
 
 
-def _check_toml_values(values: dict[str, Any], file: str | Path) -> None:
-    """Depth and integer size of parsed TOML (tomllib bounds neither)."""
-    stack: list[tuple[Any, int, str]] = [(values, 0, "")]
-    while stack:
-        value, depth, field = stack.pop()
-        if depth > MAX_NESTING:
-            raise _too_deep(file, None)
-        if isinstance(value, dict):
-            stack.extend((v, depth + 1, f"{field}.{k}".lstrip(".")) for k, v in value.items())
-        elif isinstance(value, list):
-            stack.extend((v, depth + 1, f"{field}.{i}") for i, v in enumerate(value))
-        elif isinstance(value, int) and not -(2**63) <= value < 2**63:
-            raise InputError(
-                f"an integer of {value.bit_length()} bits",
-                file=file, field=field or None, expected="a 64-bit integer, as TOML allows",
-            )  # fmt: skip
+def toml_line_of(text: str, key: str) -> int | None:
+    """The line of dotted `key` in a TOML text, when it is written plainly (`[group]` then
+    `name =`, or `group.name =`, or the `[key]` header itself); None otherwise. Only to point
+    at the line in an error."""
+    *groups, name = key.split(".")
+    section = ""
+    for number, line in enumerate(text.splitlines(), start=1):
+        header = re.match(r"\s*\[\s*([\w.\"'-]+)\s*\]", line)
+        if header:
+            section = header.group(1).replace('"', "").replace("'", "")
+            if section == key:
+                return number
+            continue
+        if re.match(rf"\s*[\"']?{re.escape(name)}[\"']?\s*=", line) and section == ".".join(groups):
+            return number
+        dotted = re.escape(".".join([*groups, name]))
+        if groups and not section and re.match(rf"\s*{dotted}\s*=", line):
+            return number
+    return None
 
 
 def read_json_lines(
@@ -339,4 +356,4 @@ def read_json_lines(
 
 def read_toml(path: Path, field: str | None = None) -> dict[str, Any]:
     """A TOML file, opened, decoded and parsed with the limits."""
-    return parse_toml(read_text(path, field), file=path)
+    return parse_toml(read_text(path, field, expected="a TOML file"), file=path)
