@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from nowait.reading import check_input_file
 from nowait.settings import Settings, load_settings
 
 ConfigFile = Annotated[
@@ -137,7 +138,12 @@ def guard_flags(
 def load(config: Path | None, flags: dict[str, object]) -> Settings:
     """The effective settings: `flags` (by setting key; None: not given) over the `NOWAIT_*`
     environment, over the TOML file, over the defaults."""
-    return load_settings(os.environ, flags, config)
+    settings = load_settings(os.environ, flags, config)
+    if settings.prices is not None:  # read later, checked now: before any work starts
+        source = settings.source("prices")
+        field = f"prices in {source.where}" if source.kind == "file" else source.where
+        check_input_file(settings.prices, field, "a TOML price file")
+    return settings
 
 
 def prices_file(prices: Path | None, config: Path | None = None) -> Path | None:

@@ -35,10 +35,11 @@ from nowait.cli.options import (
 from nowait.clock import SystemClock
 from nowait.durations import parse_duration
 from nowait.errors import ConfigError, InputError
-from nowait.files import check_output_file
+from nowait.files import check_existing_dir, check_output_dir, check_output_file
 from nowait.logs import configure_logging
 from nowait.present import tables as render
 from nowait.present.progress import progress
+from nowait.reading import check_input_file
 from nowait.route.backend import AnthropicBackend
 from nowait.route.receipts import build_receipt
 from nowait.route.requests_file import scan_requests
@@ -53,13 +54,23 @@ BaseUrl = Annotated[
     str | None, typer.Option("--base-url", help="API base URL (default: $ANTHROPIC_BASE_URL).")
 ]
 log = logging.getLogger(__name__)
+DB_NAME = "nowait.db"
 
 
-def _store(settings: Settings) -> Store:
-    """Where state lives: PostgreSQL for a postgresql:// URL, else `nowait.db` in the home."""
+def _store(settings: Settings, *, read_only: bool = False) -> Store:
+    """Where state lives: PostgreSQL for a postgresql:// URL, else `nowait.db` in the home.
+    `read_only` (status, results): a missing home or store is an error, never created."""
     url = settings.store
     if not url:
-        return open_store((settings.home or default_home()) / "nowait.db")
+        home = settings.home or default_home()
+        field = settings.source("home").where or "--home"
+        if not read_only:
+            check_output_dir(home, field)
+        else:
+            check_existing_dir(home, field, "nowait home")
+            if not (home / DB_NAME).is_file():
+                raise InputError(f"no nowait store in {home}", field=field, expected=DB_NAME)
+        return open_store(home / DB_NAME)
     if not url.startswith(POSTGRES_SCHEMES):
         from nowait.store.postgres import mask
 
@@ -172,7 +183,9 @@ def run_command(
     guard = guard_flags(margin, cancel_latency, min_batch_chance)
     flags = _route_flags(home, store, poll, capacity, guard, log_level, log_format)
     settings = load(config, {**flags, "prices": prices})
+    check_input_file(requests)  # before the store is opened
     check_output_file(out, "--out")  # before anything is queued: results need somewhere to go
+    table = load_table(settings.prices)  # a bad price file stops the run before it starts
     router = _router(ctx, settings, base_url, default_level="WARNING")  # a clean progress bar
     run_id = router.run_id
     with closing(router), router.claim():  # a refused second run leaves no trace
@@ -190,7 +203,7 @@ def run_command(
             router.run(sink, on_progress=bar.advance, only_this_run=True)
         usage = router.store.usage_rows(run_id)
         failures = sink.failures
-    stdout().print(render.receipt_table(build_receipt(usage, load_table(settings.prices))))
+    stdout().print(render.receipt_table(build_receipt(usage, table)))
     typer.echo(f"{len(jobs):,} results in {out} (run {run_id})", err=True)
     if refused:
         typer.echo(f"{len(refused):,} bad lines refused (not run):", err=True)
@@ -326,7 +339,7 @@ def status_command(
 ) -> None:
     """Jobs and batches by state, and the money so far."""
     settings = load(config, {"home": home, "store": store_url, "prices": prices})
-    with closing(_store(settings)) as store:
+    with closing(_store(settings, read_only=True)) as store:
         jobs = {state.value: n for state, n in store.job_counts().items()}
         batches = {s.value: len(store.batches(s)) for s in BatchState}
         waiting = [b for b in store.batches(BatchState.PLANNED) if b.waiting_for]
@@ -366,7 +379,7 @@ def results_command(
 ) -> None:
     """Print finished results as JSON lines (delivered or not; delivery state unchanged)."""
     settings = load(config, {"home": home, "store": store_url})
-    with closing(_store(settings)) as store:
+    with closing(_store(settings, read_only=True)) as store:
         _print_results(store, key, run)
 
 

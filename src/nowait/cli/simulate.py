@@ -21,11 +21,13 @@ from nowait.cli.options import (
     guard_flags,
     load,
 )
-from nowait.durations import parse_duration
+from nowait.durations import MAX_DURATION, parse_duration
 from nowait.errors import InputError
+from nowait.files import check_output_file
 from nowait.guard.forecast import PRIOR
 from nowait.guard.turnaround import Turnaround
 from nowait.present.simulation import results_html, results_table
+from nowait.reading import check_input_file
 from nowait.simulate.engine import SimConfig, simulate
 from nowait.simulate.trace import read_trace, write_trace
 from nowait.sort.pricing import load_table
@@ -36,6 +38,26 @@ def _seconds(text: str, flag: str) -> float:
         return parse_duration(text).total_seconds()
     except ValueError:
         raise InputError(f"not a duration: {text!r}", field=flag, expected="e.g. 20m, 3h") from None
+
+
+MAX_GENERATE = 10_000_000
+"""Most requests `--generate` writes (about 1 GB of trace)."""
+
+
+def _check_paths(trace: Path, generate: int | None, days: int, html: Path | None) -> None:
+    """Every path and count checked before any work starts."""
+    if generate is None:
+        check_input_file(trace)
+    else:
+        if not 1 <= generate <= MAX_GENERATE:
+            expected = f"1 to {MAX_GENERATE:,} requests"
+            raise InputError(f"got {generate:,}", field="--generate", expected=expected)
+        if not 1 <= days <= MAX_DURATION.days:
+            expected = f"1 to {MAX_DURATION.days} days"
+            raise InputError(f"got {days:,}", field="--days", expected=expected)
+        check_output_file(trace, "TRACE")
+    if html is not None:
+        check_output_file(html, "--html")
 
 
 def _share(value: float) -> float:
@@ -103,9 +125,8 @@ def simulate_command(
             **guard_flags(margin, cancel_latency, min_batch_chance),
         },
     )
+    _check_paths(trace, generate, days, html)
     if generate is not None:
-        if generate < 1:
-            raise InputError("needs at least one request", field="--generate")
         write_trace(trace, generate, days=days, seed=seed)
         typer.echo(f"wrote {generate:,} requests to {trace}", err=True)
     requests = read_trace(trace)
