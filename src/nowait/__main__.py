@@ -1,3 +1,3 @@
-from nowait.cli import main
+from nowait.entry import main
 
 main()

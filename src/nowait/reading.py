@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import IO, Any, NoReturn
 
 from nowait.errors import InputError
+from nowait.files import path_kind
 from nowait.limits import MESSAGES_MAX_BYTES, NESTING_MAX_DEPTH
 
 MAX_NESTING = NESTING_MAX_DEPTH
@@ -64,9 +65,10 @@ class TextLine:
 def check_input_file(path: Path, field: str | None = None, expected: str = "a file") -> None:
     """`path` names a readable file (not a folder); else `InputError` naming it and the flag
     (`field`; None for an argument)."""
-    if not path.exists():
+    kind = path_kind(path, field)
+    if kind == "missing":
         raise InputError("no such file", file=path, field=field, expected=expected)
-    if path.is_dir():
+    if kind == "folder":
         raise InputError("is a folder", file=path, field=field, expected=expected)
     if not os.access(path, os.R_OK):
         raise InputError("not readable", file=path, field=field, expected=expected)

@@ -284,6 +284,8 @@ def _prepare_all(
         jobs.append(job)
     if refused and not skip_bad:
         raise _refusal(refused)
+    if not jobs and not refused:  # not an all-zero receipt for a file of nothing
+        raise InputError("0 requests in the file", file=requests, expected="one request a line")
     return jobs, refused
 
 
