@@ -322,21 +322,39 @@ def parse_toml(text: str, *, file: str | Path) -> dict[str, Any]:
 
 
 def toml_line_of(text: str, key: str) -> int | None:
-    """The line of dotted `key` in a TOML text, when it is written plainly (`[group]` then
-    `name =`, or `group.name =`, or the `[key]` header itself); None otherwise. Only to point
-    at the line in an error."""
-    *groups, name = key.split(".")
-    section = ""
-    for number, line in enumerate(text.splitlines(), start=1):
-        header = re.match(r"\s*\[\s*([\w.\"'-]+)\s*\]", line)
+    """The line of dotted `key` (list items by index: `workload.1.model`) in a TOML text, when
+    it is written plainly: `[group]` or `[[group]]` then `name =`, `group.name =`, or the
+    `[key]` header itself. A key not found so points at its nearest parent that is; None when
+    none is. Only to point at the line in an error."""
+    parts = key.split(".")
+    while parts:
+        found = _toml_line(text.splitlines(), parts)
+        if found is not None:
+            return found
+        parts = parts[:-1]
+    return None
+
+
+_HEADER = re.compile(r"\s*(\[\[?)\s*([\w.\"' -]+?)\s*\]\]?")
+
+
+def _toml_line(lines: list[str], parts: list[str]) -> int | None:
+    *groups, name = parts
+    want_section, section = ".".join(groups), ""
+    arrays: dict[str, int] = {}
+    for number, line in enumerate(lines, start=1):
+        header = _HEADER.match(line)
         if header:
-            section = header.group(1).replace('"', "").replace("'", "")
-            if section == key:
+            section = re.sub(r"\s*\.\s*", ".", header.group(2)).replace('"', "").replace("'", "")
+            if header.group(1) == "[[":
+                arrays[section] = arrays.get(section, -1) + 1
+                section = f"{section}.{arrays[section]}"
+            if section == ".".join(parts):
                 return number
             continue
-        if re.match(rf"\s*[\"']?{re.escape(name)}[\"']?\s*=", line) and section == ".".join(groups):
+        if section == want_section and re.match(rf"\s*[\"']?{re.escape(name)}[\"']?\s*=", line):
             return number
-        dotted = re.escape(".".join([*groups, name]))
+        dotted = re.escape(".".join(parts))
         if groups and not section and re.match(rf"\s*{dotted}\s*=", line):
             return number
     return None

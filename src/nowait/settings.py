@@ -95,12 +95,13 @@ LogLevel = Annotated[
 
 
 class _Group(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN and infinity pass `gt=0`: refused here, whatever the source (flag, variable, file).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class PollSettings(_Group):
     first: PositiveDuration = Field(default=timedelta(seconds=10), description="first batch poll")
-    factor: float = Field(default=1.5, ge=1, description="each poll interval × this")
+    factor: float = Field(default=1.5, ge=1, le=100, description="each poll interval × this")
     longest: PositiveDuration = Field(
         default=timedelta(minutes=2), description="longest poll interval"
     )
@@ -110,15 +111,17 @@ class CapacitySettings(_Group):
     """The account's real-time limits, per model. The default is about Anthropic's entry tier,
     so a plan made with it holds on any real account; raise it to your account's limits."""
 
-    requests_per_minute: float = Field(default=50.0, gt=0, description="requests a minute")
+    requests_per_minute: float = Field(default=50.0, gt=0, le=1e9, description="requests a minute")
     input_tokens_per_minute: float = Field(
-        default=50_000.0, gt=0, description="input tokens a minute"
+        default=50_000.0, gt=0, le=1e15, description="input tokens a minute"
     )
     output_tokens_per_minute: float = Field(
-        default=10_000.0, gt=0, description="output tokens a minute"
+        default=10_000.0, gt=0, le=1e15, description="output tokens a minute"
     )
-    concurrency: int = Field(default=8, ge=1, description="real-time calls at once")
-    seconds_per_request: float = Field(default=20.0, gt=0, description="seconds one call takes")
+    concurrency: int = Field(default=8, ge=1, le=10_000, description="real-time calls at once")
+    seconds_per_request: float = Field(
+        default=20.0, gt=0, le=86_400, description="seconds one call takes"
+    )
 
 
 class GuardSettings(_Group):
@@ -130,7 +133,7 @@ class GuardSettings(_Group):
 
 
 class RetrySettings(_Group):
-    max_attempts: int = Field(default=5, ge=1, description="tries per request")
+    max_attempts: int = Field(default=5, ge=1, le=1_000, description="tries per request")
     base_delay: Duration = Field(default=timedelta(seconds=2), description="first retry delay")
     max_delay: Duration = Field(default=timedelta(minutes=10), description="longest retry delay")
 
@@ -380,6 +383,7 @@ def _env_var(key: str, environ: Mapping[str, str]) -> str:
 _EXPECTED = {
     "float_parsing": "a number",
     "float_type": "a number",
+    "finite_number": "a finite number",
     "int_parsing": "a whole number",
     "int_type": "a whole number",
     "int_from_float": "a whole number",
