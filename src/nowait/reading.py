@@ -306,19 +306,38 @@ def parse_toml(text: str, *, file: str | Path) -> dict[str, Any]:
         reason = message[: found.start()].strip() if found else message
         line = int(found.group(1)) if found else None
         column = f" at column {found.group(2)}" if found else ""
+        if reason.endswith("(at end of document)"):  # found open at the end: name that line
+            reason = reason.removesuffix("(at end of document)") + "at the end of the file"
+            line = max(1, text.count("\n") + (not text.endswith("\n")))
         raise InputError(f"not TOML: {reason}{column}", file=file, line=line) from None
     except ValueError as exc:  # int() of an integer beyond Python's digit limit
+        if "digits" not in str(exc):
+            raise InputError(f"not TOML: {exc}", file=file) from None
+        line = _first_line_matching(text, rf"\d{{{MAX_INT_DIGITS + 1}}}")
         too_long = f"an integer of more than {MAX_INT_DIGITS:,} digits"
-        why = too_long if "digits" in str(exc) else str(exc)
-        raise InputError(f"not TOML nowait reads: {why}", file=file) from None
+        raise InputError(too_long, file=file, line=line, expected="a 64-bit integer") from None
     except RecursionError:
-        raise _too_deep(file, None) from None
+        raise _too_deep(file, _deepest_line(text)) from None
     problem = _first_bad_value(values, [], 0)
     if problem is not None:
         field, reason, expected = problem
         line = toml_line_of(text, field)
         raise InputError(reason, file=file, line=line, field=field or None, expected=expected)
     return values
+
+
+def _first_line_matching(text: str, pattern: str) -> int | None:
+    found = re.search(pattern, text)
+    return text.count("\n", 0, found.start()) + 1 if found else None
+
+
+def _deepest_line(text: str) -> int | None:
+    """The first line opening more arrays and tables than `MAX_NESTING` (where a TOML value
+    nests too deeply: it must start on one line)."""
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.count("[") + line.count("{") > MAX_NESTING:
+            return number
+    return None
 
 
 def toml_line_of(text: str, key: str) -> int | None:
@@ -349,6 +368,10 @@ def _toml_line(lines: list[str], parts: list[str]) -> int | None:
             if header.group(1) == "[[":
                 arrays[section] = arrays.get(section, -1) + 1
                 section = f"{section}.{arrays[section]}"
+            else:  # a table inside the latest item of an array of tables
+                array = max((a for a in arrays if section.startswith(a + ".")), default=None)
+                if array is not None:
+                    section = f"{array}.{arrays[array]}{section[len(array) :]}"
             if section == ".".join(parts):
                 return number
             continue

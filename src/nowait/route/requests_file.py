@@ -112,6 +112,18 @@ def _deadline(value: Any, now: datetime, default: timedelta | None, bad: Any) ->
             moment = datetime.fromisoformat(value)
         except ValueError:
             moment = None
-        if moment is not None and moment.tzinfo is not None:
+        if moment is not None and moment.tzinfo is not None and _plausible(moment):
             return moment
-    raise bad("deadline", f"got {value!r}", "a duration such as 6h, or an ISO time with a timezone")
+    raise bad(
+        "deadline", f"got {value!r}",
+        "a duration such as 6h (at most 400 days), or an ISO time with a timezone,"
+        f" {EARLIEST_YEAR} to {LATEST_YEAR - 1}",
+    )  # fmt: skip
+
+
+EARLIEST_YEAR, LATEST_YEAR = 2020, 2100
+"""A deadline outside these years is a typo (and near year 1 or 9999, a date overflow)."""
+
+
+def _plausible(moment: datetime) -> bool:
+    return EARLIEST_YEAR <= moment.year < LATEST_YEAR

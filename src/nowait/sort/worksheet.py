@@ -162,23 +162,32 @@ class _Reader:
         return InputError(
             f"{who}: got {got!r}" if got is not _MISSING else f"{who}: missing",
             file=self.path,
-            line=self._line_of(index, field.rsplit(".", maxsplit=1)[-1]),
+            line=self._line_of(
+                index, field.rsplit(".", maxsplit=1)[-1], field.startswith("deferred.")
+            ),
             field=field,
             expected=expected,
         )
 
-    def _line_of(self, index: int, key: str) -> int | None:
-        """The line of `key` inside the index-th [[workload]] table, for the error message."""
-        seen = -1
+    def _line_of(self, index: int, key: str, deferred: bool = False) -> int | None:
+        """The line of `key` inside the index-th [[workload]] table (`deferred`: in its
+        [workload.deferred] table first), for the error message; for a key it lacks, the
+        table's own [[workload]] line."""
+        seen, header, inside, found = -1, None, False, None
         for number, line in enumerate(self.lines, start=1):
             stripped = line.strip()
             if stripped.startswith("[[workload]]"):
                 seen += 1
                 if seen == index + 1:
                     break
+                header = number if seen == index else header
+            elif stripped.startswith("[workload.deferred]") and seen == index:
+                inside = True
             elif seen == index and re.match(rf"{re.escape(key)}\s*=", stripped):
-                return number
-        return None
+                if inside == deferred:
+                    return number
+                found = found or number
+        return found or header
 
     def workloads(self, data: Mapping[str, Any]) -> list[Workload]:
         unknown = set(data) - {"workload"}
@@ -191,7 +200,12 @@ class _Reader:
                 expected="[[workload]] tables",
             )
         entries = data.get("workload")
-        if not isinstance(entries, list) or not entries:
+        if entries is not None and not isinstance(entries, list):
+            raise InputError(
+                f"got {entries!r}", file=self.path, line=self._line_of(-1, "workload"),
+                field="workload", expected="[[workload]] tables",
+            )  # fmt: skip
+        if not entries:
             raise InputError(
                 "no workloads", file=self.path, expected="at least one [[workload]] table"
             )
