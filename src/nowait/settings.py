@@ -86,6 +86,15 @@ def _positive_duration(value: object) -> timedelta:
     return delta
 
 
+def _no_bool(value: object) -> object:
+    """Refuse true/false where a number goes (pydantic would read them as 1 and 0)."""
+    if isinstance(value, bool):
+        raise ValueError("a number, not true or false")
+    return value
+
+
+Number = Annotated[float, BeforeValidator(_no_bool)]
+Count = Annotated[int, BeforeValidator(_no_bool)]
 Duration = Annotated[timedelta, BeforeValidator(_duration)]
 PositiveDuration = Annotated[timedelta, BeforeValidator(_positive_duration)]
 LogLevel = Annotated[
@@ -101,7 +110,7 @@ class _Group(BaseModel):
 
 class PollSettings(_Group):
     first: PositiveDuration = Field(default=timedelta(seconds=10), description="first batch poll")
-    factor: float = Field(default=1.5, ge=1, le=100, description="each poll interval × this")
+    factor: Number = Field(default=1.5, ge=1, le=100, description="each poll interval × this")
     longest: PositiveDuration = Field(
         default=timedelta(minutes=2), description="longest poll interval"
     )
@@ -111,15 +120,15 @@ class CapacitySettings(_Group):
     """The account's real-time limits, per model. The default is about Anthropic's entry tier,
     so a plan made with it holds on any real account; raise it to your account's limits."""
 
-    requests_per_minute: float = Field(default=50.0, gt=0, le=1e9, description="requests a minute")
-    input_tokens_per_minute: float = Field(
+    requests_per_minute: Number = Field(default=50.0, gt=0, le=1e9, description="requests a minute")
+    input_tokens_per_minute: Number = Field(
         default=50_000.0, gt=0, le=1e15, description="input tokens a minute"
     )
-    output_tokens_per_minute: float = Field(
+    output_tokens_per_minute: Number = Field(
         default=10_000.0, gt=0, le=1e15, description="output tokens a minute"
     )
-    concurrency: int = Field(default=8, ge=1, le=10_000, description="real-time calls at once")
-    seconds_per_request: float = Field(
+    concurrency: Count = Field(default=8, ge=1, le=10_000, description="real-time calls at once")
+    seconds_per_request: Number = Field(
         default=20.0, gt=0, le=86_400, description="seconds one call takes"
     )
 
@@ -129,11 +138,11 @@ class GuardSettings(_Group):
     cancel_latency: Duration = Field(
         default=timedelta(minutes=2), description="cancel call to ended"
     )
-    min_batch_chance: float = Field(default=0.2, ge=0, le=1, description="least chance to batch")
+    min_batch_chance: Number = Field(default=0.2, ge=0, le=1, description="least chance to batch")
 
 
 class RetrySettings(_Group):
-    max_attempts: int = Field(default=5, ge=1, le=1_000, description="tries per request")
+    max_attempts: Count = Field(default=5, ge=1, le=1_000, description="tries per request")
     base_delay: Duration = Field(default=timedelta(seconds=2), description="first retry delay")
     max_delay: Duration = Field(default=timedelta(minutes=10), description="longest retry delay")
 

@@ -362,7 +362,7 @@ def bundled_table() -> PriceTable:
 
 def load_table(override: Path | None = None) -> PriceTable:
     """The bundled table, with a user's price file applied on top when given."""
-    table = bundled_table()
+    table = default_table()  # read once per process; tables are frozen
     return merge_override(table, override) if override is not None else table
 
 
