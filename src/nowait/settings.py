@@ -45,6 +45,7 @@ from nowait.durations import (
     parse_duration,
 )
 from nowait.errors import InputError
+from nowait.files import path_kind
 from nowait.reading import parse_toml, read_text, toml_line_of
 
 CONFIG_NAME = "nowait.toml"
@@ -322,7 +323,8 @@ def load_settings(
         raise InputError("not valid JSON", field=field, expected="a JSON object") from None
     home = flag_values.get("home") or env_values.get("home")
     path = config or Path(str(home) if home else default_home(environ)) / CONFIG_NAME
-    text = _read_config(path, "--config" if config else None) if config or path.exists() else None
+    found = config is not None or path_kind(path, "home") != "missing"
+    text = _read_config(path, "--config" if config else None) if found else None
     file_values = _parse_config(path, text) if text is not None else {}
     layers: tuple[_Layer, ...] = (
         (_nest(flag_values), lambda key: Source("flag", FLAGS.get(key, key))),
