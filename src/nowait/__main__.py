@@ -1,3 +1,3 @@
-from nowait.entry import main
+from nowait_entry import main
 
 main()

@@ -25,7 +25,8 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from nowait.cli.router import _prepare_all
-from nowait.clock import FakeClock
+from nowait.clock import FakeClock, SystemClock
+from nowait.emulator import EmulatorConfig, EmulatorServer, Turnaround
 from nowait.route.router import Router
 from nowait.store.sqlite import SQLiteStore
 from nowait.testing import FakeBackend
@@ -112,7 +113,11 @@ def router(folder: Path) -> Any:
     made.close()
 
 
+HUGE = json.dumps({"key": "big", "params": {**ask(0), "system": "x" * 50_000_000}}).encode()
+
+
 @FUZZ
+@example(case=(HUGE + b"\n", 1))  # one 50 MB line: above the API's 32 MB request limit
 @given(case=requests_files())
 def test_the_reader_refuses_every_malformed_file(
     case: tuple[bytes, int], folder: Path, router: Router
@@ -148,3 +153,19 @@ def test_run_refuses_it_with_exit_2(
     with closing(SQLiteStore(home / "nowait.db")) as store:
         assert store.job_counts() == {} and store.batches() == []
     assert not (folder / "out.jsonl").exists()
+
+
+def test_the_store_takes_good_work_after_every_refusal(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After the refusals above (same home), `status` reads the store and a good file runs."""
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
+    home, path, out = folder / "home", folder / "good.jsonl", folder / "good-out.jsonl"
+    assert json.loads(run_cli("status", "--home", str(home), "--json").out)["jobs"] == {}
+    path.write_text(json.dumps(good_entry(1)) + "\n")
+    with EmulatorServer(EmulatorConfig(turnaround=Turnaround(0.1)), SystemClock()) as server:
+        done = run_cli("run", str(path), "--home", str(home), "--out", str(out),
+                       "--base-url", server.base_url, "--poll", "0.1")  # fmt: skip
+    assert done.code == 0, done.err
+    status = json.loads(run_cli("status", "--home", str(home), "--json").out)
+    assert status["jobs"] == {"delivered": 1}
