@@ -60,6 +60,14 @@ def _check_paths(trace: Path, generate: int | None, days: int, html: Path | None
         check_output_file(html, "--html")
 
 
+def _turnaround(median: str, p95: str) -> Turnaround:
+    median_s, p95_s = _seconds(median, "--turnaround"), _seconds(p95, "--turnaround-p95")
+    if p95_s < median_s:
+        expected = f"at least --turnaround ({median})"
+        raise InputError(f"got {p95!r}", field="--turnaround-p95", expected=expected)
+    return Turnaround(median_s, p95_s)
+
+
 def _share(value: float) -> float:
     if not 0 <= value <= 1:
         raise InputError(f"got {value}", field="--noise", expected="a share from 0 to 1")
@@ -132,9 +140,7 @@ def simulate_command(
     requests = read_trace(trace)
     sim = SimConfig.from_settings(
         settings,
-        turnaround=Turnaround(
-            _seconds(turnaround, "--turnaround"), _seconds(turnaround_p95, "--turnaround-p95")
-        ),
+        turnaround=_turnaround(turnaround, turnaround_p95),
         fixed_buffer=_seconds(buffer, "--buffer"),
         seed=seed,
         forecast=PRIOR if prior else None,
