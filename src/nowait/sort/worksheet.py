@@ -282,7 +282,7 @@ class _Reader:
     ) -> int:
         value = entry.get(key, _MISSING)
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COUNT:
-            expected = f"a whole number from 0 to {MAX_COUNT:,}"
+            expected = f"a whole number ≥ 0, at most {MAX_COUNT:,}"
             raise self.error(index, name, prefix + key, value, expected)
         return value
 
