@@ -17,7 +17,7 @@ from fuzzkit import (
     run_cli,
     undecodable,
 )
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from tomlkit_cases import broken_toml
 
@@ -104,6 +104,8 @@ def test_the_reader_refuses_every_malformed_price_file(
 
 
 @CLI_FUZZ
+@example(case=(b"", 0), by_env=False)
+@example(case=(b"# nothing here\n\n", 0), by_env=True)
 @given(case=price_files(), by_env=st.booleans())
 def test_prices_refuses_it_with_exit_2(
     case: tuple[bytes, int | None], by_env: bool, folder: Path
@@ -119,5 +121,8 @@ def test_prices_refuses_it_with_exit_2(
         result = run_cli("prices", env={"NOWAIT_PRICES": str(path)})
     else:
         result = run_cli("prices", "--prices", str(path))
-    assert_refused(result, path, line)
+    if line == 0:  # an empty price file: an error, not silently the bundled table
+        assert result.code == 2 and "no prices in the file" in result.err, result.err
+    else:
+        assert_refused(result, path, line)
     assert files_in(folder) | files_in(home) == before

@@ -331,6 +331,10 @@ def merge_override(base: PriceTable, path: Path) -> PriceTable:
     text = read_text(path, "--prices", expected="a TOML price file")
     data = parse_toml(text, file=path)
     src = _Source(str(path), text)
+    if not data:  # not silently the bundled table: the user meant to change something
+        raise InputError(
+            "no prices in the file", file=path, expected="[models.ID] tables, as_of, batch_discount"
+        )
     unknown = sorted(set(data) - _FILE_KEYS)
     if unknown:
         raise src.error(unknown[0], "unknown key", "one of " + ", ".join(sorted(_FILE_KEYS)))
