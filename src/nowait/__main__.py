@@ -1,3 +1,3 @@
-from nowait.cli import main
+from nowait_entry import main
 
 main()

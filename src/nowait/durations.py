@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import timedelta
 
@@ -10,12 +11,32 @@ _UNIT_SECONDS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600}
 _UNIT_SECONDS |= {"d": 86400, "day": 86400, "days": 86400, "w": 604800}
 
 
+MAX_DURATION = timedelta(days=400)
+"""Longest duration or deadline nowait reads (400 days: over a year, far beyond any batch's
+24 hours): anything longer is a typo, and would overflow a date."""
+MAX_DURATION_TEXT = "at most 400 days"
+
+
+class DurationOutOfRange(ValueError):
+    """A well-formed duration that is not finite, below 0 or beyond `MAX_DURATION`."""
+
+
 def parse_duration(text: str) -> timedelta:
-    """`90s`, `15m`, `6h`, `2d`, `1w` → timedelta; ValueError otherwise."""
+    """`90s`, `15m`, `6h`, `2d`, `1w` → timedelta up to `MAX_DURATION`; ValueError otherwise."""
     match = _DURATION.match(text)
     if not match:
         raise ValueError(text)
-    return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+    return duration_from_seconds(float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+
+
+def duration_from_seconds(seconds: float) -> timedelta:
+    """A number of seconds as a timedelta; ValueError if not finite, below 0 or beyond
+    `MAX_DURATION` (timedelta itself would raise OverflowError on huge values)."""
+    if not math.isfinite(seconds) or seconds < 0:
+        raise DurationOutOfRange(f"{seconds!r} seconds is not a duration")
+    if seconds > MAX_DURATION.total_seconds():
+        raise DurationOutOfRange(f"{seconds:g} seconds is longer than {MAX_DURATION.days} days")
+    return timedelta(seconds=seconds)
 
 
 def format_duration(delta: timedelta) -> str:

@@ -17,8 +17,8 @@ The defaults are the ones the config objects of `guard` and `route` have on thei
 
 from __future__ import annotations
 
+import math
 import re
-import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -37,33 +37,47 @@ from pydantic_settings import (
 )
 from pydantic_settings.sources.utils import parse_env_vars
 
-from nowait.durations import format_duration, parse_duration
+from nowait.durations import (
+    MAX_DURATION_TEXT,
+    DurationOutOfRange,
+    duration_from_seconds,
+    format_duration,
+    parse_duration,
+)
 from nowait.errors import InputError
+from nowait.files import path_kind
+from nowait.reading import parse_toml, read_text, toml_line_of
 
 CONFIG_NAME = "nowait.toml"
+CONFIG_MAX_BYTES = 1_000_000
+"""A settings file is a few hundred bytes; a larger one is not a settings file."""
 ENV_PREFIX = "NOWAIT_"
 DURATION_TEXT = "a duration such as 90s, 10m or 2h"
 
 
 def _duration(value: object) -> timedelta:
-    """`10m`, `90s`, `2h`, or a number of seconds (a number or its text) → timedelta ≥ 0."""
+    """`10m`, `90s`, `2h`, or a number of seconds (a number or its text) → timedelta ≥ 0,
+    at most `durations.MAX_DURATION`."""
     if isinstance(value, timedelta):
-        delta = value
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        delta = timedelta(seconds=value)
-    elif isinstance(value, str):
-        try:
-            delta = timedelta(seconds=float(value))
-        except ValueError:
-            try:
-                delta = parse_duration(value)
-            except ValueError:
-                raise ValueError(DURATION_TEXT) from None
-    else:
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise ValueError(DURATION_TEXT)
-    if delta < timedelta(0):
+    try:
+        seconds = float(value)
+    except ValueError:  # text such as 10m
+        seconds = None
+    except OverflowError:  # an int beyond any float
+        seconds = math.inf
+    if seconds is not None and seconds < 0:
         raise ValueError(DURATION_TEXT + ", not negative")
-    return delta
+    try:
+        if seconds is None:
+            return parse_duration(str(value))
+        return duration_from_seconds(seconds)
+    except DurationOutOfRange:
+        raise ValueError(f"{DURATION_TEXT}, {MAX_DURATION_TEXT}") from None
+    except ValueError:
+        raise ValueError(DURATION_TEXT) from None
 
 
 def _positive_duration(value: object) -> timedelta:
@@ -73,6 +87,15 @@ def _positive_duration(value: object) -> timedelta:
     return delta
 
 
+def _no_bool(value: object) -> object:
+    """Refuse true/false where a number goes (pydantic would read them as 1 and 0)."""
+    if isinstance(value, bool):
+        raise ValueError("a number, not true or false")
+    return value
+
+
+Number = Annotated[float, BeforeValidator(_no_bool)]
+Count = Annotated[int, BeforeValidator(_no_bool)]
 Duration = Annotated[timedelta, BeforeValidator(_duration)]
 PositiveDuration = Annotated[timedelta, BeforeValidator(_positive_duration)]
 LogLevel = Annotated[
@@ -82,12 +105,13 @@ LogLevel = Annotated[
 
 
 class _Group(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN and infinity pass `gt=0`: refused here, whatever the source (flag, variable, file).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class PollSettings(_Group):
     first: PositiveDuration = Field(default=timedelta(seconds=10), description="first batch poll")
-    factor: float = Field(default=1.5, ge=1, description="each poll interval × this")
+    factor: Number = Field(default=1.5, ge=1, le=100, description="each poll interval × this")
     longest: PositiveDuration = Field(
         default=timedelta(minutes=2), description="longest poll interval"
     )
@@ -97,15 +121,17 @@ class CapacitySettings(_Group):
     """The account's real-time limits, per model. The default is about Anthropic's entry tier,
     so a plan made with it holds on any real account; raise it to your account's limits."""
 
-    requests_per_minute: float = Field(default=50.0, gt=0, description="requests a minute")
-    input_tokens_per_minute: float = Field(
-        default=50_000.0, gt=0, description="input tokens a minute"
+    requests_per_minute: Number = Field(default=50.0, gt=0, le=1e9, description="requests a minute")
+    input_tokens_per_minute: Number = Field(
+        default=50_000.0, gt=0, le=1e15, description="input tokens a minute"
     )
-    output_tokens_per_minute: float = Field(
-        default=10_000.0, gt=0, description="output tokens a minute"
+    output_tokens_per_minute: Number = Field(
+        default=10_000.0, gt=0, le=1e15, description="output tokens a minute"
     )
-    concurrency: int = Field(default=8, ge=1, description="real-time calls at once")
-    seconds_per_request: float = Field(default=20.0, gt=0, description="seconds one call takes")
+    concurrency: Count = Field(default=8, ge=1, le=10_000, description="real-time calls at once")
+    seconds_per_request: Number = Field(
+        default=20.0, gt=0, le=86_400, description="seconds one call takes"
+    )
 
 
 class GuardSettings(_Group):
@@ -113,11 +139,11 @@ class GuardSettings(_Group):
     cancel_latency: Duration = Field(
         default=timedelta(minutes=2), description="cancel call to ended"
     )
-    min_batch_chance: float = Field(default=0.2, ge=0, le=1, description="least chance to batch")
+    min_batch_chance: Number = Field(default=0.2, ge=0, le=1, description="least chance to batch")
 
 
 class RetrySettings(_Group):
-    max_attempts: int = Field(default=5, ge=1, description="tries per request")
+    max_attempts: Count = Field(default=5, ge=1, le=1_000, description="tries per request")
     base_delay: Duration = Field(default=timedelta(seconds=2), description="first retry delay")
     max_delay: Duration = Field(default=timedelta(minutes=10), description="longest retry delay")
 
@@ -297,7 +323,8 @@ def load_settings(
         raise InputError("not valid JSON", field=field, expected="a JSON object") from None
     home = flag_values.get("home") or env_values.get("home")
     path = config or Path(str(home) if home else default_home(environ)) / CONFIG_NAME
-    text = _read_config(path) if config is not None or path.exists() else None
+    found = config is not None or path_kind(path, "home") != "missing"
+    text = _read_config(path, "--config" if config else None) if found else None
     file_values = _parse_config(path, text) if text is not None else {}
     layers: tuple[_Layer, ...] = (
         (_nest(flag_values), lambda key: Source("flag", FLAGS.get(key, key))),
@@ -322,29 +349,13 @@ def load_settings(
     return settings
 
 
-def _read_config(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError("no such file", file=path, field="--config") from None
-    except IsADirectoryError:
-        raise InputError("is a folder", file=path, expected="a TOML file") from None
-    except UnicodeDecodeError:
-        raise InputError("not UTF-8 text", file=path, expected="a TOML file") from None
-    except OSError as exc:
-        raise InputError(f"cannot read it ({exc.strerror})", file=path) from None
+def _read_config(path: Path, field: str | None) -> str:
+    return read_text(path, field, max_bytes=CONFIG_MAX_BYTES, expected="a TOML file")
 
 
 def _parse_config(path: Path, text: str) -> dict[str, Any]:
     """The file's values; relative paths in it are relative to the file's folder."""
-    try:
-        values = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        message = str(exc)
-        found = re.search(r"\(at line (\d+), column \d+\)$", message)
-        reason = message[: found.start()].strip() if found else message
-        line = int(found.group(1)) if found else None
-        raise InputError(f"not TOML: {reason}", file=path, line=line) from None
+    values = parse_toml(text, file=path)
     for key in ("home", "prices"):
         if isinstance(values.get(key), str):
             values[key] = str(path.parent / Path(values[key]).expanduser())
@@ -383,6 +394,7 @@ def _env_var(key: str, environ: Mapping[str, str]) -> str:
 _EXPECTED = {
     "float_parsing": "a number",
     "float_type": "a number",
+    "finite_number": "a finite number",
     "int_parsing": "a whole number",
     "int_type": "a whole number",
     "int_from_float": "a whole number",
@@ -420,7 +432,7 @@ def _input_error(
     reason = "unknown setting" if unknown else f"got {error['input']!r}"
     expected = _known(key) if unknown else _expected(error)
     if source.kind == "file":
-        line = _line_of(text or "", key)
+        line = toml_line_of(text or "", key)
         return InputError(reason, file=path, line=line, field=key, expected=expected)
     field = source.where if source.kind in ("flag", "env") else key
     return InputError(reason, field=field, expected=expected)
@@ -440,26 +452,6 @@ def _known(key: str) -> str:
 
 def _is_group(field: FieldInfo) -> bool:
     return isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
-
-
-def _line_of(text: str, key: str) -> int | None:
-    """The line of `key` in a TOML file, when it is written plainly (`[group]` then `name =`,
-    or `group.name =`); None otherwise. Only to point at the line in an error."""
-    *groups, name = key.split(".")
-    section = ""
-    for number, line in enumerate(text.splitlines(), start=1):
-        header = re.match(r"\s*\[\s*([\w.-]+)\s*\]", line)
-        if header:
-            section = header.group(1)
-            if section == key:
-                return number
-            continue
-        if re.match(rf"\s*{re.escape(name)}\s*=", line) and section == ".".join(groups):
-            return number
-        dotted = re.escape(".".join([*groups, name]))
-        if groups and not section and re.match(rf"\s*{dotted}\s*=", line):
-            return number
-    return None
 
 
 @dataclass(frozen=True)

@@ -68,7 +68,7 @@ def test_missing_file_is_a_clear_error(
 ) -> None:
     monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
     result = cli("run", str(tmp_path / "nope.jsonl"), "--home", str(tmp_path / "home"))
-    assert result.code == 2 and "nope.jsonl: cannot read it" in result.err
+    assert result.code == 2 and "nope.jsonl: no such file" in result.err
 
 
 SECRET = "sk-ant-api03-NOWAIT-LEAK-CANARY-7f3a9c"

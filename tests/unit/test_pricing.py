@@ -157,5 +157,5 @@ def test_prices_cli_prints_the_date_and_models(cli) -> None:  # type: ignore[no-
     assert "claude-opus-5-5" in result.out
     bad = cli("prices", "--prices", "/nonexistent/prices.toml")
     assert bad.code == 2
-    assert "/nonexistent/prices.toml: file not found" in bad.err
+    assert "/nonexistent/prices.toml: --prices: no such file" in bad.err
     assert "Traceback" not in bad.err

@@ -9,6 +9,7 @@ import typer
 
 from nowait.cli import PricesOption, app, stdout
 from nowait.cli.options import prices_file
+from nowait.files import check_output_dir
 
 
 @app.command("demo")
@@ -31,6 +32,8 @@ def demo_command(
     from nowait.sort.classify import human_duration
     from nowait.sort.pricing import load_table
 
+    check_output_dir(out, "--out")  # before any work starts
+    table = load_table(prices_file(prices))
     console = stdout()
     out.mkdir(parents=True, exist_ok=True)
     sheet = out / "worksheet.toml"
@@ -40,7 +43,7 @@ def demo_command(
     console.print(render.worksheet_table(worksheet.evaluate(worksheet.read_worksheet(sheet))))
 
     console.rule("2. Route: the bundled requests through the embedded emulator")
-    routed = route_example(out, load_table(prices_file(prices)))
+    routed = route_example(out, table)
     took = human_duration(routed.emulated_end - routed.emulated_start)
     console.print(
         f"{routed.realtime} requests went real-time (awaited, or deadlines too tight for a batch), "
@@ -51,7 +54,7 @@ def demo_command(
     console.print(render.receipt_table(routed.receipt))
 
     console.rule("3. Analyze: a month of a team's traces, sorted by who waits")
-    report, logs, html = write_demo_report(out, load_table(prices_file(prices)))
+    report, logs, html = write_demo_report(out, table)
     console.print(f"`nowait analyze {logs} --html {html}`:\n")
     console.print(report_terminal(report))
     console.print(f"Charts (spend by verdict, savings waterfall, arrivals by hour): {html}")
@@ -62,7 +65,7 @@ def demo_command(
     requests = read_trace(trace)
     console.print(f"`nowait simulate {trace}` (batch turnaround: median 20 min, p95 3 h):\n")
     sim = SimConfig()
-    results = simulate(requests, sim, load_table(prices_file(prices)))
+    results = simulate(requests, sim, table)
     console.print(results_table(results, len(requests)))
     chart = out / "policies.html"
     chart.write_text(results_html(results, len(requests), sim), encoding="utf-8")

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from nowait.reading import check_input_file
+
 if TYPE_CHECKING:  # pydantic-settings loads when a command reads settings, not for --help
     from nowait.settings import Settings
 
@@ -140,7 +142,12 @@ def load(config: Path | None, flags: dict[str, object]) -> Settings:
     environment, over the TOML file, over the defaults."""
     from nowait.settings import load_settings
 
-    return load_settings(os.environ, flags, config)
+    settings = load_settings(os.environ, flags, config)
+    if settings.prices is not None:  # read later, checked now: before any work starts
+        source = settings.source("prices")
+        field = f"prices in {source.where}" if source.kind == "file" else source.where
+        check_input_file(settings.prices, field, "a TOML price file")
+    return settings
 
 
 def prices_file(prices: Path | None, config: Path | None = None) -> Path | None:

@@ -36,29 +36,41 @@ from nowait.cli.options import (
 )
 from nowait.durations import parse_duration
 from nowait.errors import ConfigError, InputError
-from nowait.files import check_output_file
+from nowait.files import check_existing_dir, check_output_dir, check_output_file
+from nowait.reading import check_input_file
 
 # The route side (the SDK, the store) loads inside the commands: `nowait --help` lists these
 # commands without importing it.
 if TYPE_CHECKING:
     from nowait.route.router import Delivery, Router
     from nowait.settings import Settings
+    from nowait.sort.pricing import PriceTable
     from nowait.store import DeadlineRow, NewJob, Store, UsageRow
 
 BaseUrl = Annotated[
     str | None, typer.Option("--base-url", help="API base URL (default: $ANTHROPIC_BASE_URL).")
 ]
 log = logging.getLogger(__name__)
+DB_NAME = "nowait.db"
 
 
-def _store(settings: Settings) -> Store:
-    """Where state lives: PostgreSQL for a postgresql:// URL, else `nowait.db` in the home."""
+def _store(settings: Settings, *, read_only: bool = False) -> Store:
+    """Where state lives: PostgreSQL for a postgresql:// URL, else `nowait.db` in the home.
+    `read_only` (status, results): a missing home or store is an error, never created."""
     from nowait.route.router import default_home
     from nowait.store import POSTGRES_SCHEMES, open_store
 
     url = settings.store
     if not url:
-        return open_store((settings.home or default_home()) / "nowait.db")
+        home = settings.home or default_home()
+        field = settings.source("home").where or "--home"
+        if not read_only:
+            check_output_dir(home, field)
+        else:
+            check_existing_dir(home, field, "nowait home")
+            if not (home / DB_NAME).is_file():
+                raise InputError(f"no nowait store in {home}", field=field, expected=DB_NAME)
+        return open_store(home / DB_NAME)
     if not url.startswith(POSTGRES_SCHEMES):
         from nowait.store.postgres import mask
 
@@ -181,7 +193,11 @@ def run_command(
     guard = guard_flags(margin, cancel_latency, min_batch_chance)
     flags = _route_flags(home, store, poll, capacity, guard, log_level, log_format)
     settings = load(config, {**flags, "prices": prices})
+    check_input_file(requests)  # before the store is opened
     check_output_file(out, "--out")  # before anything is queued: results need somewhere to go
+    from nowait.sort.pricing import load_table
+
+    table = load_table(settings.prices)  # a bad price file stops the run before it starts
     router = _router(ctx, settings, base_url, default_level="WARNING")  # a clean display
     run_id = router.run_id
     with closing(router), router.claim():  # a refused second run leaves no trace
@@ -195,7 +211,7 @@ def run_command(
         failures = _run_showing_progress(router, out)
         usage = router.store.usage_rows(run_id)
         deadlines = router.store.deadline_rows(run_id)
-    _print_receipt(usage, deadlines, settings)
+    _print_receipt(usage, deadlines, table)
     typer.echo(f"{len(jobs):,} results in {out} (run {run_id})", err=True)
     if refused:
         typer.echo(f"{len(refused):,} bad lines refused (not run):", err=True)
@@ -281,12 +297,11 @@ def _write_delivered_before(router: Router, sink: Callable[[Delivery], None]) ->
         sink(delivery_of(job))
 
 
-def _print_receipt(usage: list[UsageRow], deadlines: list[DeadlineRow], settings: Settings) -> None:
+def _print_receipt(usage: list[UsageRow], deadlines: list[DeadlineRow], table: PriceTable) -> None:
     from nowait.present import tables as render
     from nowait.route.receipts import build_receipt
-    from nowait.sort.pricing import load_table
 
-    receipt = build_receipt(usage, load_table(settings.prices), deadlines)
+    receipt = build_receipt(usage, table, deadlines)
     stdout().print(render.receipt_table(receipt))
 
 
@@ -335,6 +350,8 @@ def _prepare_all(
         jobs.append(job)
     if refused and not skip_bad:
         raise _refusal(refused)
+    if not jobs and not refused:  # not an all-zero receipt for a file of nothing
+        raise InputError("0 requests in the file", file=requests, expected="one request a line")
     return jobs, refused
 
 
@@ -450,7 +467,7 @@ def status_command(
         },
     )  # fmt: skip
     now = SystemClock().now()
-    with closing(_store(settings)) as store:
+    with closing(_store(settings, read_only=True)) as store:
         jobs = {state.value: n for state, n in store.job_counts().items()}
         batches = {s.value: len(store.batches(s)) for s in BatchState}
         waiting = [b for b in store.batches(BatchState.PLANNED) if b.waiting_for]
@@ -496,7 +513,7 @@ def results_command(
 ) -> None:
     """Print finished results as JSON lines (delivered or not; delivery state unchanged)."""
     settings = load(config, {"home": home, "store": store_url})
-    with closing(_store(settings)) as store:
+    with closing(_store(settings, read_only=True)) as store:
         _print_results(store, key, run)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -21,8 +21,13 @@ from nowait.cli.options import (
     guard_flags,
     load,
 )
-from nowait.durations import parse_duration
+from nowait.durations import MAX_DURATION, parse_duration
 from nowait.errors import InputError
+from nowait.files import check_output_file
+from nowait.reading import check_input_file
+
+if TYPE_CHECKING:
+    from nowait.guard.turnaround import Turnaround
 
 
 def _seconds(text: str, flag: str) -> float:
@@ -30,6 +35,36 @@ def _seconds(text: str, flag: str) -> float:
         return parse_duration(text).total_seconds()
     except ValueError:
         raise InputError(f"not a duration: {text!r}", field=flag, expected="e.g. 20m, 3h") from None
+
+
+MAX_GENERATE = 10_000_000
+"""Most requests `--generate` writes (about 1 GB of trace)."""
+
+
+def _check_paths(trace: Path, generate: int | None, days: int, html: Path | None) -> None:
+    """Every path and count checked before any work starts."""
+    if generate is None:
+        check_input_file(trace)
+    else:
+        if not 1 <= generate <= MAX_GENERATE:
+            expected = f"1 to {MAX_GENERATE:,} requests"
+            raise InputError(f"got {generate:,}", field="--generate", expected=expected)
+        if not 1 <= days <= MAX_DURATION.days:
+            expected = f"1 to {MAX_DURATION.days} days"
+            raise InputError(f"got {days:,}", field="--days", expected=expected)
+        check_output_file(trace, "TRACE")
+    if html is not None:
+        check_output_file(html, "--html")
+
+
+def _turnaround(median: str, p95: str) -> Turnaround:
+    from nowait.guard.turnaround import Turnaround
+
+    median_s, p95_s = _seconds(median, "--turnaround"), _seconds(p95, "--turnaround-p95")
+    if p95_s < median_s:
+        expected = f"at least --turnaround ({median})"
+        raise InputError(f"got {p95!r}", field="--turnaround-p95", expected=expected)
+    return Turnaround(median_s, p95_s)
 
 
 def _share(value: float) -> float:
@@ -101,7 +136,6 @@ def simulate_command(
     from nowait.guard.forecast import PRIOR
     from nowait.guard.latency import prior as latency_prior
     from nowait.guard.policy import Capacity, GuardConfig
-    from nowait.guard.turnaround import Turnaround
     from nowait.present.simulation import results_html, results_table
     from nowait.simulate.engine import SimConfig, simulate
     from nowait.simulate.trace import MIXES, read_trace, write_trace
@@ -115,9 +149,8 @@ def simulate_command(
             **guard_flags(margin, cancel_latency, min_batch_chance),
         },
     )
+    _check_paths(trace, generate, days, html)
     if generate is not None:
-        if generate < 1:
-            raise InputError("needs at least one request", field="--generate")
         if mix not in MIXES:
             raise InputError(f"got {mix!r}", field="--mix", expected=" or ".join(MIXES))
         write_trace(trace, generate, days=days, seed=seed, mix=mix)
@@ -126,9 +159,7 @@ def simulate_command(
     capacity, guard = Capacity.from_settings(settings), GuardConfig.from_settings(settings)
     sim = SimConfig.from_settings(
         settings,
-        turnaround=Turnaround(
-            _seconds(turnaround, "--turnaround"), _seconds(turnaround_p95, "--turnaround-p95")
-        ),
+        turnaround=_turnaround(turnaround, turnaround_p95),
         fixed_buffer=_seconds(buffer, "--buffer"),
         seed=seed,
         forecast=PRIOR if prior else None,

@@ -11,6 +11,7 @@ import typer
 from nowait.cli import PricesOption, app, stdout
 from nowait.cli.options import prices_file
 from nowait.errors import InputError
+from nowait.files import check_output_file, path_kind
 
 
 @app.command("worksheet")
@@ -52,7 +53,8 @@ def _write_template(file: Path | None) -> None:
     if file is None:
         typer.echo(text, nl=False)
         return
-    if file.exists():
+    check_output_file(file, "FILE")
+    if path_kind(file, "FILE") == "file":
         raise InputError("already exists; not overwriting", file=file)
     file.write_text(text, "utf-8")
     typer.echo(f"wrote {file}: edit it, then run `nowait worksheet {file}`", err=True)

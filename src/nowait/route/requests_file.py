@@ -6,7 +6,6 @@ strict JSON (duplicate keys, nesting beyond any request's), or values strict JSO
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -15,6 +14,7 @@ from typing import Any
 
 from nowait.durations import parse_duration
 from nowait.errors import InputError
+from nowait.reading import parse_json, scan_text_lines
 from nowait.route.params import check_json_values
 
 FIELDS = {"key", "params", "deadline", "awaited", "workload"}
@@ -45,33 +45,14 @@ def scan_requests(
 ) -> Iterator[RequestLine | InputError]:
     """Every line of the file, read or refused: a bad line is an `InputError` (file, line,
     field) in its place, and reading goes on. A file that cannot be opened raises."""
-    try:
-        handle = path.open("rb")
-    except OSError as exc:
-        raise InputError(f"cannot read it: {exc.strerror}", file=path) from None
-    with handle:
-        for number, raw in enumerate(handle, start=1):
+    for line in scan_text_lines(path):
+        if isinstance(line, InputError):
+            yield line
+        elif line.text.strip():
             try:
-                text = raw.decode("utf-8")
-                if text.strip():
-                    yield _parse(path, number, text, now, default_deadline)
-            except UnicodeDecodeError as exc:
-                yield InputError(
-                    f"not UTF-8 (byte 0x{raw[exc.start]:02x} at byte {exc.start + 1})",
-                    file=path, line=number, expected="UTF-8 text",
-                )  # fmt: skip
+                yield _parse(path, line.number, line.text, now, default_deadline)
             except InputError as exc:
                 yield exc
-
-
-def _strict_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """A JSON object whose keys are all different: which of two values was meant is unknown."""
-    made: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in made:
-            raise ValueError(f"duplicate key {key!r}")
-        made[key] = value
-    return made
 
 
 def _parse(
@@ -80,7 +61,7 @@ def _parse(
     def bad(field: str | None, message: str, expected: str | None = None) -> InputError:
         return InputError(message, file=path, line=number, field=field, expected=expected)
 
-    entry = _load(text, bad)
+    entry = _load(path, number, text, bad)
     unknown = set(entry) - FIELDS
     if unknown:
         raise bad(sorted(unknown)[0], "unknown field", f"one of {', '.join(sorted(FIELDS))}")
@@ -107,19 +88,11 @@ def _parse(
     return RequestLine(number, key, params, deadline, awaited, workload)
 
 
-def _load(text: str, bad: Any) -> dict[str, Any]:
+def _load(path: Path, number: int, text: str, bad: Any) -> dict[str, Any]:
     """The line as a JSON object of values strict JSON can carry."""
-    one = "one JSON object per line"
-    try:
-        entry = json.loads(text, object_pairs_hook=_strict_object)
-    except json.JSONDecodeError as exc:
-        raise bad(None, f"not JSON ({exc.msg} at column {exc.colno})", one) from None
-    except ValueError as exc:  # a duplicate key, an integer of thousands of digits
-        raise bad(None, f"not strict JSON ({exc})", one) from None
-    except RecursionError:
-        raise bad(None, "nested too deeply to read", one) from None
+    entry = parse_json(text, file=path, line=number)
     if not isinstance(entry, dict):
-        raise bad(None, "not a JSON object", one)
+        raise bad(None, "not a JSON object", "one JSON object per line")
     try:
         check_json_values(entry, "")
     except InputError as exc:
@@ -139,6 +112,18 @@ def _deadline(value: Any, now: datetime, default: timedelta | None, bad: Any) ->
             moment = datetime.fromisoformat(value)
         except ValueError:
             moment = None
-        if moment is not None and moment.tzinfo is not None:
+        if moment is not None and moment.tzinfo is not None and _plausible(moment):
             return moment
-    raise bad("deadline", f"got {value!r}", "a duration such as 6h, or an ISO time with a timezone")
+    raise bad(
+        "deadline", f"got {value!r}",
+        "a duration such as 6h (at most 400 days), or an ISO time with a timezone,"
+        f" {EARLIEST_YEAR} to {LATEST_YEAR - 1}",
+    )  # fmt: skip
+
+
+EARLIEST_YEAR, LATEST_YEAR = 2020, 2100
+"""A deadline outside these years is a typo (and near year 1 or 9999, a date overflow)."""
+
+
+def _plausible(moment: datetime) -> bool:
+    return EARLIEST_YEAR <= moment.year < LATEST_YEAR

@@ -6,13 +6,14 @@
 from __future__ import annotations
 
 import itertools
-import json
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from nowait.durations import MAX_DURATION
 from nowait.errors import InputError
+from nowait.reading import read_json_lines
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,16 +26,23 @@ class TraceRequest:
     deadline: float | None  # seconds after arrival
 
 
+MAX_TRACE_SECONDS = MAX_DURATION.total_seconds()
+"""Latest arrival `t` and longest `deadline` a trace may hold (400 days, `MAX_DURATION`)."""
+MAX_TRACE_TOKENS = 10_000_000
+"""Most tokens one request may claim (far above any model's context window)."""
+
+
 def read_trace(path: Path) -> list[TraceRequest]:
+    """Every request of the trace, by arrival; the first bad line raises its `InputError`.
+    A trace without a request is refused: a simulation of nothing would print all zeros."""
     out: list[TraceRequest] = []
-    try:
-        handle = path.open(encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"cannot read it: {exc.strerror}", file=path) from None
-    with handle:
-        for number, line in enumerate(handle, start=1):
-            if line.strip():
-                out.append(_parse(path, number, line))
+    for entry in read_json_lines(path):
+        if isinstance(entry, InputError):
+            raise entry
+        line, row = entry
+        out.append(_parse(path, line.number, row))
+    if not out:
+        raise InputError("0 requests in the trace", file=path, expected="one JSON object a line")
     out.sort(key=lambda r: r.t)
     return out
 
@@ -43,43 +51,45 @@ def _bad(path: Path, number: int, field: str, got: object, expected: str) -> Inp
     return InputError(f"got {got!r}", file=path, line=number, field=field, expected=expected)
 
 
-_decode = json.JSONDecoder().decode
+def _seconds(value: object, *, above_zero: bool) -> float | None:
+    """`value` as seconds if it is a number in range: ≥ 0 (or > 0), at most
+    `MAX_TRACE_SECONDS`; None otherwise."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    in_range = (value > 0 if above_zero else value >= 0) and value <= MAX_TRACE_SECONDS
+    return float(value) if in_range else None
 
 
-def _parse(path: Path, number: int, line: str) -> TraceRequest:
-    try:
-        row = _decode(line)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"not JSON ({exc.msg})", file=path, line=number) from None
+def _tokens(value: object) -> int | None:
+    if not isinstance(value, int) or isinstance(value, bool):
+        return None
+    return value if 0 <= value <= MAX_TRACE_TOKENS else None
+
+
+def _parse(path: Path, number: int, row: object) -> TraceRequest:
     if not isinstance(row, dict):
         raise _bad(path, number, "(line)", row, "a JSON object")
-    t, model = row.get("t"), row.get("model")
-    if not isinstance(t, int | float) or isinstance(t, bool) or t < 0:
-        raise _bad(path, number, "t", t, "seconds from the start, ≥ 0")
+    t, model = _seconds(row.get("t"), above_zero=False), row.get("model")
+    if t is None:
+        raise _bad(path, number, "t", row.get("t"), "seconds from the start, 0 to 400 days")
     if not isinstance(model, str) or not model:
         raise _bad(path, number, "model", model, "a model id")
     tokens = []
     for name in ("input_tokens", "output_tokens"):
-        value = row.get(name)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise _bad(path, number, name, value, "a whole number ≥ 0")
-        tokens.append(value)
+        count = _tokens(row.get(name))
+        if count is None:
+            expected = f"a whole number, 0 to {MAX_TRACE_TOKENS:,}"
+            raise _bad(path, number, name, row.get(name), expected)
+        tokens.append(count)
     awaited = row.get("awaited", False)
     if not isinstance(awaited, bool):
         raise _bad(path, number, "awaited", awaited, "true or false")
-    deadline = row.get("deadline")
-    if deadline is not None and (
-        not isinstance(deadline, int | float) or isinstance(deadline, bool) or deadline <= 0
-    ):
-        raise _bad(path, number, "deadline", deadline, "seconds after arrival (> 0), or null")
-    return TraceRequest(
-        float(t),
-        model,
-        tokens[0],
-        tokens[1],
-        awaited,
-        float(deadline) if deadline is not None else None,
-    )
+    given = row.get("deadline")
+    deadline = _seconds(given, above_zero=True)
+    if given is not None and deadline is None:
+        expected = "seconds after arrival (> 0, at most 400 days), or null"
+        raise _bad(path, number, "deadline", given, expected)
+    return TraceRequest(t, model, tokens[0], tokens[1], awaited, deadline)
 
 
 MIX = (

@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import functools
 import re
-import tomllib
 import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from nowait.errors import InputError
+from nowait.reading import parse_toml, read_text, toml_line_of
 from nowait.types import Tier, Usage
 
 MILLION = Decimal(1_000_000)
@@ -214,130 +214,159 @@ def _priced(usage: Usage, rates: Rates) -> CostBreakdown:
 # --- loading -------------------------------------------------------------------------------
 
 
-def _decimal(value: Any, *, file: str, field: str) -> Decimal:
+MAX_PRICE = Decimal(100_000)
+"""Highest rate a price file may give, USD per million tokens (today's dearest is below 100)."""
+MAX_FACTOR = Decimal(100)
+"""Highest `batch_discount` or `priority_factor`, a multiple of the standard rates."""
+
+
+@dataclass(frozen=True)
+class _Source:
+    """A price file being read: its name and text, to point errors at a line."""
+
+    file: str
+    text: str = ""
+
+    def error(self, field: str, reason: str, expected: str | None = None) -> InputError:
+        line = toml_line_of(self.text, field)
+        return InputError(reason, file=self.file, line=line, field=field, expected=expected)
+
+
+def _decimal(value: Any, src: _Source, field: str, limit: Decimal = MAX_PRICE) -> Decimal:
+    expected = f'a number from 0 to {limit:,}, such as "3.75"'
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise InputError(
-            f"got {value!r}", file=file, field=field, expected="a price in USD per million tokens"
-        )
+        raise src.error(field, f"got {value!r}", expected)
     try:
-        amount = Decimal(str(value))
+        amount = Decimal(str(value).strip())
     except InvalidOperation:
-        raise InputError(
-            f"got {value!r}", file=file, field=field, expected='a number such as "3.75"'
-        ) from None
-    if not amount.is_finite() or amount < 0:
-        raise InputError(f"got {value!r}", file=file, field=field, expected="a price ≥ 0")
+        raise src.error(field, f"got {value!r}", expected) from None
+    if not amount.is_finite() or not 0 <= amount <= limit:
+        raise src.error(field, f"got {value!r}", expected)
     return amount
 
 
-def _optional_decimal(data: Mapping[str, Any], key: str, *, file: str) -> Decimal | None:
-    return _decimal(data[key], file=file, field=key) if key in data else None
+def _optional_decimal(data: Mapping[str, Any], key: str, src: _Source) -> Decimal | None:
+    return _decimal(data[key], src, key, MAX_FACTOR) if key in data else None
 
 
-def _rates(entry: Mapping[str, Any], *, file: str, where: str) -> Rates:
+def _rates(entry: Mapping[str, Any], src: _Source, where: str) -> Rates:
     missing = [item for item in ITEMS if item not in entry]
     if missing:
-        raise InputError(
-            f"missing {', '.join(missing)}", file=file, field=where, expected=", ".join(ITEMS)
-        )
-    return Rates(*(_decimal(entry[i], file=file, field=f"{where}.{i}") for i in ITEMS))
+        raise src.error(where, f"missing {', '.join(missing)}", ", ".join(ITEMS))
+    return Rates(*(_decimal(entry[i], src, f"{where}.{i}") for i in ITEMS))
 
 
-def _model_price(model: str, entry: Any, *, file: str) -> ModelPrice:
+def _model_price(model: str, entry: Any, src: _Source) -> ModelPrice:
     where = f"models.{model}"
     if not isinstance(entry, Mapping):
-        raise InputError("not a table", file=file, field=where, expected="a [models.ID] table")
+        raise src.error(where, "not a table", "a [models.ID] table")
     long_rates, above = None, None
     if "long_context" in entry:
         lc = entry["long_context"]
-        if not isinstance(lc, Mapping) or not isinstance(lc.get("above_prompt_tokens"), int):
-            raise InputError(
-                "bad long_context",
-                file=file,
-                field=f"{where}.long_context",
-                expected="{ above_prompt_tokens = N, input = ..., ... }",
-            )
-        above = lc["above_prompt_tokens"]
-        long_rates = _rates(lc, file=file, where=f"{where}.long_context")
+        above = lc.get("above_prompt_tokens") if isinstance(lc, Mapping) else None
+        if not isinstance(above, int) or isinstance(above, bool) or above < 0:
+            expected = "{ above_prompt_tokens = N, input = ..., ... }"
+            raise src.error(f"{where}.long_context", "bad long_context", expected)
+        long_rates = _rates(lc, src, f"{where}.long_context")
     aliases = entry.get("aliases", [])
     if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
-        raise InputError("bad aliases", file=file, field=f"{where}.aliases", expected="strings")
+        raise src.error(f"{where}.aliases", "bad aliases", "a list of strings")
+    confirmed = entry.get("confirmed", True)
+    if not isinstance(confirmed, bool):
+        raise src.error(f"{where}.confirmed", f"got {confirmed!r}", "true or false")
+    note = entry.get("note", "")
+    if not isinstance(note, str):
+        raise src.error(f"{where}.note", f"got {note!r}", "text")
     return ModelPrice(
         model=model,
-        rates=_rates(entry, file=file, where=where),
+        rates=_rates(entry, src, where),
         long_context_above=above,
         long_context=long_rates,
         aliases=tuple(aliases),
-        confirmed=bool(entry.get("confirmed", True)),
-        note=str(entry.get("note", "")),
+        confirmed=confirmed,
+        note=note,
     )
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError:
-        raise InputError("file not found", file=path) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"not valid TOML: {exc}", file=path) from None
+def _as_of(value: Any, src: _Source) -> date:
+    if not isinstance(value, date) or isinstance(value, datetime):
+        raise src.error("as_of", f"got {value!r}", "a date, 2026-11-24")
+    return value
 
 
-def parse_table(data: Mapping[str, Any], *, file: str) -> PriceTable:
-    """Build a price table from parsed TOML."""
-    as_of = data.get("as_of")
-    if not isinstance(as_of, date):
-        raise InputError(f"got {as_of!r}", file=file, field="as_of", expected="a date, 2026-11-24")
+def _models(data: Mapping[str, Any], src: _Source) -> dict[str, ModelPrice]:
     models = data.get("models", {})
     if not isinstance(models, Mapping):
-        raise InputError("not a table", file=file, field="models", expected="[models.ID] tables")
+        raise src.error("models", "not a table", "[models.ID] tables")
+    return {m: _model_price(m, e, src) for m, e in models.items()}
+
+
+def _text(data: Mapping[str, Any], key: str, default: str, src: _Source) -> str:
+    value = data.get(key, default)
+    if not isinstance(value, str):
+        raise src.error(key, f"got {value!r}", "text")
+    return value
+
+
+_FILE_KEYS = {"as_of", "models", "batch_discount", "priority_factor", "currency", "source"}
+
+
+def parse_table(data: Mapping[str, Any], *, file: str, text: str = "") -> PriceTable:
+    """Build a price table from parsed TOML (`text`: the file's text, to name lines)."""
+    src = _Source(file, text)
     return PriceTable(
-        as_of=as_of,
-        models={m: _model_price(m, e, file=file) for m, e in models.items()},
+        as_of=_as_of(data.get("as_of"), src),
+        models=_models(data, src),
         batch_discount=_decimal(
-            data.get("batch_discount", "0.5"), file=file, field="batch_discount"
+            data.get("batch_discount", "0.5"), src, "batch_discount", MAX_FACTOR
         ),
-        priority_factor=_optional_decimal(data, "priority_factor", file=file),
-        currency=str(data.get("currency", "USD")),
-        source=str(data.get("source", "")),
+        priority_factor=_optional_decimal(data, "priority_factor", src),
+        currency=_text(data, "currency", "USD", src),
+        source=_text(data, "source", "", src),
     )
 
 
 def merge_override(base: PriceTable, path: Path) -> PriceTable:
     """`base` with the models (and optionally the date and discount) of a user's price file."""
-    data = _read_toml(path)
-    file = str(path)
-    models = data.get("models", {})
-    if not isinstance(models, Mapping):
-        raise InputError("not a table", file=file, field="models", expected="[models.ID] tables")
+    text = read_text(path, "--prices", expected="a TOML price file")
+    data = parse_toml(text, file=path)
+    src = _Source(str(path), text)
+    if not data:  # not silently the bundled table: the user meant to change something
+        raise InputError(
+            "no prices in the file", file=path, expected="[models.ID] tables, as_of, batch_discount"
+        )
+    unknown = sorted(set(data) - _FILE_KEYS)
+    if unknown:
+        raise src.error(unknown[0], "unknown key", "one of " + ", ".join(sorted(_FILE_KEYS)))
     merged = dict(base.models)
-    merged.update({m: _model_price(m, e, file=file) for m, e in models.items()})
-    as_of = data.get("as_of", base.as_of)
-    if not isinstance(as_of, date):
-        raise InputError(f"got {as_of!r}", file=file, field="as_of", expected="a date, 2026-11-24")
+    merged.update(_models(data, src))
+    as_of = _as_of(data["as_of"], src) if "as_of" in data else base.as_of
     discount = base.batch_discount
     if "batch_discount" in data:
-        discount = _decimal(data["batch_discount"], file=file, field="batch_discount")
-    priority = _optional_decimal(data, "priority_factor", file=file) or base.priority_factor
+        discount = _decimal(data["batch_discount"], src, "batch_discount", MAX_FACTOR)
+    priority = _optional_decimal(data, "priority_factor", src) or base.priority_factor
     return replace(
         base,
         as_of=as_of,
         models=merged,
         batch_discount=discount,
         priority_factor=priority,
-        overrides_from=(*base.overrides_from, file),
+        overrides_from=(*base.overrides_from, str(path)),
     )
+
+
+BUNDLED = "nowait/data/prices.toml"
 
 
 def bundled_table() -> PriceTable:
     """The price table shipped with nowait."""
     text = resources.files("nowait").joinpath("data/prices.toml").read_text("utf-8")
-    return parse_table(tomllib.loads(text), file="nowait/data/prices.toml")
+    return parse_table(parse_toml(text, file=BUNDLED), file=BUNDLED, text=text)
 
 
 def load_table(override: Path | None = None) -> PriceTable:
     """The bundled table, with a user's price file applied on top when given."""
-    table = bundled_table()
+    table = default_table()  # read once per process; tables are frozen
     return merge_override(table, override) if override is not None else table
 
 

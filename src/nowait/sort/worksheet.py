@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -14,6 +13,7 @@ from typing import Any
 
 from nowait.durations import parse_duration
 from nowait.errors import InputError
+from nowait.reading import parse_toml, read_text
 from nowait.sort.classify import (
     Classification,
     Facts,
@@ -29,6 +29,8 @@ from nowait.sort.pricing import PriceTable
 from nowait.types import Usage
 
 TEMPLATE_RESOURCE = "data/example-worksheet.toml"
+MAX_COUNT = 10**12
+"""Largest count a worksheet gives (requests a month, tokens a request): a trillion."""
 
 
 @dataclass(frozen=True)
@@ -160,40 +162,62 @@ class _Reader:
         return InputError(
             f"{who}: got {got!r}" if got is not _MISSING else f"{who}: missing",
             file=self.path,
-            line=self._line_of(index, field.rsplit(".", maxsplit=1)[-1]),
+            line=self._line_of(
+                index, field.rsplit(".", maxsplit=1)[-1], field.startswith("deferred.")
+            ),
             field=field,
             expected=expected,
         )
 
-    def _line_of(self, index: int, key: str) -> int | None:
-        """The line of `key` inside the index-th [[workload]] table, for the error message."""
-        seen = -1
+    def _line_of(self, index: int, key: str, deferred: bool = False) -> int | None:
+        """The line of `key` inside the index-th [[workload]] table (`deferred`: in its
+        [workload.deferred] table first), for the error message; for a key it lacks, the
+        table's own [[workload]] line."""
+        seen, header, inside, found = -1, None, False, None
         for number, line in enumerate(self.lines, start=1):
             stripped = line.strip()
             if stripped.startswith("[[workload]]"):
                 seen += 1
                 if seen == index + 1:
                     break
+                header = number if seen == index else header
+            elif stripped.startswith("[workload.deferred]") and seen == index:
+                inside = True
             elif seen == index and re.match(rf"{re.escape(key)}\s*=", stripped):
-                return number
-        return None
+                if inside == deferred:
+                    return number
+                found = found or number
+        return found or header
 
     def workloads(self, data: Mapping[str, Any]) -> list[Workload]:
         unknown = set(data) - {"workload"}
         if unknown:
+            first = sorted(unknown)[0]
             raise InputError(
-                f"unknown top-level key {sorted(unknown)[0]!r}",
+                f"unknown top-level key {first!r}",
                 file=self.path,
+                line=self._line_of(-1, first),
                 expected="[[workload]] tables",
             )
         entries = data.get("workload")
-        if not isinstance(entries, list) or not entries:
+        if entries is not None and not isinstance(entries, list):
+            raise InputError(
+                f"got {entries!r}", file=self.path, line=self._line_of(-1, "workload"),
+                field="workload", expected="[[workload]] tables",
+            )  # fmt: skip
+        if not entries:
             raise InputError(
                 "no workloads", file=self.path, expected="at least one [[workload]] table"
             )
         names: set[str] = set()
         out = []
         for index, entry in enumerate(entries):
+            if not isinstance(entry, Mapping):
+                raise InputError(
+                    f"workload #{index + 1}: got {entry!r}",
+                    file=self.path, line=self._line_of(-1, "workload"), field="workload",
+                    expected="[[workload]] tables",
+                )  # fmt: skip
             workload = self.workload(index, entry)
             if workload.name in names:
                 raise self.error(index, workload.name, "name", workload.name, "a unique name")
@@ -233,7 +257,7 @@ class _Reader:
             facts=facts,
             deferred=deferred,
             cacheable_share=self.share(index, name, entry, "cacheable_share", None),
-            description=str(entry.get("description", "")),
+            description=self.text(index, name, entry, "description"),
         )
 
     def part(self, index: int, name: str, entry: Mapping[str, Any], prefix: str) -> Part:
@@ -257,8 +281,9 @@ class _Reader:
         self, index: int, name: str, entry: Mapping[str, Any], key: str, prefix: str = ""
     ) -> int:
         value = entry.get(key, _MISSING)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise self.error(index, name, prefix + key, value, "a whole number ≥ 0")
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COUNT:
+            expected = f"a whole number ≥ 0, at most {MAX_COUNT:,}"
+            raise self.error(index, name, prefix + key, value, expected)
         return value
 
     def share(
@@ -309,8 +334,15 @@ class _Reader:
             return parse_duration(value)
         except ValueError:
             raise self.error(
-                index, name, key, value, 'a duration such as "30s", "15m", "6h", "2d", or "none"'
-            ) from None
+                index, name, key, value,
+                'a duration such as "30s", "15m", "6h", "2d" (at most 400 days), or "none"',
+            ) from None  # fmt: skip
+
+    def text(self, index: int, name: str, entry: Mapping[str, Any], key: str) -> str:
+        value = entry.get(key, "")
+        if not isinstance(value, str):
+            raise self.error(index, name, key, value, "text")
+        return value
 
     def boolean(self, index: int, name: str, entry: Mapping[str, Any], key: str) -> bool:
         value = entry.get(key, False)
@@ -342,17 +374,8 @@ def _inherited(entry: Mapping[str, Any]) -> dict[str, Any]:
 
 def read_worksheet(path: Path) -> list[Workload]:
     """Parse and validate a worksheet file."""
-    try:
-        text = path.read_text("utf-8")
-    except FileNotFoundError:
-        raise InputError("file not found", file=path) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read: {exc.__class__.__name__}", file=path) from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"not valid TOML: {exc}", file=path) from None
-    return _Reader(path, text).workloads(data)
+    text = read_text(path, expected="a TOML worksheet")
+    return _Reader(path, text).workloads(parse_toml(text, file=path))
 
 
 __all__ = [
