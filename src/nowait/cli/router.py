@@ -36,6 +36,7 @@ from nowait.clock import SystemClock
 from nowait.durations import parse_duration
 from nowait.errors import ConfigError, InputError
 from nowait.files import check_output_file
+from nowait.guard.capacity import CapacityInUse, capacity_status
 from nowait.logs import configure_logging
 from nowait.present import tables as render
 from nowait.present.progress import progress
@@ -324,24 +325,29 @@ def status_command(
     prices: PricesOption = None,
     json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Jobs and batches by state, and the money so far."""
+    """Jobs and batches by state, the real-time capacity in use, and the money so far."""
     settings = load(config, {"home": home, "store": store_url, "prices": prices})
     with closing(_store(settings)) as store:
         jobs = {state.value: n for state, n in store.job_counts().items()}
         batches = {s.value: len(store.batches(s)) for s in BatchState}
         waiting = [b for b in store.batches(BatchState.PLANNED) if b.waiting_for]
         usage = store.usage_rows()
+        capacity = capacity_status(store.observed_limits(), settings, SystemClock().now())
     receipt = build_receipt(usage, load_table(settings.prices))
     if json_out:
         waits = [
             {"batch": b.id, "requests": b.request_count, "waiting_for": list(b.waiting_for)}
             for b in waiting
         ]
-        status = {"jobs": jobs, "batches": batches, "waiting": waits}
+        status = {
+            "jobs": jobs, "batches": batches, "waiting": waits,
+            "capacity": [_capacity_json(c) for c in capacity],
+        }  # fmt: skip
         typer.echo(json.dumps({**status, "receipt": render.receipt_json(receipt)}, indent=2))
         return
     typer.echo("jobs:    " + (", ".join(f"{k} {v:,}" for k, v in sorted(jobs.items())) or "none"))
     typer.echo("batches: " + (", ".join(f"{k} {v:,}" for k, v in batches.items() if v) or "none"))
+    typer.echo("capacity: " + "; ".join(_capacity_text(c) for c in capacity))
     for b in waiting:
         typer.echo(
             f"waiting: planned batch {b.id} ({b.request_count:,} requests) may already be"
@@ -349,6 +355,30 @@ def status_command(
             " show whose it is"
         )
     stdout().print(render.receipt_table(receipt))
+
+
+def _capacity_text(entry: CapacityInUse) -> str:
+    """'sonnet: 50 requests, 40,000 input and 8,000 output tokens a minute, 8 at once
+    (headers at 12:03)'."""
+    c = entry.capacity
+    cls = f"{entry.model_class}: " if entry.model_class else ""
+    return (
+        f"{cls}{c.requests_per_minute:,.0f} requests, {c.input_tokens_per_minute:,.0f} input and"
+        f" {c.output_tokens_per_minute:,.0f} output tokens a minute, {c.concurrency:,} at once"
+        f" ({entry.source})"
+    )
+
+
+def _capacity_json(entry: CapacityInUse) -> dict[str, object]:
+    c = entry.capacity
+    return {
+        "model_class": entry.model_class,
+        "requests_per_minute": c.requests_per_minute,
+        "input_tokens_per_minute": c.input_tokens_per_minute,
+        "output_tokens_per_minute": c.output_tokens_per_minute,
+        "concurrency": c.concurrency,
+        "source": entry.source,
+    }
 
 
 @app.command("results")

@@ -110,3 +110,9 @@ def capacities(
     found = [capacity_in_use(configured, user_set, o, now) for o in observed]
     return found or [capacity_in_use(configured, user_set, None, now)]
 
+
+def capacity_status(
+    observed: Iterable[ObservedLimits], settings: Settings, now: datetime
+) -> list[CapacityInUse]:
+    """`capacities` with the capacity and user-set fields of `settings` (`nowait status`)."""
+    return capacities(Capacity.from_settings(settings), user_capacity(settings), observed, now)
