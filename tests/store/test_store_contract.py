@@ -13,8 +13,8 @@ import pytest
 
 from nowait.errors import IllegalTransition, StoreError
 from nowait.limits import CUSTOM_ID_PATTERN
-from nowait.route.custom_ids import custom_id
 from nowait.ratelimits import Limit, RateLimits
+from nowait.route.custom_ids import custom_id
 from nowait.store import BatchState, NewJob, ObservedLimits, Outcome, Store, StoreBusyError
 from nowait.store.sqlite import SQLiteStore
 from nowait.types import JobState, Route, Tier, Usage
