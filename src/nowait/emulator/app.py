@@ -100,7 +100,7 @@ async def _serve(request: Request, emulator: Emulator, name: str, handler: Handl
         response = await handler(request, _Call(emulator, version, betas, request_id))
         if fault is not None and isinstance(response, StreamingResponse):
             response = _midstream_failure(request_id)
-        if "anthropic-ratelimit-requests-limit" not in response.headers:
+        if not any(h.startswith("anthropic-ratelimit-") for h in response.headers):
             response.headers.update(emulator.limit_headers())  # the API states them on every call
     except ApiError as error:
         response = _error_response(error, request_id)

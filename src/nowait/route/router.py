@@ -261,7 +261,8 @@ class Router:
         def chance(seconds: float) -> float:
             return forecast.probability_within(seconds, model, 1, now)
 
-        decision = decide_route(request, now, self.config.capacity, self.config.guard, chance)
+        capacity = self.worker.capacity_in_use(model).capacity  # the API's limits, if stated
+        decision = decide_route(request, now, capacity, self.config.guard, chance)
         return NewJob(
             key=key or uuid.uuid4().hex,
             params_json=params_json,
