@@ -291,7 +291,6 @@ class Worker:
             plan.id, remote.id, n_jobs(plan.request_count),
         )  # fmt: skip
 
-    # ---- one pass ---------------------------------------------------------------------------
     # ---- capacity: the limits the API states ------------------------------------------------
     def capacity_in_use(self, model: str) -> CapacityInUse:
         """The capacity the guard plans with and the pacer runs at for `model`, and its source."""
@@ -312,6 +311,7 @@ class Worker:
         self.store.record_rate_limits(cls, limits, now)
         self._observed = None  # read again, merged by the store
 
+    # ---- one pass ---------------------------------------------------------------------------
     def run_once(self) -> PassReport:
         report = PassReport()
         self._observed = None  # other workers sharing the store may have seen newer limits
