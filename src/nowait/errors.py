@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from nowait.ratelimits import RateLimits
+
 
 class NowaitError(Exception):
     """nowait failed."""
@@ -89,8 +91,11 @@ class RetryableBackendError(BackendError):
         *,
         status: int | None = None,
         retry_after: float | None = None,
+        limits: RateLimits | None = None,
     ) -> None:
         self.retry_after = retry_after
+        self.limits = limits
+        """The rate-limit headers of the refusal, when it had them (a 429 does)."""
         super().__init__(message, status=status)
 
 

@@ -39,6 +39,7 @@ def test_emulator_command_serves_the_sdk(sdk_for: Any) -> None:
     port = free_port()
     # An hour of emulated time per real second; a 30-minute call latency is half a second.
     flags = ["--time-scale", "3600", "--turnaround", "1h", "--latency", "30m"]
+    flags += ["--cancel-latency", "15m"]  # a quarter of a real second
     flags += ["--rpm", "1000", "--rpm", "claude-haiku-5-5=1"]
     process = subprocess.Popen(
         [sys.executable, "-m", "nowait", "emulator", "--port", str(port), *flags],
@@ -64,6 +65,17 @@ def test_emulator_command_serves_the_sdk(sdk_for: Any) -> None:
             time.sleep(0.1)
         [line] = list(client.messages.batches.results(batch.id))
         assert line.result.type == "succeeded"
+        created = client.messages.batches.with_raw_response.create(
+            requests=[{"custom_id": "b", "params": ask("claude-sonnet-5-5")}]
+        )  # every response states the limits, batch endpoints included
+        assert created.headers["anthropic-ratelimit-requests-limit"] == "1000"
+        slow = created.parse()
+        started = time.monotonic()
+        assert client.messages.batches.cancel(slow.id).processing_status == "canceling"
+        while client.messages.batches.retrieve(slow.id).processing_status != "ended":
+            assert time.monotonic() - started < 5, "a 15-minute cancel took over 5 real seconds"
+            time.sleep(0.02)
+        assert time.monotonic() - started >= 0.2  # 15 emulated minutes
     finally:
         process.terminate()
         process.wait(timeout=10)
@@ -78,6 +90,8 @@ def test_bad_flags_are_clear_errors(cli: Any) -> None:
     assert "Traceback" not in result.err
     bad_rate = cli("emulator", "--overloaded-rate", "2")
     assert bad_rate.code == 2 and "probability" in bad_rate.err
+    bad_cancel = cli("emulator", "--cancel-latency", "slowly")
+    assert bad_cancel.code == 2 and "--cancel-latency" in bad_cancel.err
     bad_rpm = cli("emulator", "--rpm", "claude-haiku-4-5=fast")
     assert bad_rpm.code == 2 and "--rpm" in bad_rpm.err and "MODEL=N" in bad_rpm.err
 

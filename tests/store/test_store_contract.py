@@ -13,8 +13,9 @@ import pytest
 
 from nowait.errors import IllegalTransition, StoreError
 from nowait.limits import CUSTOM_ID_PATTERN
+from nowait.ratelimits import Limit, RateLimits
 from nowait.route.custom_ids import custom_id
-from nowait.store import BatchState, NewJob, Outcome, Store, StoreBusyError
+from nowait.store import BatchState, NewJob, ObservedLimits, Outcome, Store, StoreBusyError
 from nowait.store.sqlite import SQLiteStore
 from nowait.types import JobState, Route, Tier, Usage
 
@@ -415,3 +416,20 @@ def test_deadline_rows_say_when_each_result_came_and_whether_it_fell_back(store:
         (NOW + timedelta(minutes=11), True),
     ]
     assert all(r.deadline == due for r in rows) and store.deadline_rows("other") == []
+
+
+def test_rate_limits_keep_the_latest_per_model_class(store: Store) -> None:
+    assert store.observed_limits() == []
+    reset = NOW + timedelta(seconds=30)
+    full = RateLimits(
+        Limit(50, 49, reset), Limit(40_000, 39_000, reset), Limit(8_000, 8_000, reset)
+    )
+    store.record_rate_limits("sonnet", full, NOW)
+    store.record_rate_limits("haiku", RateLimits(requests=Limit(1000)), NOW)
+    later = NOW + timedelta(minutes=3)
+    # a response that states only the request limit keeps the token limits kept before
+    store.record_rate_limits("sonnet", RateLimits(requests=Limit(60, 12, later)), later)
+    haiku, sonnet = store.observed_limits()
+    assert haiku == ObservedLimits("haiku", RateLimits(requests=Limit(1000)), NOW)
+    assert sonnet.model_class == "sonnet" and sonnet.seen_at == later
+    assert sonnet.limits == RateLimits(Limit(60, 12, later), full.input_tokens, full.output_tokens)

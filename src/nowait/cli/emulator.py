@@ -64,6 +64,9 @@ def emulator_command(
     ] = None,
     time_scale: Annotated[float, typer.Option(help="Emulated seconds per real second.")] = 1.0,
     latency: Annotated[str, typer.Option(help="Real-time call latency (emulated).")] = "0s",
+    cancel_latency: Annotated[
+        str, typer.Option(help="From a batch's cancel to its end (emulated).")
+    ] = "30s",
     rpm: Annotated[
         list[str] | None,
         typer.Option(help="Requests per minute: N for every model, or MODEL=N (repeatable)."),
@@ -108,6 +111,7 @@ def emulator_command(
                 _seconds(turnaround_p95, "--turnaround-p95"),
             ),
             realtime_latency=_seconds(latency, "--latency") or 0.0,
+            cancel_latency=_seconds(cancel_latency, "--cancel-latency") or 0.0,
             rate_limits=rate_limits(rpm or [], itpm or [], otpm or []),
             faults=faults,
             contract_mode=contract,

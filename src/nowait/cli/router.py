@@ -42,6 +42,7 @@ from nowait.reading import check_input_file
 # The route side (the SDK, the store) loads inside the commands: `nowait --help` lists these
 # commands without importing it.
 if TYPE_CHECKING:
+    from nowait.guard.capacity import CapacityInUse
     from nowait.route.router import Delivery, Router
     from nowait.settings import Settings
     from nowait.sort.pricing import PriceTable
@@ -449,9 +450,10 @@ def status_command(
     min_batch_chance: MinBatchChance = None,
     json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Jobs and batches by state, the deadline guard's plan for each open batch, and the
-    money so far."""
+    """Jobs and batches by state, the real-time capacity in use, the deadline guard's plan for
+    each open batch, and the money so far."""
     from nowait.clock import SystemClock
+    from nowait.guard.capacity import capacity_status
     from nowait.present import tables as render
     from nowait.route.receipts import build_receipt
     from nowait.route.worker import WorkerConfig, guard_plans
@@ -474,19 +476,24 @@ def status_command(
         plans = guard_plans(store, WorkerConfig.from_settings(settings), now)
         usage = store.usage_rows()
         deadlines = store.deadline_rows()
+        capacity = capacity_status(store.observed_limits(), settings, now)
     receipt = build_receipt(usage, load_table(settings.prices), deadlines)
     if json_out:
         waits = [
             {"batch": b.id, "requests": b.request_count, "waiting_for": list(b.waiting_for)}
             for b in waiting
         ]
-        status = {"jobs": jobs, "batches": batches, "waiting": waits}
+        status = {
+            "jobs": jobs, "batches": batches, "waiting": waits,
+            "capacity": [_capacity_json(c) for c in capacity],
+        }  # fmt: skip
         guard = [render.plan_json(batch, plan, now) for batch, plan in plans]
         receipt_json = render.receipt_json(receipt)
         typer.echo(json.dumps({**status, "guard": guard, "receipt": receipt_json}, indent=2))
         return
     typer.echo("jobs:    " + (", ".join(f"{k} {v:,}" for k, v in sorted(jobs.items())) or "none"))
     typer.echo("batches: " + (", ".join(f"{k} {v:,}" for k, v in batches.items() if v) or "none"))
+    typer.echo("capacity: " + "; ".join(_capacity_text(c) for c in capacity))
     for b in waiting:
         typer.echo(
             f"waiting: planned batch {b.id} ({b.request_count:,} requests) may already be"
@@ -496,6 +503,30 @@ def status_command(
     for batch, plan in plans:
         typer.echo(render.plan_text(batch, plan, now))
     stdout().print(render.receipt_table(receipt))
+
+
+def _capacity_text(entry: CapacityInUse) -> str:
+    """'sonnet: 50 requests, 40,000 input and 8,000 output tokens a minute, 8 at once
+    (headers at 12:03)'."""
+    c = entry.capacity
+    cls = f"{entry.model_class}: " if entry.model_class else ""
+    return (
+        f"{cls}{c.requests_per_minute:,.0f} requests, {c.input_tokens_per_minute:,.0f} input and"
+        f" {c.output_tokens_per_minute:,.0f} output tokens a minute, {c.concurrency:,} at once"
+        f" ({entry.source})"
+    )
+
+
+def _capacity_json(entry: CapacityInUse) -> dict[str, object]:
+    c = entry.capacity
+    return {
+        "model_class": entry.model_class,
+        "requests_per_minute": c.requests_per_minute,
+        "input_tokens_per_minute": c.input_tokens_per_minute,
+        "output_tokens_per_minute": c.output_tokens_per_minute,
+        "concurrency": c.concurrency,
+        "source": entry.source,
+    }
 
 
 @app.command("results")

@@ -100,6 +100,8 @@ async def _serve(request: Request, emulator: Emulator, name: str, handler: Handl
         response = await handler(request, _Call(emulator, version, betas, request_id))
         if fault is not None and isinstance(response, StreamingResponse):
             response = _midstream_failure(request_id)
+        if not any(h.startswith("anthropic-ratelimit-") for h in response.headers):
+            response.headers.update(emulator.limit_headers())  # the API states them on every call
     except ApiError as error:
         response = _error_response(error, request_id)
     except Exception:  # an emulator bug must still look like the API: envelope, request-id
@@ -285,7 +287,17 @@ async def _create_batch(request: Request, call: _Call) -> Response:
     batch = await anyio.to_thread.run_sync(
         call.emulator.create_batch, body, call.version, call.betas
     )
-    return _batch_response(request, call, batch)
+    response = _batch_response(request, call, batch)
+    response.headers.update(call.emulator.limit_headers(_first_model(body)))
+    return response
+
+
+def _first_model(body: Any) -> str | None:
+    """The model of a created batch's first request (nowait packs one model a batch)."""
+    try:
+        return str(body["requests"][0]["params"]["model"])
+    except (KeyError, IndexError, TypeError):
+        return None
 
 
 async def _retrieve_batch(request: Request, call: _Call) -> Response:

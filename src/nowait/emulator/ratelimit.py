@@ -3,39 +3,16 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from nowait.emulator.config import RateLimit
-
-
-@dataclass
-class Bucket:
-    """Holds up to `per_minute` units; refills continuously at `per_minute`/60 a second."""
-
-    per_minute: int
-    level: float
-    updated: datetime
-
-    def refill(self, now: datetime) -> None:
-        elapsed = max(0.0, (now - self.updated).total_seconds())
-        self.level = min(float(self.per_minute), self.level + elapsed * self.per_minute / 60.0)
-        self.updated = max(self.updated, now)
-
-    def wait_for(self, amount: float) -> float:
-        """Seconds until `amount` (capped at a full bucket) is available; 0 if it is now."""
-        needed = min(amount, float(self.per_minute)) - self.level
-        return 0.0 if needed <= 0 else needed * 60.0 / self.per_minute
-
-    def reset_at(self, now: datetime) -> datetime:
-        missing = self.per_minute - self.level
-        return now + timedelta(seconds=max(0.0, missing) * 60.0 / self.per_minute)
+from nowait.ratelimits import KINDS, TokenBucket
 
 
 class ModelLimiter:
     """The three buckets of one model: requests, input tokens, output tokens."""
 
-    KINDS = ("requests", "input-tokens", "output-tokens")
+    KINDS = KINDS
 
     def __init__(self, limit: RateLimit, now: datetime) -> None:
         sizes = (
@@ -44,7 +21,7 @@ class ModelLimiter:
             limit.output_tokens_per_minute,
         )
         self.buckets = {
-            kind: Bucket(size, float(size), now)
+            kind: TokenBucket(size, now)
             for kind, size in zip(self.KINDS, sizes, strict=True)
             if size is not None
         }
@@ -61,12 +38,12 @@ class ModelLimiter:
             return waits[kind], kind
         for taken in ("requests", "input-tokens"):
             if taken in self.buckets:
-                self.buckets[taken].level -= wants[taken]
+                self.buckets[taken].charge(wants[taken])
         return 0.0, None
 
     def charge_output(self, output_tokens: int) -> None:
         if "output-tokens" in self.buckets:
-            self.buckets["output-tokens"].level -= output_tokens
+            self.buckets["output-tokens"].charge(output_tokens)
 
     def headers(self, now: datetime) -> dict[str, str]:
         out: dict[str, str] = {}
@@ -75,7 +52,7 @@ class ModelLimiter:
             remaining = max(0, math.floor(bucket.level))
             if kind != "requests":
                 remaining = round(remaining, -3) if remaining >= 1000 else remaining
-            out[f"{prefix}-limit"] = str(bucket.per_minute)
+            out[f"{prefix}-limit"] = str(int(bucket.per_minute))
             out[f"{prefix}-remaining"] = str(remaining)
             out[f"{prefix}-reset"] = rfc3339(bucket.reset_at(now), micro=False)
         return out

@@ -12,13 +12,13 @@ import threading
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from nowait.clock import Clock, SystemClock
 from nowait.emulator.apierror import ApiError, invalid
 from nowait.emulator.batches import Batch, Item, message_json
-from nowait.emulator.config import EmulatorConfig
+from nowait.emulator.config import EmulatorConfig, RateLimit
 from nowait.emulator.fakemodel import (
     PromptCache,
     answer,
@@ -69,6 +69,8 @@ class Emulator:
         self.clock: Clock = clock or SystemClock()
         self.calls: Counter[str] = Counter()
         self.batch_create_requests = 0
+        self.rate_limited = 0
+        """Calls answered 429 because a rate limit was exhausted (injected faults aside)."""
         self._lock = threading.RLock()
         self._rng = random.Random(self.config.seed)
         self._batches: dict[str, Batch] = {}
@@ -148,13 +150,13 @@ class Emulator:
             return {}
         with self._lock:
             now = self.clock.now()
-            limiter = self._limiters.get(model)
-            if limiter is None:
-                limiter = self._limiters[model] = ModelLimiter(limit, now)
+            limiter = self._limiter(model, limit, now)
             wait, exhausted = limiter.admit(count_tokens(params), now)
             headers = limiter.headers(now)
             if wait > 0:
+                self.rate_limited += 1
                 headers["retry-after"] = str(max(1, math.ceil(wait)))
+                headers["retry-after-ms"] = str(max(1, math.ceil(wait * 1000)))
                 what = _EXHAUSTED.get(exhausted or "", "requests")
                 raise ApiError(
                     429,
@@ -162,6 +164,23 @@ class Emulator:
                     headers=headers,
                 )
             return headers
+
+    def _limiter(self, model: str, limit: RateLimit, now: datetime) -> ModelLimiter:
+        limiter = self._limiters.get(model)
+        if limiter is None:
+            limiter = self._limiters[model] = ModelLimiter(limit, now)
+        return limiter
+
+    def limit_headers(self, model: str | None = None) -> dict[str, str]:
+        """The rate-limit headers of any response: the state of `model`'s limits (None: the
+        limits every model without its own has), nothing taken; none without limits."""
+        key = model or "*"
+        limit = self.config.rate_limit(key)
+        if limit is None:
+            return {}
+        with self._lock:
+            now = self.clock.now()
+            return self._limiter(key, limit, now).headers(now)
 
     def count_message_tokens(self, params: Mapping[str, Any]) -> int:
         """`count_tokens`: the prompt's input tokens, for a model the API knows."""

@@ -100,6 +100,25 @@ def retry_at(
     return now + timedelta(seconds=max(backoff, retry_after or 0.0))
 
 
+RATE_LIMIT_STATUSES = frozenset({429, 529})
+"""Rate limited, overloaded: the API says "not now", not "this request is wrong"."""
+WAIT_HORIZON = timedelta(hours=24)
+"""How long rate-limited work with no deadline keeps waiting (the batch API's own window)."""
+
+
+def wait_retry_at(
+    attempts: int, now: datetime, retry_after: float | None, give_up_at: datetime,
+    config: RetryConfig,
+) -> datetime | None:  # fmt: skip
+    """When to try again after a 429 or 529: a wait, not a failure, so no attempt cap. The
+    API's `retry-after` is a floor; the backoff doubles from `base_delay` up to a minute (the
+    limits' window: by then every bucket has refilled). None when that try would start at or
+    after `give_up_at` (the deadline): only then is waiting pointless."""
+    backoff = min(60.0, config.base_delay * 2 ** min(max(0, attempts - 1), 10))
+    when = now + timedelta(seconds=max(backoff, retry_after or 0.0))
+    return None if when >= give_up_at else when
+
+
 def next_poll(interval: float, config: PollConfig) -> float:
     """The next polling interval after one of `interval` seconds (0: the first)."""
     return config.first if interval <= 0 else min(config.longest, interval * config.factor)

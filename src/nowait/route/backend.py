@@ -21,6 +21,7 @@ from anthropic.types.message_create_params import MessageCreateParamsNonStreamin
 from pydantic import TypeAdapter, ValidationError
 
 from nowait.errors import ConfigError, InputError, PermanentBackendError, RetryableBackendError
+from nowait.ratelimits import RateLimits, read_rate_limits, read_retry_after
 from nowait.types import BATCH_STATUSES, RESULT_TYPES, BatchStatus, ResultType, Tier, Usage
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,8 @@ class MessageOutcome:
     message_json: str
     usage: Usage
     tier: Tier
+    limits: RateLimits | None = None
+    """The rate-limit headers of the answer (None: it had none)."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,8 @@ class BatchInfo:
     ended_at: datetime | None
     counts: Mapping[str, int] | None = None
     """The API's `request_counts` (processing, succeeded, errored, canceled, expired)."""
+    limits: RateLimits | None = None
+    """The rate-limit headers of the response that told it (a listed batch: its page's)."""
 
 
 @dataclass(frozen=True)
@@ -112,28 +117,35 @@ class AnthropicBackend:
     def __exit__(self, *_: object) -> None:
         self.close()
 
+    # Every call goes through `with_raw_response`, for the rate-limit headers of its answer.
     def create_message(self, params: dict[str, Any]) -> MessageOutcome:
         # The API's own JSON, as a batch result line carries it: the same fields on both tiers
         # (the SDK's model would add its optional fields as nulls: `container`, `citations`).
-        response = _call(lambda: self._client.messages.with_raw_response.create(**params))
-        return _outcome(orjson.loads(response.http_response.content))
+        raw = _call(lambda: self._client.messages.with_raw_response.create(**params))
+        return _outcome(orjson.loads(raw.http_response.content), read_rate_limits(raw.headers))
 
     def create_batch(self, requests: Iterable[tuple[str, str]]) -> BatchInfo:
         body = [{"custom_id": cid, "params": batch_params(params)} for cid, params in requests]
-        return _info(_call(lambda: self._client.messages.batches.create(requests=body)))  # type: ignore[arg-type]
+        batches = self._client.messages.batches.with_raw_response
+        raw = _call(lambda: batches.create(requests=body))  # type: ignore[arg-type]
+        return _info(raw.parse(), read_rate_limits(raw.headers))
 
     def retrieve_batch(self, batch_id: str) -> BatchInfo:
-        return _info(_call(lambda: self._client.messages.batches.retrieve(batch_id)))
+        raw = _call(lambda: self._client.messages.batches.with_raw_response.retrieve(batch_id))
+        return _info(raw.parse(), read_rate_limits(raw.headers))
 
     def list_batches(self, limit: int = 100) -> Iterator[BatchInfo]:
-        try:  # the SDK's page iterator fetches the next page (after_id) when one runs out
-            for batch in self._client.messages.batches.list(limit=limit):
-                yield _info(batch)
+        try:  # the page iterates on (after_id) when one runs out; the first page's headers
+            raw = self._client.messages.batches.with_raw_response.list(limit=limit)
+            limits = read_rate_limits(raw.headers)
+            for batch in raw.parse():
+                yield _info(batch, limits)
         except anthropic.APIError as exc:
             raise _classified(exc) from None
 
     def cancel_batch(self, batch_id: str) -> BatchInfo:
-        return _info(_call(lambda: self._client.messages.batches.cancel(batch_id)))
+        raw = _call(lambda: self._client.messages.batches.with_raw_response.cancel(batch_id))
+        return _info(raw.parse(), read_rate_limits(raw.headers))
 
     def batch_results(self, batch_id: str) -> Iterator[ResultLine]:
         """Streams the results file line by line: plain JSON, no model objects, bounded memory."""
@@ -280,7 +292,7 @@ def _line(custom_id: str, result: dict[str, Any]) -> ResultLine:
     return ResultLine(custom_id, kind)
 
 
-def _outcome(message: dict[str, Any]) -> MessageOutcome:
+def _outcome(message: dict[str, Any], limits: RateLimits | None = None) -> MessageOutcome:
     usage = message.get("usage") or {}
     tier = Tier.from_api(usage.get("service_tier"))
     if tier is Tier.UNKNOWN:
@@ -290,10 +302,10 @@ def _outcome(message: dict[str, Any]) -> MessageOutcome:
             message.get("id"),
             usage.get("service_tier"),
         )
-    return MessageOutcome(orjson.dumps(message).decode(), Usage.from_api(usage), tier)
+    return MessageOutcome(orjson.dumps(message).decode(), Usage.from_api(usage), tier, limits)
 
 
-def _info(batch: Any) -> BatchInfo:
+def _info(batch: Any, limits: RateLimits | None = None) -> BatchInfo:
     counts = {name: getattr(batch.request_counts, name) for name in REQUEST_COUNTS}
     return BatchInfo(
         batch.id,
@@ -302,6 +314,7 @@ def _info(batch: Any) -> BatchInfo:
         batch.created_at,
         batch.ended_at,
         counts,
+        limits,
     )
 
 
@@ -334,11 +347,19 @@ def _kind_of(exc: anthropic.APIError) -> Exception:
     if isinstance(exc, anthropic.APIConnectionError):
         return RetryableBackendError(f"cannot reach the API: {type(exc).__name__}")
     if isinstance(exc, anthropic.APIStatusError):
-        return status_error(exc.status_code, _api_message(exc), _retry_after(exc))
+        headers = exc.response.headers
+        return status_error(
+            exc.status_code, _api_message(exc), read_retry_after(headers), read_rate_limits(headers)
+        )
     return PermanentBackendError(f"API error: {type(exc).__name__}")
 
 
-def status_error(status: int, message: str, retry_after: float | None = None) -> Exception:
+def status_error(
+    status: int,
+    message: str,
+    retry_after: float | None = None,
+    limits: RateLimits | None = None,
+) -> Exception:
     """The nowait error for an API error status: the one classification every `Backend` uses."""
     if status in (401, 403):
         return AuthError(
@@ -346,7 +367,7 @@ def status_error(status: int, message: str, retry_after: float | None = None) ->
             " Nothing was marked failed: run again with the right key to carry on"
         )
     if status in (408, 409, 429) or status >= 500:
-        return RetryableBackendError(message, status=status, retry_after=retry_after)
+        return RetryableBackendError(message, status=status, retry_after=retry_after, limits=limits)
     return PermanentBackendError(message, status=status)
 
 
@@ -356,11 +377,3 @@ def _api_message(exc: anthropic.APIStatusError) -> str:
     error: dict[str, Any] = found if isinstance(found, dict) else {}
     kind = error.get("type", "error")
     return f"{exc.status_code} {kind}: {error.get('message', '')}".strip()
-
-
-def _retry_after(exc: anthropic.APIStatusError) -> float | None:
-    value = exc.response.headers.get("retry-after")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None

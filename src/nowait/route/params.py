@@ -80,3 +80,10 @@ def check_limits(model: str, max_tokens: int, params_json: str) -> None:
             field="params",
             expected=f"at most {MESSAGES_MAX_BYTES:,} bytes, the API's request size limit",
         )
+
+
+def prompt_tokens_estimate(params_json: str) -> int:
+    """About how many prompt tokens a request has: four characters a token, counted over the
+    whole serialized request (a slight over-estimate, which errs on the deadline's side). The
+    guard plans with it (as `Store.batch_work` does in SQL) and the pacer reserves it."""
+    return len(params_json) // 4

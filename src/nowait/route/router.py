@@ -32,7 +32,7 @@ from nowait.files import open_private_append
 from nowait.guard.forecast import BatchSample, Forecast, fit
 from nowait.guard.policy import RouteRequest, decide_route
 from nowait.route.backend import Backend, check_params
-from nowait.route.params import check_json_values, check_limits
+from nowait.route.params import check_json_values, check_limits, prompt_tokens_estimate
 from nowait.route.worker import Checkpoint, Worker, WorkerConfig, n_jobs, no_checkpoint
 from nowait.store import Job, NewJob, Store
 from nowait.types import PENDING_STATES, JobState, Route
@@ -162,12 +162,6 @@ def _after_last_newline(file: BinaryIO, size: int) -> int:
     return 0
 
 
-def prompt_tokens_estimate(params_json: str) -> int:
-    """About how many prompt tokens a request has: four characters a token, counted over the
-    whole serialized request (a slight over-estimate, which errs on the deadline's side)."""
-    return len(params_json) // 4
-
-
 class Router:
     def __init__(
         self,
@@ -267,8 +261,8 @@ class Router:
         def chance(seconds: float) -> float:
             return forecast.probability_within(seconds, model, 1, now)
 
-        capacity, guard = self.worker.latencies.plan(
-            self.config.capacity, self.config.guard, model, max_tokens
+        capacity, guard = self.worker.latencies.plan(  # the API's limits, if stated
+            self.worker.capacity_in_use(model).capacity, self.config.guard, model, max_tokens
         )
         decision = decide_route(request, now, capacity, guard, chance)
         return NewJob(

@@ -22,6 +22,7 @@ import json
 import logging
 import re
 import sys
+import threading
 from collections import Counter
 from collections.abc import Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
@@ -38,10 +39,20 @@ from nowait.errors import (
     RetryableBackendError,
     StoreError,
 )
+from nowait.guard.capacity import (
+    ANY_MODEL,
+    CapacityInUse,
+    capacity_in_use,
+    model_class,
+    observed_for,
+    user_capacity,
+)
 from nowait.guard.forecast import PRIOR, BatchSample, fit
 from nowait.guard.latency import CallSample, Latencies, learn
 from nowait.guard.plan import FallbackPlan, plan_fallback
 from nowait.guard.policy import (
+    RATE_LIMIT_STATUSES,
+    WAIT_HORIZON,
     Capacity,
     GuardConfig,
     PollConfig,
@@ -52,13 +63,25 @@ from nowait.guard.policy import (
     line_verdict,
     next_poll,
     retry_at,
+    wait_retry_at,
 )
 from nowait.guard.turnaround import Turnaround
 from nowait.limits import BATCH_MAX_BYTES, BATCH_MAX_REQUESTS
+from nowait.ratelimits import RateLimits
 from nowait.route import custom_ids
 from nowait.route.backend import AuthError, Backend, BatchInfo, ResultLine
+from nowait.route.pacing import Pacer, Reservation
 from nowait.route.packing import ENVELOPE_BYTES, Member, pack
-from nowait.store import OUTCOME_STATE, BatchRecord, BatchState, Job, Outcome, Store
+from nowait.route.params import prompt_tokens_estimate
+from nowait.store import (
+    OUTCOME_STATE,
+    BatchRecord,
+    BatchState,
+    Job,
+    ObservedLimits,
+    Outcome,
+    Store,
+)
 from nowait.types import JobState, Route, Tier
 
 if TYPE_CHECKING:
@@ -103,8 +126,12 @@ class WorkerConfig:
     """Seconds the API's clock may lag ours: an API batch created up to this long before a
     create call started can still be that call's."""
     capacity: Capacity = field(default_factory=Capacity)
-    """The account's real-time capacity per model: fallback timing plans with it, and the
-    real-time path runs `capacity.concurrency` calls at once, so plan and practice agree."""
+    """The account's real-time capacity per model as set (defaults where unset). The limits
+    the API states in its headers replace the rate fields the user did not set, and lower
+    those they did (`guard.capacity`); fallback timing plans with the result and the pacer
+    runs at it, `capacity.concurrency` calls at once, so plan and practice agree."""
+    capacity_set: frozenset[str] = frozenset()
+    """The fields of `capacity` the user set (the rest are defaults the headers replace)."""
     guard: GuardConfig = field(default_factory=GuardConfig)
     prior: Turnaround = PRIOR
 
@@ -115,6 +142,7 @@ class WorkerConfig:
             retry=RetryConfig.from_settings(settings),
             poll=PollConfig.from_settings(settings),
             capacity=Capacity.from_settings(settings),
+            capacity_set=user_capacity(settings),
             guard=GuardConfig.from_settings(settings),
         )
 
@@ -164,6 +192,12 @@ class Worker:
     def relearn(self) -> None:
         """Forget the learned latencies: the next plan learns them from the store again."""
         self._latencies = None
+        self.pacer = Pacer()
+        self._observed: dict[str, ObservedLimits] | None = None
+        """The store's latest rate limits by model class, read once a pass."""
+        self._lock = threading.Lock()
+        self._wake: datetime | None = None
+        """The earliest moment a paced or retried real-time job can start."""
 
     # ---- start-up ---------------------------------------------------------------------------
     def recover(self) -> None:
@@ -220,7 +254,9 @@ class Worker:
         oldest = min(b.submit_started_at or b.planned_at for b in started) - skew
         known = {b.api_id for b in self.store.batches(*BatchState) if b.api_id}
         remote: list[BatchInfo] = []
-        for info in self.backend.list_batches():  # newest first: page back to the oldest call
+        for index, info in enumerate(self.backend.list_batches()):  # newest first: page back
+            if index == 0:  # the limits of the list's first page
+                self.observe(ANY_MODEL, info.limits)
             if info.created_at < oldest:
                 break
             if info.id not in known:
@@ -270,9 +306,31 @@ class Worker:
             plan.id, remote.id, n_jobs(plan.request_count),
         )  # fmt: skip
 
+    # ---- capacity: the limits the API states ------------------------------------------------
+    def capacity_in_use(self, model: str) -> CapacityInUse:
+        """The capacity the guard plans with and the pacer runs at for `model`, and its source."""
+        known = self._observed  # one read: call threads may reset it meanwhile
+        if known is None:
+            known = self._observed = {o.model_class: o for o in self.store.observed_limits()}
+        observed = observed_for(model, known)
+        return capacity_in_use(
+            self.config.capacity, self.config.capacity_set, observed, self.clock.now()
+        )
+
+    def observe(self, model: str, limits: RateLimits | None) -> None:
+        """Keep the limits a response stated (`model`: what it was about; `ANY_MODEL`: none)."""
+        if limits is None:
+            return
+        cls = model if model == ANY_MODEL else model_class(model)
+        now = self.clock.now()
+        self.store.record_rate_limits(cls, limits, now)
+        self._observed = None  # read again, merged by the store
+
     # ---- one pass ---------------------------------------------------------------------------
     def run_once(self) -> PassReport:
         report = PassReport()
+        self._observed = None  # other workers sharing the store may have seen newer limits
+        self._wake = None
         report.fallbacks = self.guard_deadlines()
         report.realtime = self.run_realtime()
         report.planned = self.plan_batches()
@@ -287,7 +345,7 @@ class Worker:
         if not jobs:
             return 0
         with ThreadPoolExecutor(concurrency, thread_name_prefix="nowait-rt") as pool:
-            kinds = Counter(kind for kind in pool.map(self._run_one, jobs) if kind)
+            kinds = Counter(kind for kind in pool.map(self._run_paced, jobs) if kind)
         if kinds:
             log.info("realtime: %s", _moves(JobState.RUNNING, kinds))
         return kinds.total()
@@ -299,9 +357,25 @@ class Worker:
         job = self.store.get_job(key)
         if job is None or job.route is not Route.REALTIME or job.state is not JobState.QUEUED:
             return None
-        return self._run_one(job)
+        return self._run_paced(job)
 
-    def _run_one(self, job: Job) -> str | None:
+    def _wake_at(self, moment: datetime) -> None:
+        with self._lock:
+            self._wake = moment if self._wake is None else min(self._wake, moment)
+
+    def _run_paced(self, job: Job) -> str | None:
+        """Run one real-time job when the account's limits have room for its call now (the
+        reservation is made just before the call, so it sees what earlier answers said);
+        else leave it queued for the moment they will."""
+        now = self.clock.now()
+        capacity = self.capacity_in_use(job.model).capacity
+        room = self.pacer.reserve(model_class(job.model), capacity, *_call_estimate(job), now)
+        if isinstance(room, float):
+            self._wake_at(now + timedelta(seconds=room))
+            return None
+        return self._run_one(job, room)
+
+    def _run_one(self, job: Job, reservation: Reservation | None = None) -> str | None:
         """Run one real-time job; returns the kind of its outcome, None if another took it."""
         if not self.store.start_realtime(job.id, self.clock.now()):
             return None
@@ -309,6 +383,9 @@ class Worker:
         try:
             answer = self.backend.create_message(json.loads(job.params_json))
             self.checkpoint("realtime_answered")
+            self._observed_answer(job.model, answer.limits)
+            if reservation is not None:
+                self.pacer.settle(reservation, answer.usage)
             outcome = Outcome(
                 None, "succeeded", answer.message_json, answer.usage, Tier(answer.tier)
             )
@@ -316,7 +393,13 @@ class Worker:
             self.store.release_realtime(job.id, self.clock.now())  # not the request's fault
             raise
         except RetryableBackendError as exc:
-            outcome = self._retry_or_fail(attempts, str(exc), exc.retry_after)
+            self._observed_answer(job.model, exc.limits)
+            if exc.status in RATE_LIMIT_STATUSES:
+                outcome = self._wait_or_fail(job, attempts, exc)
+            else:
+                outcome = self._retry_or_fail(attempts, str(exc), exc.retry_after)
+            if outcome.not_before is not None:
+                self._wake_at(outcome.not_before)
         except BackendError as exc:
             outcome = Outcome(None, "failed", error=str(exc))
         except FATAL:
@@ -326,6 +409,34 @@ class Worker:
             outcome = Outcome(None, "failed", error=internal_error(exc))
         self.store.finish_realtime(job.id, outcome, self.clock.now())
         return outcome.kind
+
+    def _observed_answer(self, model: str, limits: RateLimits | None) -> None:
+        """Keep the limits an answer stated, and lower the pacer to what it says remains."""
+        if limits is None:
+            return
+        self.observe(model, limits)
+        capacity = self.capacity_in_use(model).capacity
+        self.pacer.sync(model_class(model), capacity, limits, self.clock.now())
+
+    def _wait_or_fail(self, job: Job, attempts: int, exc: RetryableBackendError) -> Outcome:
+        """A 429 or 529 is a wait: the class pauses for the API's `retry-after` and the job
+        tries again, paced, while its deadline (else `WAIT_HORIZON` from its arrival) leaves
+        a point to it; then it fails, saying why."""
+        now = self.clock.now()
+        capacity = self.capacity_in_use(job.model).capacity
+        if exc.retry_after:
+            self.pacer.pause(model_class(job.model), capacity, exc.retry_after, now)
+        give_up_at = job.deadline or job.created_at + WAIT_HORIZON
+        when = wait_retry_at(attempts, now, exc.retry_after, give_up_at, self.config.retry)
+        if when is not None:
+            return Outcome(None, "retry", error=str(exc), not_before=when)
+        what = "its deadline" if job.deadline else f"{WAIT_HORIZON} after it arrived"
+        until = give_up_at.isoformat(timespec="seconds")
+        error = (
+            f"{exc} (still refused at {now.isoformat(timespec='seconds')}, after {attempts}"
+            f" attempts: a retry would start after {what}, {until})"
+        )
+        return Outcome(None, "failed", error=error)
 
     def _retry_or_fail(self, attempts: int, error: str, retry_after: float | None) -> Outcome:
         when = retry_at(attempts, self.clock.now(), retry_after, self.config.retry)
@@ -346,7 +457,7 @@ class Worker:
             if moment is None or now < moment:
                 continue
             try:
-                self.backend.cancel_batch(batch.api_id or "")
+                self.observe(batch.model, self.backend.cancel_batch(batch.api_id or "").limits)
             except RetryableBackendError as exc:
                 log.warning("batch %s: cancel failed, tried again next pass: %s", batch.api_id, exc)
                 continue
@@ -406,7 +517,10 @@ class Worker:
             return None
         model, deadline, left = mine
         capacity, guard = self.latencies.plan(
-            self.config.capacity, self.config.guard, model, left.output_tokens // left.requests
+            self.capacity_in_use(model).capacity,
+            self.config.guard,
+            model,
+            left.output_tokens // left.requests,
         )
         return fallback_among(deadline, left, _others(work, batch.id), capacity, guard)
 
@@ -482,6 +596,7 @@ class Worker:
             self._quarantine_plan(batch, exc)
             return 0
         self.checkpoint("batch_created")
+        self.observe(batch.model, info.limits)
         poll_at = self.clock.now() + timedelta(seconds=self.config.poll.first)
         self.store.batch_created(batch.id, info.id, info.created_at, poll_at)
         self.store.schedule_poll(batch.id, poll_at, self.config.poll.first)
@@ -547,6 +662,7 @@ class Worker:
                 self._quarantine_batch(batch, exc)
                 continue
             polled += 1
+            self.observe(batch.model, info.limits)
             self._log_status(batch, info)
             if info.status == "ended":
                 self.store.batch_ended(batch.id, info.ended_at or now)
@@ -717,6 +833,8 @@ class Worker:
         times += [
             m for b in created if not b.cancel_requested and (m := self.fallback_moment(b, work))
         ]
+        if self._wake is not None:  # a paced or retried real-time job
+            times.append(self._wake)
         soonest = min(times, default=now + timedelta(seconds=idle))
         return max(now, min(soonest, now + timedelta(seconds=idle)))
 
@@ -763,6 +881,7 @@ def guard_plans(
     forecast = fit(history, config.prior)
     latencies = learned_latencies(store, config)
     work = open_work(store)
+    observed = {o.model_class: o for o in store.observed_limits()}
     open_batches = [
         b for b in store.batches(BatchState.CREATED) if not b.cancel_requested
     ] + store.batches(BatchState.PLANNED)
@@ -771,9 +890,11 @@ def guard_plans(
         if batch.id not in work:
             continue
         _, deadline, left = work[batch.id]
+        stated = observed_for(batch.model, observed)  # the API's limits, as the worker plans
+        capacity = capacity_in_use(config.capacity, config.capacity_set, stated, now).capacity
         plan = plan_fallback(
             deadline=deadline, work=left, model=batch.model, created_at=batch.created_at,
-            capacity=config.capacity, guard=config.guard, latencies=latencies,
+            capacity=capacity, guard=config.guard, latencies=latencies,
             forecast=forecast, now=now, others=_others(work, batch.id),
         )  # fmt: skip
         plans.append((batch, plan))
@@ -817,3 +938,14 @@ def _job_id_of(custom_id: str) -> int:
     if parsed is None:
         raise ValueError(f"{custom_id!r} is not a custom_id nowait made")
     return parsed.job_id
+
+
+def _call_estimate(job: Job) -> tuple[int, int]:
+    """(input, output) tokens a real-time call reserves: the guard's prompt estimate and the
+    request's `max_tokens` (0 when the stored request cannot be read: the call fails anyway)."""
+    try:
+        max_tokens = orjson.loads(job.params_json).get("max_tokens")
+    except (orjson.JSONDecodeError, AttributeError):
+        max_tokens = None
+    output = max_tokens if isinstance(max_tokens, int) and not isinstance(max_tokens, bool) else 0
+    return prompt_tokens_estimate(job.params_json), max(0, output)

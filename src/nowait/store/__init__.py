@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from nowait.errors import ConfigError, StoreError
+from nowait.ratelimits import Limit, RateLimits
 from nowait.types import JobState, OutcomeKind, Route, Tier, Usage
 
 
@@ -143,6 +144,49 @@ class DeadlineRow:
     deadline: datetime
     finished_at: datetime | None
     fell_back: bool
+
+
+@dataclass(frozen=True)
+class ObservedLimits:
+    """The latest rate limits the API stated for a model class, and when."""
+
+    model_class: str
+    """`claude-sonnet-…` → "sonnet" (the API pools limits per family); "*": a response
+    about no model (a batch list)."""
+    limits: RateLimits
+    seen_at: datetime
+
+
+LIMIT_KINDS = ("requests", "input_tokens", "output_tokens")
+LIMIT_COLUMNS = tuple(
+    f"{k}_{part}" for k in LIMIT_KINDS for part in ("limit", "remaining", "reset")
+)
+"""The columns of the `rate_limits` table after `model_class`, in order."""
+KEEP_UNSTATED = ", ".join(
+    f"{c} = CASE WHEN excluded.{k}_limit IS NULL THEN rate_limits.{c} ELSE excluded.{c} END"
+    for k in LIMIT_KINDS
+    for c in (f"{k}_limit", f"{k}_remaining", f"{k}_reset")
+)
+"""The SET of the `rate_limits` upsert (SQL both stores speak): a limit the response did not
+state keeps the value kept before."""
+
+
+def limit_values(limits: RateLimits) -> tuple[int | datetime | None, ...]:
+    """`limits` as values of `LIMIT_COLUMNS`."""
+    out: list[int | datetime | None] = []
+    for kind in LIMIT_KINDS:
+        one = getattr(limits, kind)
+        out += (one.limit, one.remaining, one.reset) if one else (None, None, None)
+    return tuple(out)
+
+
+def limits_of(values: Sequence[Any]) -> RateLimits:
+    """The inverse of `limit_values` (resets as datetimes)."""
+    found = [
+        Limit(int(values[i]), values[i + 1], values[i + 2]) if values[i] is not None else None
+        for i in range(0, len(LIMIT_COLUMNS), 3)
+    ]
+    return RateLimits(*found)
 
 
 class Store(Protocol):
@@ -285,6 +329,16 @@ class Store(Protocol):
     def batch_work(self, batch_id: int) -> tuple[datetime | None, int, int, int]:
         """(earliest deadline, requests, input tokens, output tokens at most) still in a batch,
         or planned for one (a plan the guard may have to give up)."""
+        ...
+
+    # rate limits
+    def record_rate_limits(self, model_class: str, limits: RateLimits, now: datetime) -> None:
+        """Keep the limits a response stated for `model_class`, seen at `now`: each limit
+        the response stated replaces the one kept; one it did not state keeps its value."""
+        ...
+
+    def observed_limits(self) -> list[ObservedLimits]:
+        """The latest limits kept per model class, by class name."""
         ...
 
     def close_batch(

@@ -24,17 +24,23 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, unquote_plus
 
 from nowait.errors import ConfigError, IllegalTransition, StoreError
+from nowait.ratelimits import RateLimits
 from nowait.store import (
+    KEEP_UNSTATED,
+    LIMIT_COLUMNS,
     OUTCOME_STATE,
     BatchRecord,
     BatchState,
     DeadlineRow,
     Job,
     NewJob,
+    ObservedLimits,
     Outcome,
     StoreBusyError,
     UsageRow,
     gave_up,
+    limit_values,
+    limits_of,
     new_namespace,
 )
 from nowait.types import JobState, Route, Tier, Usage, transition
@@ -104,6 +110,18 @@ MIGRATIONS = (
     ALTER TABLE batches ADD COLUMN cancel_requested_at timestamptz;
     ALTER TABLE jobs ADD COLUMN call_started_at timestamptz;
     ALTER TABLE jobs ADD COLUMN call_seconds double precision;
+    """,
+    # 4: the latest rate limits the API stated per model class (`Store.record_rate_limits`).
+    """
+    CREATE TABLE rate_limits (
+        model_class text PRIMARY KEY,
+        requests_limit bigint, requests_remaining bigint, requests_reset timestamptz,
+        input_tokens_limit bigint, input_tokens_remaining bigint,
+        input_tokens_reset timestamptz,
+        output_tokens_limit bigint, output_tokens_remaining bigint,
+        output_tokens_reset timestamptz,
+        seen_at timestamptz NOT NULL
+    );
     """,
 )
 
@@ -709,6 +727,26 @@ class PostgresStore:
             row["deadline"], int(row["n"] or 0), int(row["tokens_in"] or 0),
             int(row["tokens_out"] or 0),
         )  # fmt: skip
+
+    def record_rate_limits(self, model_class: str, limits: RateLimits, now: datetime) -> None:
+        with self._tx() as cur:
+            cur.execute(
+                f"""INSERT INTO rate_limits (model_class, {", ".join(LIMIT_COLUMNS)}, seen_at)
+                    VALUES ({", ".join(["%s"] * (len(LIMIT_COLUMNS) + 2))})
+                    ON CONFLICT (model_class) DO UPDATE SET {KEEP_UNSTATED},
+                        seen_at = excluded.seen_at""",
+                (model_class, *limit_values(limits), now),
+            )
+
+    def observed_limits(self) -> list[ObservedLimits]:
+        rows = self._read(
+            f"SELECT model_class, {', '.join(LIMIT_COLUMNS)}, seen_at FROM rate_limits"
+            " ORDER BY model_class"
+        )
+        return [
+            ObservedLimits(r["model_class"], limits_of([r[c] for c in LIMIT_COLUMNS]), r["seen_at"])
+            for r in rows
+        ]
 
     def close_batch(
         self, batch_id: int, retry_at: datetime, now: datetime, max_attempts: int

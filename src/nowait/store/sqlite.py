@@ -14,17 +14,23 @@ from typing import Any
 
 from nowait.errors import IllegalTransition, StoreError
 from nowait.files import make_private_dir
+from nowait.ratelimits import RateLimits
 from nowait.store import (
+    KEEP_UNSTATED,
+    LIMIT_COLUMNS,
     OUTCOME_STATE,
     BatchRecord,
     BatchState,
     DeadlineRow,
     Job,
     NewJob,
+    ObservedLimits,
     Outcome,
     StoreBusyError,
     UsageRow,
     gave_up,
+    limit_values,
+    limits_of,
     new_namespace,
 )
 from nowait.types import USAGE_FIELDS, JobState, Route, Tier, Usage, transition
@@ -105,6 +111,16 @@ MIGRATIONS = (
     ALTER TABLE batches ADD COLUMN cancel_requested_at TEXT;
     ALTER TABLE jobs ADD COLUMN call_started_at TEXT;
     ALTER TABLE jobs ADD COLUMN call_seconds REAL;
+    """,
+    # 6: the latest rate limits the API stated per model class (`Store.record_rate_limits`).
+    """
+    CREATE TABLE rate_limits (
+        model_class TEXT PRIMARY KEY,
+        requests_limit INTEGER, requests_remaining INTEGER, requests_reset TEXT,
+        input_tokens_limit INTEGER, input_tokens_remaining INTEGER, input_tokens_reset TEXT,
+        output_tokens_limit INTEGER, output_tokens_remaining INTEGER, output_tokens_reset TEXT,
+        seen_at TEXT NOT NULL
+    );
     """,
 )
 
@@ -590,6 +606,37 @@ class SQLiteStore:
                 (batch_id,),
             ).fetchone()
         return _dt(row[0]), int(row[1] or 0), int(row[2] or 0), int(row[3] or 0)
+
+    def record_rate_limits(self, model_class: str, limits: RateLimits, now: datetime) -> None:
+        values = [_ts(v) if isinstance(v, datetime) else v for v in limit_values(limits)]
+        with self._tx() as db:
+            db.execute(
+                f"""INSERT INTO rate_limits (model_class, {", ".join(LIMIT_COLUMNS)}, seen_at)
+                    VALUES ({", ".join("?" * (len(LIMIT_COLUMNS) + 2))})
+                    ON CONFLICT (model_class) DO UPDATE SET {KEEP_UNSTATED},
+                        seen_at = excluded.seen_at""",
+                (model_class, *values, _ts(now)),
+            )
+
+    def observed_limits(self) -> list[ObservedLimits]:
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT model_class, {', '.join(LIMIT_COLUMNS)}, seen_at FROM rate_limits"
+                " ORDER BY model_class"
+            ).fetchall()
+        return [
+            ObservedLimits(
+                r[0],
+                limits_of(
+                    [
+                        _dt(v) if c.endswith("_reset") else v
+                        for c, v in zip(LIMIT_COLUMNS, r[1:-1], strict=True)
+                    ]
+                ),
+                datetime.fromisoformat(r[-1]),
+            )
+            for r in rows
+        ]
 
     def close_batch(
         self, batch_id: int, retry_at: datetime, now: datetime, max_attempts: int

@@ -1,0 +1,122 @@
+"""Pacing of the real-time path: a call starts only when the account's limits have room.
+
+Per model class, three token buckets of the capacity in use (`guard.capacity`): requests,
+input tokens and output tokens a minute. A call reserves one request, its estimated input
+tokens (the guard's estimator, `prompt_tokens_estimate`) and its `max_tokens` of output (the
+API, too, counts output against `max_tokens` until the call ends); its answer's usage then
+gives back what it did not spend, or charges what it spent beyond. A 429's `retry-after`
+pauses the class, and each answer's `remaining` lowers a bucket that thought it held more
+(other processes share the account). No clock here: every method takes `now`.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from nowait.guard.policy import Capacity
+from nowait.ratelimits import RateLimits, TokenBucket
+from nowait.types import Usage
+
+TOKEN_ROUNDING = 500
+"""Token `remaining` headers are rounded to the nearest thousand: trust them within this."""
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """What one call took from its class's buckets."""
+
+    model_class: str
+    input_tokens: int
+    output_tokens: int
+
+
+class _Buckets:
+    def __init__(self, capacity: Capacity, now: datetime) -> None:
+        self.requests = TokenBucket(capacity.requests_per_minute, now)
+        self.input = TokenBucket(capacity.input_tokens_per_minute, now)
+        self.output = TokenBucket(capacity.output_tokens_per_minute, now)
+        self.paused_until = now
+
+    def all(self) -> tuple[TokenBucket, TokenBucket, TokenBucket]:
+        return self.requests, self.input, self.output
+
+    def fit(self, capacity: Capacity, now: datetime) -> None:
+        sizes = (
+            capacity.requests_per_minute,
+            capacity.input_tokens_per_minute,
+            capacity.output_tokens_per_minute,
+        )
+        for bucket, size in zip(self.all(), sizes, strict=True):
+            bucket.refill(now)
+            if bucket.per_minute != size:
+                bucket.resize(size)
+
+
+class Pacer:
+    """Token buckets per model class. Thread-safe: answers settle from the call threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._classes: dict[str, _Buckets] = {}
+
+    def reserve(
+        self,
+        model_class: str,
+        capacity: Capacity,
+        input_tokens: int,
+        output_tokens: int,
+        now: datetime,
+    ) -> Reservation | float:
+        """Take room for one call when every bucket has it now (a `Reservation`); otherwise
+        take nothing and return the seconds until it will."""
+        with self._lock:
+            buckets = self._of(model_class, capacity, now)
+            if buckets.paused_until > now:
+                return (buckets.paused_until - now).total_seconds()
+            wants = (1.0, float(input_tokens), float(output_tokens))
+            wait = max(b.wait_for(w) for b, w in zip(buckets.all(), wants, strict=True))
+            if wait > 0:
+                return wait
+            for bucket, amount in zip(buckets.all(), wants, strict=True):
+                bucket.charge(amount)
+            return Reservation(model_class, input_tokens, output_tokens)
+
+    def settle(self, reservation: Reservation, usage: Usage) -> None:
+        """Correct a reservation with the usage the answer reports (cache writes count as
+        input, as the API counts them; cache reads do not)."""
+        spent_in = usage.input_tokens + usage.cache_write_5m_tokens + usage.cache_write_1h_tokens
+        with self._lock:
+            buckets = self._classes.get(reservation.model_class)
+            if buckets is None:
+                return
+            buckets.input.charge(spent_in - reservation.input_tokens)
+            buckets.output.charge(usage.output_tokens - reservation.output_tokens)
+
+    def pause(self, model_class: str, capacity: Capacity, seconds: float, now: datetime) -> None:
+        """The API refused a call (429, 529): no call of the class starts for `seconds`."""
+        with self._lock:
+            buckets = self._of(model_class, capacity, now)
+            buckets.paused_until = max(buckets.paused_until, now + timedelta(seconds=seconds))
+
+    def sync(self, model_class: str, capacity: Capacity, limits: RateLimits, now: datetime) -> None:
+        """Lower each bucket to what the API says remains (never raise it: answers arrive out
+        of order, and calls reserved here may not have reached the API yet)."""
+        with self._lock:
+            buckets = self._of(model_class, capacity, now)
+            for bucket, limit, slack in (
+                (buckets.requests, limits.requests, 0),
+                (buckets.input, limits.input_tokens, TOKEN_ROUNDING),
+                (buckets.output, limits.output_tokens, TOKEN_ROUNDING),
+            ):
+                if limit is not None and limit.remaining is not None:
+                    bucket.level = min(bucket.level, float(limit.remaining + slack))
+
+    def _of(self, model_class: str, capacity: Capacity, now: datetime) -> _Buckets:
+        buckets = self._classes.get(model_class)
+        if buckets is None:
+            buckets = self._classes[model_class] = _Buckets(capacity, now)
+        else:
+            buckets.fit(capacity, now)
+        return buckets
