@@ -4,6 +4,7 @@ into one line and exit 130, never a traceback."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -85,6 +86,10 @@ def test_ctrl_c_while_importing_prints_one_line_and_exits_130(
     module: str, argv: list[str], tmp_path: Path
 ) -> None:
     assert SCRIPT
+    # The SDK loads only once the inputs pass their checks: give `run` a valid file.
+    request = {"key": "k", "params": {"model": "claude-haiku-4-5", "max_tokens": 8,
+                                      "messages": [{"role": "user", "content": "hi"}]}}  # fmt: skip
+    (tmp_path / "requests.jsonl").write_text(json.dumps(request) + "\n")
     env = {**os.environ, "NOWAIT_HOME": str(tmp_path), "ANTHROPIC_API_KEY": "test-key"}
     done = subprocess.run(
         [sys.executable, "-c", INTERRUPT_ON_IMPORT, module, SCRIPT, *argv],

@@ -122,6 +122,8 @@ def test_status_reports_the_capacity_read_from_the_headers(
 
     monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
     home = str(tmp_path / "home")
+    (tmp_path / "home").mkdir()
+    SQLiteStore(tmp_path / "home" / "nowait.db").close()  # status reads a store, never makes one
     before = json.loads(cli("status", "--home", home, "--json").out)["capacity"]
     assert [c["source"] for c in before] == ["defaults"]
     monkeypatch.setenv("NOWAIT_CAPACITY__OUTPUT_TOKENS_PER_MINUTE", "3000")

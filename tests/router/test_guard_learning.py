@@ -41,6 +41,19 @@ def router(tmp_path: Path, fake_clock: FakeClock, backend: FakeBackend) -> Itera
     store.close()
 
 
+@pytest.fixture
+def serial_router(
+    tmp_path: Path, fake_clock: FakeClock, backend: FakeBackend
+) -> Iterator[Router]:
+    """One call at a time: on a FakeClock concurrent calls' sleeps add up, so a call's
+    measured duration is its own only when no other runs beside it."""
+    store = SQLiteStore(tmp_path / "nowait.db")
+    serial = Capacity(requests_per_minute=60, concurrency=1, seconds_per_request=20)
+    config = WorkerConfig(**{**CONFIG, "capacity": serial})
+    yield Router(store=store, backend=backend, clock=fake_clock, worker=config)
+    store.close()
+
+
 def run_all(router: Router) -> list[Delivery]:
     received: list[Delivery] = []
     router.run(received.append)
@@ -60,8 +73,9 @@ def _open_batch(router: Router, keys: range, deadline_in: timedelta) -> int:
 
 
 def test_slow_cancels_and_slow_calls_move_the_fallback_earlier(
-    router: Router, backend: FakeBackend, fake_clock: FakeClock
+    serial_router: Router, backend: FakeBackend, fake_clock: FakeClock
 ) -> None:
+    router = serial_router
     worker = router.worker
     first = _open_batch(router, range(1), timedelta(hours=2))
     batch = next(b for b in router.store.batches(BatchState.CREATED) if b.id == first)

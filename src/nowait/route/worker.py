@@ -180,6 +180,12 @@ class Worker:
         self._status: dict[int, str] = {}
         """The API status each batch had at its last poll, to log changes only."""
         self._latencies: Latencies | None = None
+        self.pacer = Pacer()
+        self._observed: dict[str, ObservedLimits] | None = None
+        """The store's latest rate limits by model class, read once a pass."""
+        self._lock = threading.Lock()
+        self._wake: datetime | None = None
+        """The earliest moment a paced or retried real-time job can start."""
 
     @property
     def latencies(self) -> Latencies:
@@ -192,12 +198,6 @@ class Worker:
     def relearn(self) -> None:
         """Forget the learned latencies: the next plan learns them from the store again."""
         self._latencies = None
-        self.pacer = Pacer()
-        self._observed: dict[str, ObservedLimits] | None = None
-        """The store's latest rate limits by model class, read once a pass."""
-        self._lock = threading.Lock()
-        self._wake: datetime | None = None
-        """The earliest moment a paced or retried real-time job can start."""
 
     # ---- start-up ---------------------------------------------------------------------------
     def recover(self) -> None:
