@@ -1,64 +1,165 @@
-"""OTLP JSON trace files (the File Exporter / Collector `file` format: one `TracesData` per
-line) with Anthropic GenAI spans from OTel semconv, OpenLLMetry, OpenInference or Logfire.
+"""OTLP trace files with Anthropic GenAI spans from the anthropic SDK itself, OTel semconv,
+OpenLLMetry, OpenInference or Logfire: JSON (the File Exporter / Collector `file` format, one
+`TracesData` per line, gzip or not) and protobuf (the Collector's `format: proto`: each
+`TracesData` after its length, 4 bytes big-endian).
 
 A span's workload and trigger come from its trace: the resource (k8s CronJob, `faas.trigger`,
-`service.name`) and its ancestors (an HTTP SERVER span, a queue CONSUMER span). Spans of one
-file are held until the file ends, since OTLP does not order them.
+`service.name`) and its ancestors (an HTTP SERVER span, a queue CONSUMER span). Only a SERVER
+span's `http.route` names a workload: the SDK's CLIENT span says `http.route=/v1/messages`,
+the API's path, which says nothing about the application.
+
+**One call, one record.** The anthropic SDK (≥ 2.x) traces itself (scope
+`com.anthropic.sdk.python`, span `anthropic.messages.create`), so a team that also installed
+OpenLLMetry, OpenInference or Logfire has two sibling spans for every call. Spans are one call
+when they share a parent, come from different producers, and either carry the same
+`gen_ai.response.id` or (when one lacks it) ask the same model over overlapping times. Their
+evidence is merged into one record:
+
+- tokens: Anthropic's own usage object wins (Logfire's `gen_ai.usage.raw`, exact with the TTL
+  split), then the SDK's span (the API's counts, input inclusive of cache, TTL split in
+  `anthropic.usage.cache_creation.*`), then the instrumentation's (OpenLLMetry counts one
+  output token more on streamed calls);
+- streaming and time to first chunk: the SDK's span (it sets `gen_ai.request.stream` if and
+  only if the call streamed; OpenLLMetry records nothing for `messages.stream()`);
+- the stop reason and service tier: the SDK's (the API's values);
+- user, session, feature, workflow and tags: whichever span has them (the instrumentation's).
+
+The same span twice (same `traceId` and `spanId`: collector retries, overlapping exports) is
+counted once.
+
+Speed: lines are decoded with msgspec into typed structs that keep only what the analysis
+reads; a large file is cut at line ends into chunks that both cores decode (processes), while
+this process links spans to their ancestors and merges siblings.
 """
 
 from __future__ import annotations
 
+import base64
 import json
-from collections.abc import Iterator
-from dataclasses import dataclass
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from nowait.analyze.readers import BadRecords, json_objects, number
+import msgspec
+
+from nowait.analyze.readers import BadRecords, number, open_text
 from nowait.analyze.records import Record, split_input
 
-SERVER, CONSUMER = 2, 5
+SERVER, CLIENT, CONSUMER = 2, 3, 5
 # OTLP JSON may spell the span kind as its enum name, and ConsoleSpanExporter as `SpanKind.X`.
 KINDS = {"INTERNAL": 1, "SERVER": 2, "CLIENT": 3, "PRODUCER": 4, "CONSUMER": 5}
 LLM_OPERATIONS = {"chat", "text_completion", "completion"}
+SDK_SCOPE = "com.anthropic.sdk.python"  # the SDK's own spans (…python.bedrock etc. too)
 # Logfire counts cache tokens inside gen_ai.usage.input_tokens from v4.31.0 (pydantic/logfire
 # #1812, 2026-03-27); before it, input_tokens was Anthropic's own, uncached count.
 LOGFIRE_INCLUSIVE_FROM = (4, 31, 0)
 # OpenInference names the span after the SDK method: `messages.stream` streamed.
 STREAM_SPANS = {"messages.stream", "Messages.stream", "beta.messages.stream"}
-
-
-PROVIDER_KEYS = ("gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system")
+PROVIDER_KEYS = frozenset(("gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system"))
 # Attributes of any span that say what started the work (kept for every span of a file).
-CONTEXT_KEYS = (
-    "http.route",
-    "url.path",
-    "messaging.system",
-    "messaging.destination.name",
-    "faas.trigger",
-    "faas.cron",
-    "user.id",
-    "session.id",
+CONTEXT_KEYS = frozenset(
+    (
+        "http.route",
+        "url.path",
+        "messaging.system",
+        "messaging.destination.name",
+        "faas.trigger",
+        "faas.cron",
+        "user.id",
+        "session.id",
+    )
 )
-# Resolved records leave the reader every this many pending ones (see `read_otlp`).
-SWEEP_EVERY = 5000
+RESOURCE_KEYS = frozenset(
+    ("service.name", "k8s.cronjob.name", "k8s.job.name", "faas.trigger", "faas.cron")
+)
+# Pending records leave the reader every this many spans read (see `read_otlp`).
+SWEEP_EVERY = 200_000
+CHUNK_BYTES = 8 << 20  # a chunk of lines decoded at once (by a worker for large files)
+PARALLEL_FROM = 32 << 20  # smaller files are decoded in this process: no start-up to pay
+PROTO_MAGIC = 0x0A  # TracesData field 1 (resource_spans), length-delimited
+
+# ---- typed decoding: only the fields the analysis reads --------------------------------------
 
 
-def _raw(items: Any) -> dict[str, Any]:
-    """key → OTLP AnyValue, not yet converted (most spans need only a few of their values)."""
-    return {
-        str(item["key"]): item.get("value")
-        for item in items or ()
-        if isinstance(item, dict) and "key" in item
-    }
+class _Value(msgspec.Struct, omit_defaults=True):
+    """OTLP AnyValue: one of these is set."""
+
+    stringValue: str | None = None
+    boolValue: bool | None = None
+    intValue: int | str | None = None
+    doubleValue: float | int | str | None = None
+    arrayValue: dict[str, Any] | None = None
+    kvlistValue: dict[str, Any] | None = None
 
 
-def attributes(items: Any) -> dict[str, Any]:
-    return {key: any_value(value) for key, value in _raw(items).items()}
+class _KeyValue(msgspec.Struct):
+    key: str
+    value: _Value | None = None
+
+
+class _Span(msgspec.Struct):
+    traceId: str = ""
+    spanId: str = ""
+    parentSpanId: str | None = None
+    name: str = ""
+    kind: int | str | None = None
+    startTimeUnixNano: int | str = 0
+    endTimeUnixNano: int | str | None = None
+    attributes: list[_KeyValue] = []
+
+
+class _Scope(msgspec.Struct):
+    name: str = ""
+    version: str = ""
+
+
+class _ScopeSpans(msgspec.Struct):
+    scope: _Scope | None = None
+    spans: list[_Span] = []
+
+
+class _Resource(msgspec.Struct):
+    attributes: list[_KeyValue] = []
+
+
+class _ResourceSpans(msgspec.Struct):
+    resource: _Resource | None = None
+    scopeSpans: list[_ScopeSpans] = []
+
+
+class _TracesData(msgspec.Struct):
+    resourceSpans: list[_ResourceSpans] | None = None
+
+
+_LINE = msgspec.json.Decoder(_TracesData)
+_DOCUMENT = msgspec.json.Decoder(_TracesData | list[_TracesData])
+
+
+def _typed_value(value: _Value) -> Any:
+    for item in (value.stringValue, value.boolValue, value.doubleValue):
+        if item is not None:
+            return item
+    if value.intValue is not None:
+        return int(value.intValue)
+    if value.arrayValue is not None:
+        return any_value({"arrayValue": value.arrayValue})
+    if value.kvlistValue is not None:
+        return any_value({"kvlistValue": value.kvlistValue})
+    return None
 
 
 def any_value(value: Any) -> Any:
+    """An OTLP AnyValue (typed struct or plain JSON dict) as a Python value."""
+    if isinstance(value, _Value):
+        return _typed_value(value)
+    return _json_value(value)
+
+
+def _json_value(value: Any) -> Any:
     if not isinstance(value, dict):
         return value
     for kind in ("stringValue", "boolValue", "doubleValue"):
@@ -73,11 +174,12 @@ def any_value(value: Any) -> Any:
     return None
 
 
-@dataclass(slots=True)
-class _Context:
-    parent: str | None
-    kind: int
-    attrs: dict[str, Any]
+def attributes(items: Any) -> dict[str, Any]:
+    return {
+        str(item["key"]): any_value(item.get("value"))
+        for item in items or ()
+        if isinstance(item, dict) and "key" in item
+    }
 
 
 def span_kind(value: Any) -> int:
@@ -93,102 +195,115 @@ def span_kind(value: Any) -> int:
     return int(value)
 
 
-_Pending = tuple[Record, str, str, dict[str, Any]]  # record, trace id, span id, resource
+# ---- what a chunk of the file yields ----------------------------------------------------------
 
 
-def read_otlp(path: Path, bad: BadRecords) -> Iterator[Record]:
-    """OTLP does not order spans, so an LLM span waits for its ancestors: it leaves as soon as
-    its chain reaches the trace's root (and its streaming is decided), else at the end of the
-    file. Only a small context (parent, kind, a few attributes) is kept per span."""
-    contexts: dict[tuple[str, str], _Context] = {}
-    pending: list[_Pending] = []
-    sweep_at = SWEEP_EVERY
-    # Producers that set gen_ai.request.stream (semconv ≥ 1.41) set it "if and only if the
-    # request is streaming": on their other spans, its absence means not streamed.
-    says_stream: set[str] = set()
-    for line, resource, producer, span in _spans(path, bad):
+@dataclass(slots=True)
+class _Context:
+    """A span as its descendants see it: its parent, kind and the attributes that say what
+    started the work (None when it has none)."""
+
+    parent: str | None
+    kind: int
+    attrs: dict[str, Any] | None
+
+
+@dataclass(slots=True)
+class _Call:
+    """One LLM span, before its siblings and ancestors are known."""
+
+    record: Record
+    trace: str
+    span_id: str
+    parent: str | None
+    start_ns: int
+    end_ns: int
+    response_id: str | None
+    resource: dict[str, Any]
+    sdk: bool  # the anthropic SDK's own span
+    says_stream: bool  # the producer sets gen_ai.request.stream iff the call streamed
+    exact_usage: bool  # Anthropic's own usage object, TTL split included
+    stop_reason: str | None = None
+
+
+@dataclass(slots=True)
+class _Chunk:
+    contexts: list[tuple[str, _Context]] = field(default_factory=list)  # (trace+span, context)
+    calls: list[_Call] = field(default_factory=list)
+    bad: list[tuple[int, str]] = field(default_factory=list)
+    spans: int = 0
+    size: int = 0  # bytes of the file this chunk covers
+
+
+def _kv(items: list[_KeyValue], keys: frozenset[str]) -> dict[str, Any]:
+    return {kv.key: any_value(kv.value) for kv in items if kv.key in keys}
+
+
+def _scan_lines(text: str, first_line: int, path: str) -> _Chunk:
+    """Decode a chunk of whole JSON lines. Runs in a worker process for large files."""
+    chunk = _Chunk(size=len(text))
+    for offset, line in enumerate(text.split("\n")):
+        if not line.strip():
+            continue
+        number_ = first_line + offset
         try:
-            found = _span(path, line, span, resource, producer, contexts)
-        except (ValueError, TypeError, KeyError) as exc:
-            bad.add(path, line, f"span {span.get('spanId', '?')}: {exc}")
+            document = _LINE.decode(line)
+        except msgspec.ValidationError as exc:
+            chunk.bad.append((number_, f"not an OTLP TracesData object ({exc})"))
             continue
-        if found is not None:
-            pending.append(found)
-            if found[0].extras.pop("says_stream", None):
-                says_stream.add(producer)
-        if len(pending) >= sweep_at:
-            waiting: list[_Pending] = []
-            for item in pending:
-                if _finish(item, contexts, says_stream, final=False):
-                    yield item[0]
-                else:
-                    waiting.append(item)
-            pending = waiting
-            sweep_at = len(pending) + SWEEP_EVERY
-    for item in pending:
-        _finish(item, contexts, says_stream, final=True)
-        yield item[0]
-
-
-def _spans(
-    path: Path, bad: BadRecords
-) -> Iterator[tuple[int, dict[str, Any], str, dict[str, Any]]]:
-    """(line, resource attributes, producer `scope@version`, span) for every span of a file."""
-    for line, document in json_objects(path, bad):
-        if not isinstance(document, dict) or "resourceSpans" not in document:
-            bad.add(path, line, "not an OTLP TracesData object (expected resourceSpans)")
+        except msgspec.DecodeError as exc:
+            chunk.bad.append((number_, f"not valid JSON ({exc})"))
             continue
-        for resource_spans in document.get("resourceSpans") or []:
-            resource = attributes((resource_spans.get("resource") or {}).get("attributes"))
-            for scope_spans in resource_spans.get("scopeSpans") or []:
-                scope = scope_spans.get("scope") or {}
-                producer = f"{scope.get('name', '')}@{scope.get('version', '')}"
-                for span in scope_spans.get("spans") or []:
-                    if isinstance(span, dict):
-                        yield line, resource, producer, span
-                    else:
-                        bad.add(path, line, "a span that is not an object")
+        _scan_document(document, number_, path, chunk)
+    return chunk
 
 
-def _finish(
-    item: _Pending, contexts: dict[tuple[str, str], _Context], says_stream: set[str], *, final: bool
-) -> bool:
-    """Apply the trace context to a pending record, if it is complete (or `final`)."""
-    record, trace, span_id, resource = item
-    if record.stream is None and record.producer in says_stream:
-        record.stream = False
-    chain, complete = _ancestors(contexts, trace, span_id)
-    if not final and not (complete and record.stream is not None):
-        return False
-    _apply_context(record, chain, resource)
-    return True
+def _scan_document(document: _TracesData, line: int, path: str, chunk: _Chunk) -> None:
+    if document.resourceSpans is None:
+        chunk.bad.append((line, "not an OTLP TracesData object (expected resourceSpans)"))
+        return
+    for resource_spans in document.resourceSpans:
+        resource_items = resource_spans.resource.attributes if resource_spans.resource else []
+        resource = _kv(resource_items, RESOURCE_KEYS)
+        for scope_spans in resource_spans.scopeSpans:
+            scope = scope_spans.scope or _Scope()
+            producer = f"{scope.name}@{scope.version}"
+            sdk = scope.name.startswith(SDK_SCOPE)
+            for span in scope_spans.spans:
+                chunk.spans += 1
+                try:
+                    _scan_span(span, resource, producer, sdk, line, path, chunk)
+                except (ValueError, TypeError, KeyError) as exc:
+                    chunk.bad.append((line, f"span {span.spanId or '?'}: {exc}"))
 
 
-def _span(
-    path: Path,
-    line: int,
-    span: dict[str, Any],
+def _scan_span(
+    span: _Span,
     resource: dict[str, Any],
     producer: str,
-    contexts: dict[tuple[str, str], _Context],
-) -> tuple[Record, str, str, dict[str, Any]] | None:
-    raw = _raw(span.get("attributes"))
-    trace, span_id = str(span.get("traceId", "")), str(span.get("spanId", ""))
-    parent = span.get("parentSpanId") or None
-    context = {key: any_value(raw[key]) for key in CONTEXT_KEYS if key in raw}
-    contexts[(trace, span_id)] = _Context(parent, span_kind(span.get("kind")), context)
-    if not any(key in raw for key in PROVIDER_KEYS):
-        return None
-    attrs = {key: any_value(value) for key, value in raw.items()}
+    sdk: bool,
+    line: int,
+    path: str,
+    chunk: _Chunk,
+) -> None:
+    trace, span_id = _hex_id(span.traceId), _hex_id(span.spanId)
+    parent = _hex_id(span.parentSpanId) if span.parentSpanId else None
+    kind = span_kind(span.kind)
+    context = _kv(span.attributes, CONTEXT_KEYS)
+    chunk.contexts.append((trace + span_id, _Context(parent, kind, context or None)))
+    if not any(kv.key in PROVIDER_KEYS for kv in span.attributes):
+        return
+    attrs = {kv.key: any_value(kv.value) for kv in span.attributes}
     if not _is_anthropic_llm(attrs):
-        return None
-    start = _time(span.get("startTimeUnixNano"))
+        return
+    start_ns = int(span.startTimeUnixNano)
+    end_ns = int(span.endTimeUnixNano) if span.endTimeUnixNano else start_ns
     record = Record(
         source="otlp",
         producer=producer,
         record_id=str(attrs.get("gen_ai.response.id") or span_id),
-        start_time=start,
-        end_time=_time(span.get("endTimeUnixNano")) if span.get("endTimeUnixNano") else None,
+        start_time=_time(start_ns),
+        end_time=_time(end_ns) if span.endTimeUnixNano else None,
         model=str(
             _first(
                 attrs,
@@ -200,13 +315,39 @@ def _span(
             or "unknown"
         ),
         trace_id=trace,
-        file=str(path),
+        file=path,
         line=line,
+        service=resource.get("service.name"),
     )
-    _tokens(record, attrs, producer)
-    _interaction(record, attrs, str(span.get("name") or ""))
-    record.service = resource.get("service.name")
-    return record, trace, span_id, resource
+    exact = _tokens(record, attrs, producer)
+    _interaction(record, attrs, span.name)
+    chunk.calls.append(
+        _Call(
+            record,
+            trace,
+            span_id,
+            parent,
+            start_ns,
+            end_ns,
+            attrs.get("gen_ai.response.id") or None,
+            resource,
+            sdk,
+            "gen_ai.request.stream" in attrs or sdk,
+            exact,
+            attrs.get("anthropic.message.stop_reason"),
+        )
+    )
+
+
+def _hex_id(value: str) -> str:
+    """Trace and span ids as hex; OTLP JSON says hex, but Tempo and plain protojson write
+    base64 (24 or 12 characters)."""
+    if len(value) in (24, 12) and not all(c in "0123456789abcdefABCDEF" for c in value):
+        try:
+            return base64.b64decode(value, validate=True).hex()
+        except ValueError:
+            return value
+    return value
 
 
 def _first(attrs: dict[str, Any], *names: str) -> Any:
@@ -226,7 +367,9 @@ def _is_anthropic_llm(attrs: dict[str, Any]) -> bool:
     return operation in LLM_OPERATIONS or attrs.get("openinference.span.kind") == "LLM"
 
 
-def _tokens(record: Record, attrs: dict[str, Any], producer: str) -> None:
+def _tokens(record: Record, attrs: dict[str, Any], producer: str) -> bool:
+    """Fill the four input buckets and the output; True when they are Anthropic's own exact
+    numbers (TTL split included)."""
     raw = attrs.get("gen_ai.usage.raw")
     if isinstance(raw, str):
         raw = json.loads(raw)
@@ -241,7 +384,7 @@ def _tokens(record: Record, attrs: dict[str, Any], producer: str) -> None:
         record.output_tokens = number(raw.get("output_tokens"))
         record.service_tier = raw.get("service_tier")
         record.token_rule = "anthropic usage object"
-        return
+        return True
     read = number(
         _first(
             attrs,
@@ -254,6 +397,7 @@ def _tokens(record: Record, attrs: dict[str, Any], producer: str) -> None:
         _first(
             attrs,
             "gen_ai.usage.cache_creation.input_tokens",
+            "gen_ai.usage.cache_write.input_tokens",  # the anthropic SDK's name
             "gen_ai.usage.cache_creation_input_tokens",
             "llm.token_count.prompt_details.cache_write",
         )
@@ -266,11 +410,12 @@ def _tokens(record: Record, attrs: dict[str, Any], producer: str) -> None:
             "llm.token_count.prompt",
         )
     )
-    includes = _logfire_includes_cache(producer) if producer.startswith("logfire@") else True
+    logfire = producer.startswith("logfire@")
+    includes = _logfire_includes_cache(producer) if logfire else True
     record.input_uncached, rule = split_input(reported, read, write, includes_cache=includes)
-    if producer.startswith("logfire@") and includes is not None:
+    if logfire and includes is not None:
         rule += f" (logfire {'≥' if includes else '<'} 4.31, pydantic/logfire#1812)"
-    record.cache_read, record.cache_write_5m = read, write
+    record.cache_read = read
     record.output_tokens = number(
         _first(
             attrs,
@@ -279,7 +424,16 @@ def _tokens(record: Record, attrs: dict[str, Any], producer: str) -> None:
             "llm.token_count.completion",
         )
     )
+    record.service_tier = attrs.get("anthropic.response.service_tier")
+    five = attrs.get("anthropic.usage.cache_creation.ephemeral_5m_input_tokens")
+    hour = attrs.get("anthropic.usage.cache_creation.ephemeral_1h_input_tokens")
+    if five is not None or hour is not None:  # the SDK's span: the API's TTL split
+        record.cache_write_5m, record.cache_write_1h = number(five), number(hour)
+        record.token_rule = rule + ", cache-write TTL from the SDK"
+        return True
+    record.cache_write_5m = write
     record.token_rule = rule + (", cache-write TTL unknown: priced as 5m" if write else "")
+    return False
 
 
 def _logfire_includes_cache(producer: str) -> bool | None:
@@ -296,8 +450,6 @@ def _interaction(record: Record, attrs: dict[str, Any], name: str) -> None:
     """Streaming is None (unknown) unless the producer says: OpenLLMetry sets is_streaming from
     the `stream` kwarg only, so a `messages.stream()` call carries nothing."""
     stream = _first(attrs, "gen_ai.request.stream", "gen_ai.is_streaming", "llm.is_streaming")
-    if "gen_ai.request.stream" in attrs:
-        record.extras["says_stream"] = "1"
     if stream is None and isinstance(attrs.get("llm.invocation_parameters"), str):
         stream = json.loads(attrs["llm.invocation_parameters"]).get("stream")
     if stream is None and name in STREAM_SPANS:
@@ -318,29 +470,361 @@ def _interaction(record: Record, attrs: dict[str, Any], name: str) -> None:
     record.tags = ",".join(map(str, tags)) if isinstance(tags, list) else tags
     reasons = attrs.get("gen_ai.response.finish_reasons")
     record.finish_reason = reasons[0] if isinstance(reasons, list) and reasons else None
+    record.finish_reason = attrs.get("anthropic.message.stop_reason") or record.finish_reason
 
 
-def _ancestors(
-    contexts: dict[tuple[str, str], _Context], trace: str, span_id: str
-) -> tuple[list[_Context], bool]:
-    """The span's own context, then its parent's, up to the root as far as the file has it so
-    far; and whether the chain is complete (it reached a span without a parent)."""
-    chain: list[_Context] = []
-    seen: set[str] = set()
-    parent: str | None = span_id
-    while parent and parent not in seen and len(chain) < 64:
-        seen.add(parent)
-        context = contexts.get((trace, parent))
-        if context is None:
-            return chain, False
-        chain.append(context)
-        parent = context.parent
-    return chain, True
+def _time(nanos: int) -> datetime:
+    return datetime.fromtimestamp(nanos / 1e9, tz=UTC)
+
+
+# ---- the file: chunks in, records out -----------------------------------------------------
+
+
+def read_otlp(
+    path: Path, bad: BadRecords, on_bytes: Callable[[int], None] | None = None
+) -> Iterator[Record]:
+    """Every Anthropic call of an OTLP file, once. `on_bytes(n)` is told as each `n` bytes of
+    the file (compressed, if it is) have been read."""
+    state = _State()
+    for chunk in _chunks(path, on_bytes):
+        for line, message in chunk.bad:
+            bad.add(path, line, message)
+        yield from state.add(chunk)
+    yield from state.finish()
+
+
+def _chunks(path: Path, on_bytes: Callable[[int], None] | None) -> Iterator[_Chunk]:
+    if is_proto(path):
+        yield from _proto_chunks(path, on_bytes)
+        return
+    with open_text(path) as text:
+        position = _position(text)
+        head = text.read(CHUNK_BYTES)
+        first = head.lstrip()[:1]
+        if first == "[" or (first == "{" and not _first_line_parses(head)):
+            yield _document(head + text.read(), str(path))  # one JSON document, pretty or not
+            _report(on_bytes, position, 0)
+            return
+        size = path.stat().st_size
+        pieces = _line_pieces(head, text)
+        if size < PARALLEL_FROM:
+            done = 0
+            for first_line, piece in pieces:
+                yield _scan_lines(piece, first_line, str(path))
+                done = _report(on_bytes, position, done)
+            return
+        yield from _parallel(pieces, str(path), on_bytes, position)
+
+
+def _parallel(
+    pieces: Iterator[tuple[int, str]],
+    path: str,
+    on_bytes: Callable[[int], None] | None,
+    position: Callable[[], int],
+) -> Iterator[_Chunk]:
+    """Both cores decode chunks while this process links them; at most a few chunks are in
+    flight, so memory stays bounded whatever the file's size."""
+    workers = max(2, min(4, os.cpu_count() or 2))
+    done = 0
+    with ProcessPoolExecutor(workers) as pool:
+        flight: list[Future[_Chunk]] = []
+        for first_line, piece in pieces:
+            flight.append(pool.submit(_scan_lines, piece, first_line, path))
+            if len(flight) > workers + 1:
+                yield flight.pop(0).result()
+                done = _report(on_bytes, position, done)
+        for future in flight:
+            yield future.result()
+            done = _report(on_bytes, position, done)
+
+
+def _line_pieces(head: str, text: IO[str]) -> Iterator[tuple[int, str]]:
+    """(number of its first line, text) for chunks of whole lines."""
+    line, rest = 1, head
+    while True:
+        more = text.read(CHUNK_BYTES)
+        if not more:
+            if rest:
+                yield line, rest
+            return
+        rest += more
+        cut = rest.rfind("\n")
+        if cut < 0:
+            continue
+        piece, rest = rest[: cut + 1], rest[cut + 1 :]
+        yield line, piece
+        line += piece.count("\n")
+
+
+def _first_line_parses(head: str) -> bool:
+    try:
+        json.loads(head.split("\n", 1)[0])
+    except json.JSONDecodeError:
+        return "\n" not in head  # a long first line cut by the head: still JSON Lines
+    return True
+
+
+def _document(text: str, path: str) -> _Chunk:
+    chunk = _Chunk(size=len(text))
+    try:
+        decoded = _DOCUMENT.decode(text)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        chunk.bad.append((1, f"not an OTLP TracesData document ({exc})"))
+        return chunk
+    for number_, document in enumerate(decoded if isinstance(decoded, list) else [decoded], 1):
+        _scan_document(document, number_, path, chunk)
+    return chunk
+
+
+def _position(text: IO[str]) -> Callable[[], int]:
+    """How many bytes of the file on disk a text stream has consumed (gzip: compressed)."""
+    buffered = getattr(text, "buffer", None)
+    raw = getattr(buffered, "fileobj", None) or getattr(buffered, "raw", None)
+    if raw is None or not hasattr(raw, "tell"):
+        return lambda: 0
+    return raw.tell  # type: ignore[no-any-return]
+
+
+def _report(on_bytes: Callable[[int], None] | None, position: Callable[[], int], done: int) -> int:
+    if on_bytes is None:
+        return done
+    now = position()
+    if now > done:
+        on_bytes(now - done)
+    return max(now, done)
+
+
+# ---- protobuf (the Collector's file exporter, `format: proto`) -------------------------------
+
+
+def is_proto(path: Path) -> bool:
+    """4-byte big-endian length, then a TracesData (field 1, length-delimited)."""
+    try:
+        with path.open("rb") as raw:
+            head = raw.read(5)
+    except OSError:
+        return False
+    # A text file starts with a printable character: as a length, over 512 MB.
+    if len(head) < 5 or head[4] != PROTO_MAGIC or head[0] >= 0x20:
+        return False
+    return int.from_bytes(head[:4], "big") + 4 <= path.stat().st_size
+
+
+def _proto_chunks(path: Path, on_bytes: Callable[[int], None] | None) -> Iterator[_Chunk]:
+    from google.protobuf.message import DecodeError
+    from opentelemetry.proto.trace.v1.trace_pb2 import TracesData
+
+    with path.open("rb") as raw:
+        message = 0
+        while header := raw.read(4):
+            message += 1
+            chunk = _Chunk(size=4)
+            if len(header) < 4:
+                chunk.bad.append((message, "a truncated length prefix"))
+                yield chunk
+                return
+            size = int.from_bytes(header, "big")
+            body = raw.read(size)
+            chunk.size += len(body)
+            try:
+                data = TracesData.FromString(body)
+            except DecodeError as exc:
+                chunk.bad.append((message, f"not an OTLP TracesData message ({exc})"))
+            else:
+                _scan_document(_from_proto(data), message, str(path), chunk)
+            if on_bytes is not None:
+                on_bytes(chunk.size)
+            yield chunk
+
+
+def _from_proto(data: Any) -> _TracesData:
+    """The protobuf message as the typed JSON structs (ids in hex, ints as ints)."""
+    return _TracesData(
+        [
+            _ResourceSpans(
+                _Resource(_proto_attrs(rs.resource.attributes)),
+                [
+                    _ScopeSpans(
+                        _Scope(ss.scope.name, ss.scope.version),
+                        [
+                            _Span(
+                                s.trace_id.hex(),
+                                s.span_id.hex(),
+                                s.parent_span_id.hex() or None,
+                                s.name,
+                                int(s.kind),
+                                int(s.start_time_unix_nano),
+                                int(s.end_time_unix_nano) or None,
+                                _proto_attrs(s.attributes),
+                            )
+                            for s in ss.spans
+                        ],
+                    )
+                    for ss in rs.scope_spans
+                ],
+            )
+            for rs in data.resource_spans
+        ]
+    )
+
+
+def _proto_attrs(items: Any) -> list[_KeyValue]:
+    return [_KeyValue(kv.key, _proto_value(kv.value)) for kv in items]
+
+
+def _proto_value(value: Any) -> _Value:
+    which = value.WhichOneof("value")
+    if which == "string_value":
+        return _Value(stringValue=value.string_value)
+    if which == "bool_value":
+        return _Value(boolValue=value.bool_value)
+    if which == "int_value":
+        return _Value(intValue=value.int_value)
+    if which == "double_value":
+        return _Value(doubleValue=value.double_value)
+    if which == "array_value":
+        items = [_proto_json(v) for v in value.array_value.values]
+        return _Value(arrayValue={"values": items})
+    return _Value()
+
+
+def _proto_json(value: Any) -> dict[str, Any]:
+    which = value.WhichOneof("value")
+    names = {"string_value": "stringValue", "bool_value": "boolValue", "int_value": "intValue"}
+    return {names.get(which or "", "doubleValue"): getattr(value, which)} if which else {}
+
+
+# ---- linking spans to their ancestors and siblings -------------------------------------------
+
+
+class _State:
+    """The spans seen so far: contexts for ancestors, calls waiting for their siblings."""
+
+    def __init__(self) -> None:
+        self.contexts: dict[str, _Context] = {}
+        self.seen: set[str] = set()  # (trace, span) of every LLM span taken
+        self.groups: dict[tuple[str, str | None], list[_Call]] = {}  # by (trace, parent)
+        self.waiting: dict[tuple[str, str | None], int] = {}  # group → sweep it arrived in
+        self.sweep = 0
+        self.spans_since = 0
+        self.says_stream: set[str] = set()
+
+    def add(self, chunk: _Chunk) -> Iterator[Record]:
+        self.contexts.update(chunk.contexts)
+        for call in chunk.calls:
+            key = call.trace + call.span_id
+            if key in self.seen:
+                continue  # the same span twice: a retried or overlapping export
+            self.seen.add(key)
+            if call.says_stream:
+                self.says_stream.add(call.record.producer)
+            group = (call.trace, call.parent)
+            self.groups.setdefault(group, []).append(call)
+            self.waiting[group] = self.sweep
+        self.spans_since += chunk.spans
+        if self.spans_since >= SWEEP_EVERY:
+            self.spans_since = 0
+            self.sweep += 1
+            yield from self._emit(final=False)
+
+    def finish(self) -> Iterator[Record]:
+        yield from self._emit(final=True)
+
+    def _emit(self, *, final: bool) -> Iterator[Record]:
+        """A group leaves once its ancestors are all known and a whole sweep has passed since
+        its last span came (siblings end together, so are exported together)."""
+        for group in list(self.waiting):
+            if not final and (self.waiting[group] >= self.sweep - 1 or not self._complete(*group)):
+                continue
+            del self.waiting[group]
+            for call in _merge(self.groups.pop(group), self.says_stream):
+                _apply_context(call.record, self._chain(call), call.resource)
+                yield call.record
+
+    def _chain(self, call: _Call) -> list[_Context]:
+        chain: list[_Context] = []
+        parent = call.span_id
+        while parent and len(chain) < 64:
+            context = self.contexts.get(call.trace + parent)
+            if context is None:
+                break
+            chain.append(context)
+            parent = context.parent or ""
+        return chain
+
+    def _complete(self, trace: str, parent: str | None) -> bool:
+        steps = 0
+        while parent and steps < 64:
+            context = self.contexts.get(trace + parent)
+            if context is None:
+                return False
+            parent, steps = context.parent, steps + 1
+        return True
+
+
+def _merge(calls: list[_Call], says_stream: set[str]) -> list[_Call]:
+    """Siblings that describe one call become one (the rule in the module docstring)."""
+    calls.sort(key=lambda c: c.start_ns)
+    merged: list[list[_Call]] = []
+    for call in calls:
+        for members in merged:
+            if _same_call(members, call):
+                members.append(call)
+                break
+        else:
+            merged.append([call])
+    out: list[_Call] = []
+    for members in merged:
+        for call in members:
+            if call.record.stream is None and call.record.producer in says_stream:
+                call.record.stream = False
+        out.append(_one(members) if len(members) > 1 else members[0])
+    return out
+
+
+def _same_call(members: list[_Call], call: _Call) -> bool:
+    first = members[0]
+    if first.parent is None or any(m.record.producer == call.record.producer for m in members):
+        return False  # one producer's spans are separate calls
+    if first.response_id and call.response_id:
+        return first.response_id == call.response_id
+    overlap = call.start_ns <= max(m.end_ns for m in members) and call.end_ns >= first.start_ns
+    return overlap and _family(first.record.model) == _family(call.record.model)
+
+
+def _family(model: str) -> str:
+    """A dated model id and its alias are the same model (`claude-x-4-5-20250929`)."""
+    head, _, tail = model.rpartition("-")
+    return head if tail.isdigit() and len(tail) == 8 else model
+
+
+def _one(members: list[_Call]) -> _Call:
+    sdk = next((m for m in members if m.sdk), None)
+    tokens = next((m for m in members if m.exact_usage), sdk or members[0])
+    base = tokens.record  # its tokens, and the rest filled from its siblings
+    records = [m.record for m in members]
+    for name in ("user_id", "session_id", "feature", "workflow", "tags", "finish_reason"):
+        if getattr(base, name) is None:
+            setattr(base, name, next((getattr(r, name) for r in records if getattr(r, name)), None))
+    if sdk is not None:
+        base.stream, base.ttft_s = sdk.record.stream, sdk.record.ttft_s
+        base.service_tier = sdk.record.service_tier or base.service_tier
+        base.finish_reason = sdk.stop_reason or base.finish_reason
+    else:
+        streams = [r.stream for r in records if r.stream is not None]
+        base.stream = any(streams) if streams else None
+        base.ttft_s = next((r.ttft_s for r in records if r.ttft_s is not None), None)
+    base.producer = "+".join(sorted({r.producer for r in records}))
+    base.token_rule += f" ({tokens.record.producer.partition('@')[0]} of {len(members)} spans)"
+    base.start_time = min(r.start_time for r in records)
+    base.record_id = next((m.response_id for m in members if m.response_id), base.record_id)
+    return tokens
 
 
 def _apply_context(record: Record, ancestors: list[_Context], resource: dict[str, Any]) -> None:
     """The trigger: the resource first (a CronJob pod runs nothing else), then the nearest
-    span of the chain (the LLM span itself, then its ancestors) that says what started it."""
+    span of the chain (the LLM span itself, then its ancestors) that says what started it.
+    A route counts on a SERVER span (or one whose kind is not recorded), never on a CLIENT."""
     if (
         resource.get("k8s.cronjob.name")
         or resource.get("faas.trigger") == "timer"
@@ -350,20 +834,22 @@ def _apply_context(record: Record, ancestors: list[_Context], resource: dict[str
         record.workflow = record.workflow or resource.get("k8s.cronjob.name")
         return
     for context in ancestors:
-        faas = context.attrs.get("faas.trigger")
-        if faas == "timer" or "faas.cron" in context.attrs:
+        attrs = context.attrs or {}
+        faas = attrs.get("faas.trigger")
+        if faas == "timer" or "faas.cron" in attrs:
             record.trigger = "cron"
             return
         if faas in ("pubsub", "datasource"):
             record.trigger = "queue"
             return
-        if context.kind == CONSUMER or "messaging.system" in context.attrs:
+        if context.kind == CONSUMER or "messaging.system" in attrs:
             record.trigger = "queue"
             return
-        if context.kind == SERVER or "http.route" in context.attrs or faas == "http":
+        server_side = context.kind in (SERVER, 0)
+        if context.kind == SERVER or (server_side and "http.route" in attrs) or faas == "http":
             record.trigger = "http"
-            record.http_route = context.attrs.get("http.route") or context.attrs.get("url.path")
-            record.user_id = record.user_id or context.attrs.get("user.id")
+            record.http_route = attrs.get("http.route") or attrs.get("url.path")
+            record.user_id = record.user_id or attrs.get("user.id")
             return
     trigger = resource.get("faas.trigger")
     if trigger == "http":
@@ -372,8 +858,3 @@ def _apply_context(record: Record, ancestors: list[_Context], resource: dict[str
         record.trigger = "queue"
     elif resource.get("k8s.job.name"):
         record.trigger = "script"
-
-
-def _time(value: Any) -> datetime:
-    nanos = int(value)
-    return datetime.fromtimestamp(nanos / 1e9, tz=UTC)
