@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import struct
 import sys
 from collections.abc import Callable, Sequence
@@ -58,8 +59,21 @@ class _Collect(SpanExporter):
         return SpanExportResult.SUCCESS
 
 
-def _ask(client: anthropic.Anthropic, text: str, *, stream: bool) -> None:
-    params = {"model": MODEL, "max_tokens": 64, "messages": [{"role": "user", "content": text}]}
+def _ask(client: anthropic.Anthropic, text: str, *, stream: bool, ttl: str = "5m") -> None:
+    """One call with a long cached system prompt: the first writes the cache, later ones read."""
+    system = [
+        {
+            "type": "text",
+            "text": f"You answer for the {ttl} desk. " + "Be brief, exact and kind. " * 400,
+            "cache_control": {"type": "ephemeral", "ttl": ttl},
+        }
+    ]
+    params = {
+        "model": MODEL,
+        "max_tokens": 400,
+        "system": system,
+        "messages": [{"role": "user", "content": text * 20}],
+    }
     if stream:
         with client.messages.stream(**params) as events:  # type: ignore[arg-type]
             events.get_final_message()
@@ -95,7 +109,7 @@ def _cron(client: anthropic.Anthropic, provider: TracerProvider) -> None:
     tracer = provider.get_tracer("digest", "1.0")
     with tracer.start_as_current_span("nightly digest"):
         for n in range(2):
-            _ask(client, f"digest part {n}", stream=False)
+            _ask(client, f"digest part {n}", stream=False, ttl="1h")
 
 
 RUNS: dict[str, Callable[[anthropic.Anthropic, TracerProvider], None]] = {
@@ -139,8 +153,10 @@ def proto_file(spans: Sequence[ReadableSpan]) -> bytes:
 
 def main() -> None:
     target = Path(sys.argv[1] if len(sys.argv) > 1 else "tests/analysis/samples")
-    with EmulatorServer() as server:
+    os.environ["TRACELOOP_TRACE_CONTENT"] = "false"  # no prompts in the fixtures: small files
+    with EmulatorServer() as server:  # a fresh emulator each: the same cache writes and reads
         alone, _ = export(server.base_url, openllmetry=False)
+    with EmulatorServer() as server:
         both, spans = export(server.base_url, openllmetry=True)
     (target / "otlp-sdk.jsonl").write_text(alone)
     (target / "otlp-sdk-openllmetry.jsonl").write_text(both)

@@ -57,12 +57,13 @@ def load(
     on_bytes: Callable[[int], None] | None = None,
 ) -> None:
     """`on_bytes(n)`: `n` more bytes of the current file read (OTLP reports within a file)."""
+    spans: set[str] = set()  # OTLP spans taken: a span in two exports counts once
     for path in paths:
         kind = fmt or detect(path)
         if kind == "litellm-csv" or (kind == "litellm" and is_csv(path)):
             load_litellm_csv(con, path, bad)
         elif kind == "otlp":
-            load_records(con, read_otlp(path, bad, on_bytes))
+            load_records(con, read_otlp(path, bad, on_bytes, spans))
         else:
             load_records(con, READERS[kind](path, bad))
         if on_file is not None:

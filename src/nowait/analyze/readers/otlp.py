@@ -481,11 +481,15 @@ def _time(nanos: int) -> datetime:
 
 
 def read_otlp(
-    path: Path, bad: BadRecords, on_bytes: Callable[[int], None] | None = None
+    path: Path,
+    bad: BadRecords,
+    on_bytes: Callable[[int], None] | None = None,
+    seen: set[str] | None = None,
 ) -> Iterator[Record]:
     """Every Anthropic call of an OTLP file, once. `on_bytes(n)` is told as each `n` bytes of
-    the file (compressed, if it is) have been read."""
-    state = _State()
+    the file (compressed, if it is) have been read; `seen`, shared by the files of one
+    analysis, holds the spans already taken (overlapping exports count once)."""
+    state = _State(set() if seen is None else seen)
     for chunk in _chunks(path, on_bytes):
         for line, message in chunk.bad:
             bad.add(path, line, message)
@@ -604,10 +608,9 @@ def is_proto(path: Path) -> bool:
             head = raw.read(5)
     except OSError:
         return False
-    # A text file starts with a printable character: as a length, over 512 MB.
-    if len(head) < 5 or head[4] != PROTO_MAGIC or head[0] >= 0x20:
-        return False
-    return int.from_bytes(head[:4], "big") + 4 <= path.stat().st_size
+    # A text file starts with a printable character or white space, never another control
+    # character (as a length's first byte: under 512 MB).
+    return len(head) == 5 and head[4] == PROTO_MAGIC and head[0] < 0x20 and head[0] not in b"\t\n\r"
 
 
 def _proto_chunks(path: Path, on_bytes: Callable[[int], None] | None) -> Iterator[_Chunk]:
@@ -626,6 +629,10 @@ def _proto_chunks(path: Path, on_bytes: Callable[[int], None] | None) -> Iterato
             size = int.from_bytes(header, "big")
             body = raw.read(size)
             chunk.size += len(body)
+            if len(body) < size:
+                chunk.bad.append((message, f"a truncated message ({len(body)} of {size} bytes)"))
+                yield chunk
+                return
             try:
                 data = TracesData.FromString(body)
             except DecodeError as exc:
@@ -700,9 +707,9 @@ def _proto_json(value: Any) -> dict[str, Any]:
 class _State:
     """The spans seen so far: contexts for ancestors, calls waiting for their siblings."""
 
-    def __init__(self) -> None:
+    def __init__(self, seen: set[str]) -> None:
         self.contexts: dict[str, _Context] = {}
-        self.seen: set[str] = set()  # (trace, span) of every LLM span taken
+        self.seen = seen  # trace + span id of every LLM span taken
         self.groups: dict[tuple[str, str | None], list[_Call]] = {}  # by (trace, parent)
         self.waiting: dict[tuple[str, str | None], int] = {}  # group → sweep it arrived in
         self.sweep = 0
