@@ -37,6 +37,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -73,6 +74,13 @@ CONTEXT_KEYS = frozenset(
         "session.id",
     )
 )
+# The keys as they appear in the JSON text, to find the spans worth decoding.
+PROVIDER_NEEDLE = re.compile(
+    b'"(' + b"|".join(re.escape(k.encode()) for k in PROVIDER_KEYS) + b')"'
+)
+ANY_NEEDLE = re.compile(
+    b'"(' + b"|".join(re.escape(k.encode()) for k in PROVIDER_KEYS | CONTEXT_KEYS) + b')"'
+)
 RESOURCE_KEYS = frozenset(
     ("service.name", "k8s.cronjob.name", "k8s.job.name", "faas.trigger", "faas.cron")
 )
@@ -85,23 +93,12 @@ PROTO_MAGIC = 0x0A  # TracesData field 1 (resource_spans), length-delimited
 # ---- typed decoding: only the fields the analysis reads --------------------------------------
 
 
-class _Value(msgspec.Struct, omit_defaults=True):
-    """OTLP AnyValue: one of these is set."""
-
-    stringValue: str | None = None
-    boolValue: bool | None = None
-    intValue: int | str | None = None
-    doubleValue: float | int | str | None = None
-    arrayValue: dict[str, Any] | None = None
-    kvlistValue: dict[str, Any] | None = None
-
-
-class _KeyValue(msgspec.Struct):
+class _KeyValue(msgspec.Struct, gc=False):
     key: str
-    value: _Value | None = None
+    value: dict[str, Any] | None = None  # the AnyValue: one of its kinds, set
 
 
-class _Span(msgspec.Struct):
+class _Span(msgspec.Struct, gc=False):
     traceId: str = ""
     spanId: str = ""
     parentSpanId: str | None = None
@@ -109,57 +106,41 @@ class _Span(msgspec.Struct):
     kind: int | str | None = None
     startTimeUnixNano: int | str = 0
     endTimeUnixNano: int | str | None = None
-    attributes: list[_KeyValue] = []
+    # Left undecoded: most spans are not LLM spans and carry no context, and a byte search
+    # tells which are (see `_scan_span`).
+    attributes: msgspec.Raw = msgspec.Raw(b"[]")
 
 
-class _Scope(msgspec.Struct):
+class _Scope(msgspec.Struct, gc=False):
     name: str = ""
     version: str = ""
 
 
-class _ScopeSpans(msgspec.Struct):
+class _ScopeSpans(msgspec.Struct, gc=False):
     scope: _Scope | None = None
     spans: list[_Span] = []
 
 
-class _Resource(msgspec.Struct):
+class _Resource(msgspec.Struct, gc=False):
     attributes: list[_KeyValue] = []
 
 
-class _ResourceSpans(msgspec.Struct):
+class _ResourceSpans(msgspec.Struct, gc=False):
     resource: _Resource | None = None
     scopeSpans: list[_ScopeSpans] = []
 
 
-class _TracesData(msgspec.Struct):
+class _TracesData(msgspec.Struct, gc=False):
     resourceSpans: list[_ResourceSpans] | None = None
 
 
 _LINE = msgspec.json.Decoder(_TracesData)
+_ATTRIBUTES = msgspec.json.Decoder(list[_KeyValue])
 _DOCUMENT = msgspec.json.Decoder(_TracesData | list[_TracesData])
 
 
-def _typed_value(value: _Value) -> Any:
-    for item in (value.stringValue, value.boolValue, value.doubleValue):
-        if item is not None:
-            return item
-    if value.intValue is not None:
-        return int(value.intValue)
-    if value.arrayValue is not None:
-        return any_value({"arrayValue": value.arrayValue})
-    if value.kvlistValue is not None:
-        return any_value({"kvlistValue": value.kvlistValue})
-    return None
-
-
 def any_value(value: Any) -> Any:
-    """An OTLP AnyValue (typed struct or plain JSON dict) as a Python value."""
-    if isinstance(value, _Value):
-        return _typed_value(value)
-    return _json_value(value)
-
-
-def _json_value(value: Any) -> Any:
+    """An OTLP AnyValue (decoded JSON) as a Python value."""
     if not isinstance(value, dict):
         return value
     for kind in ("stringValue", "boolValue", "doubleValue"):
@@ -224,28 +205,47 @@ class _Call:
     says_stream: bool  # the producer sets gen_ai.request.stream iff the call streamed
     exact_usage: bool  # Anthropic's own usage object, TTL split included
     stop_reason: str | None = None
+    keys: tuple[str, ...] = ()  # trace + span id of each span merged into this call
+    producers: frozenset[str] = frozenset()  # scope@version of each span merged into it
+
+
+_Group = tuple[str, str | None]  # (trace, parent): the siblings that may be one call
 
 
 @dataclass(slots=True)
 class _Chunk:
     contexts: list[tuple[str, _Context]] = field(default_factory=list)  # (trace+span, context)
-    calls: list[_Call] = field(default_factory=list)
+    calls: list[_Call] = field(default_factory=list)  # waiting for spans of other chunks
+    settled: list[_Call] = field(default_factory=list)  # merged, with their context
+    says_stream: set[str] = field(default_factory=set)  # producers that set the stream flag
     bad: list[tuple[int, str]] = field(default_factory=list)
     spans: int = 0
     size: int = 0  # bytes of the file this chunk covers
+    lines: int = 0  # the chunk's lines, to number the next chunk's
 
 
 def _kv(items: list[_KeyValue], keys: frozenset[str]) -> dict[str, Any]:
-    return {kv.key: any_value(kv.value) for kv in items if kv.key in keys}
+    return {kv.key: _plain(kv.value) for kv in items if kv.key in keys}
 
 
-def _scan_lines(text: str, first_line: int, path: str) -> _Chunk:
-    """Decode a chunk of whole JSON lines. Runs in a worker process for large files."""
-    chunk = _Chunk(size=len(text))
-    for offset, line in enumerate(text.split("\n")):
+def _plain(value: dict[str, Any] | None) -> Any:
+    """An AnyValue as decoded JSON, as a Python value (the fast path of `any_value`)."""
+    for kind, item in (value or {}).items():
+        if kind == "intValue":
+            return int(item)
+        if kind in ("arrayValue", "kvlistValue"):
+            return any_value(value)
+        return item
+    return None
+
+
+def _scan_lines(text: bytes, path: str) -> _Chunk:
+    """Decode a chunk of whole JSON lines (numbered from 1). Runs in a worker process for
+    large files."""
+    chunk = _Chunk(size=len(text), lines=text.count(b"\n"))
+    for number_, line in enumerate(text.split(b"\n"), start=1):
         if not line.strip():
             continue
-        number_ = first_line + offset
         try:
             document = _LINE.decode(line)
         except msgspec.ValidationError as exc:
@@ -255,7 +255,7 @@ def _scan_lines(text: str, first_line: int, path: str) -> _Chunk:
             chunk.bad.append((number_, f"not valid JSON ({exc})"))
             continue
         _scan_document(document, number_, path, chunk)
-    return chunk
+    return _settle(chunk)
 
 
 def _scan_document(document: _TracesData, line: int, path: str, chunk: _Chunk) -> None:
@@ -289,11 +289,14 @@ def _scan_span(
     trace, span_id = _hex_id(span.traceId), _hex_id(span.spanId)
     parent = _hex_id(span.parentSpanId) if span.parentSpanId else None
     kind = span_kind(span.kind)
-    context = _kv(span.attributes, CONTEXT_KEYS)
+    raw = bytes(span.attributes)
+    items = _ATTRIBUTES.decode(raw) if ANY_NEEDLE.search(raw) else []
+    llm = bool(items) and PROVIDER_NEEDLE.search(raw) is not None
+    context = _kv(items, CONTEXT_KEYS)
     chunk.contexts.append((trace + span_id, _Context(parent, kind, context or None)))
-    if not any(kv.key in PROVIDER_KEYS for kv in span.attributes):
+    if not llm:
         return
-    attrs = {kv.key: any_value(kv.value) for kv in span.attributes}
+    attrs = {kv.key: _plain(kv.value) for kv in items}
     if not _is_anthropic_llm(attrs):
         return
     start_ns = int(span.startTimeUnixNano)
@@ -335,8 +338,12 @@ def _scan_span(
             "gen_ai.request.stream" in attrs or sdk,
             exact,
             attrs.get("anthropic.message.stop_reason"),
+            (trace + span_id,),
+            frozenset((producer,)),
         )
     )
+    if "gen_ai.request.stream" in attrs or sdk:
+        chunk.says_stream.add(producer)
 
 
 def _hex_id(value: str) -> str:
@@ -490,38 +497,43 @@ def read_otlp(
     the file (compressed, if it is) have been read; `seen`, shared by the files of one
     analysis, holds the spans already taken (overlapping exports count once)."""
     state = _State(set() if seen is None else seen)
+    before = 0  # lines in the chunks before this one
     for chunk in _chunks(path, on_bytes):
         for line, message in chunk.bad:
-            bad.add(path, line, message)
+            bad.add(path, before + line, message)
+        for call in (*chunk.settled, *chunk.calls):
+            call.record.line += before
+        before += chunk.lines
         yield from state.add(chunk)
     yield from state.finish()
 
 
 def _chunks(path: Path, on_bytes: Callable[[int], None] | None) -> Iterator[_Chunk]:
+    """Chunks of the file, decoded; line numbers in each count from 1 (see `_State.add`)."""
     if is_proto(path):
         yield from _proto_chunks(path, on_bytes)
         return
     with open_text(path) as text:
-        position = _position(text)
-        head = text.read(CHUNK_BYTES)
+        binary: IO[bytes] = text.buffer  # type: ignore[attr-defined]
+        raw = getattr(binary, "fileobj", None) or binary  # gzip: the compressed file
+        head = binary.read(CHUNK_BYTES)
         first = head.lstrip()[:1]
-        if first == "[" or (first == "{" and not _first_line_parses(head)):
-            yield _document(head + text.read(), str(path))  # one JSON document, pretty or not
-            _report(on_bytes, position, 0)
+        if first == b"[" or (first == b"{" and not _first_line_parses(head)):
+            yield _document(head + binary.read(), str(path))  # one JSON document, pretty or not
+            _report(on_bytes, raw.tell, 0)
             return
-        size = path.stat().st_size
-        pieces = _line_pieces(head, text)
-        if size < PARALLEL_FROM:
+        pieces = _line_pieces(head, binary)
+        if path.stat().st_size < PARALLEL_FROM:
             done = 0
-            for first_line, piece in pieces:
-                yield _scan_lines(piece, first_line, str(path))
-                done = _report(on_bytes, position, done)
+            for piece in pieces:
+                yield _scan_lines(piece, str(path))
+                done = _report(on_bytes, raw.tell, done)
             return
-        yield from _parallel(pieces, str(path), on_bytes, position)
+        yield from _parallel(pieces, str(path), on_bytes, raw.tell)
 
 
 def _parallel(
-    pieces: Iterator[tuple[int, str]],
+    pieces: Iterator[bytes],
     path: str,
     on_bytes: Callable[[int], None] | None,
     position: Callable[[], int],
@@ -532,8 +544,8 @@ def _parallel(
     done = 0
     with ProcessPoolExecutor(workers) as pool:
         flight: list[Future[_Chunk]] = []
-        for first_line, piece in pieces:
-            flight.append(pool.submit(_scan_lines, piece, first_line, path))
+        for piece in pieces:
+            flight.append(pool.submit(_scan_lines, piece, path))
             if len(flight) > workers + 1:
                 yield flight.pop(0).result()
                 done = _report(on_bytes, position, done)
@@ -542,33 +554,32 @@ def _parallel(
             done = _report(on_bytes, position, done)
 
 
-def _line_pieces(head: str, text: IO[str]) -> Iterator[tuple[int, str]]:
-    """(number of its first line, text) for chunks of whole lines."""
-    line, rest = 1, head
+def _line_pieces(head: bytes, binary: IO[bytes]) -> Iterator[bytes]:
+    """Chunks of whole lines."""
+    rest = head
     while True:
-        more = text.read(CHUNK_BYTES)
+        more = binary.read(CHUNK_BYTES)
         if not more:
             if rest:
-                yield line, rest
+                yield rest
             return
-        rest += more
-        cut = rest.rfind("\n")
+        cut = more.rfind(b"\n")
         if cut < 0:
+            rest += more
             continue
-        piece, rest = rest[: cut + 1], rest[cut + 1 :]
-        yield line, piece
-        line += piece.count("\n")
+        yield rest + more[: cut + 1]
+        rest = more[cut + 1 :]
 
 
-def _first_line_parses(head: str) -> bool:
+def _first_line_parses(head: bytes) -> bool:
     try:
-        json.loads(head.split("\n", 1)[0])
-    except json.JSONDecodeError:
-        return "\n" not in head  # a long first line cut by the head: still JSON Lines
+        json.loads(head.split(b"\n", 1)[0])
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return b"\n" not in head  # a long first line cut by the head: still JSON Lines
     return True
 
 
-def _document(text: str, path: str) -> _Chunk:
+def _document(text: bytes, path: str) -> _Chunk:
     chunk = _Chunk(size=len(text))
     try:
         decoded = _DOCUMENT.decode(text)
@@ -577,16 +588,7 @@ def _document(text: str, path: str) -> _Chunk:
         return chunk
     for number_, document in enumerate(decoded if isinstance(decoded, list) else [decoded], 1):
         _scan_document(document, number_, path, chunk)
-    return chunk
-
-
-def _position(text: IO[str]) -> Callable[[], int]:
-    """How many bytes of the file on disk a text stream has consumed (gzip: compressed)."""
-    buffered = getattr(text, "buffer", None)
-    raw = getattr(buffered, "fileobj", None) or getattr(buffered, "raw", None)
-    if raw is None or not hasattr(raw, "tell"):
-        return lambda: 0
-    return raw.tell  # type: ignore[no-any-return]
+    return _settle(chunk)
 
 
 def _report(on_bytes: Callable[[int], None] | None, position: Callable[[], int], done: int) -> int:
@@ -641,7 +643,7 @@ def _proto_chunks(path: Path, on_bytes: Callable[[int], None] | None) -> Iterato
                 _scan_document(_from_proto(data), message, str(path), chunk)
             if on_bytes is not None:
                 on_bytes(chunk.size)
-            yield chunk
+            yield _settle(chunk)
 
 
 def _from_proto(data: Any) -> _TracesData:
@@ -662,7 +664,7 @@ def _from_proto(data: Any) -> _TracesData:
                                 int(s.kind),
                                 int(s.start_time_unix_nano),
                                 int(s.end_time_unix_nano) or None,
-                                _proto_attrs(s.attributes),
+                                msgspec.Raw(msgspec.json.encode(_proto_attrs(s.attributes))),
                             )
                             for s in ss.spans
                         ],
@@ -679,94 +681,136 @@ def _proto_attrs(items: Any) -> list[_KeyValue]:
     return [_KeyValue(kv.key, _proto_value(kv.value)) for kv in items]
 
 
-def _proto_value(value: Any) -> _Value:
+def _proto_value(value: Any) -> dict[str, Any]:
+    """A protobuf AnyValue as its OTLP JSON form (arrays of scalars; nothing deeper is read)."""
     which = value.WhichOneof("value")
-    if which == "string_value":
-        return _Value(stringValue=value.string_value)
-    if which == "bool_value":
-        return _Value(boolValue=value.bool_value)
-    if which == "int_value":
-        return _Value(intValue=value.int_value)
-    if which == "double_value":
-        return _Value(doubleValue=value.double_value)
     if which == "array_value":
-        items = [_proto_json(v) for v in value.array_value.values]
-        return _Value(arrayValue={"values": items})
-    return _Value()
-
-
-def _proto_json(value: Any) -> dict[str, Any]:
-    which = value.WhichOneof("value")
-    names = {"string_value": "stringValue", "bool_value": "boolValue", "int_value": "intValue"}
-    return {names.get(which or "", "doubleValue"): getattr(value, which)} if which else {}
+        return {"arrayValue": {"values": [_proto_value(v) for v in value.array_value.values]}}
+    names = {
+        "string_value": "stringValue",
+        "bool_value": "boolValue",
+        "int_value": "intValue",
+        "double_value": "doubleValue",
+    }
+    return {names[which]: getattr(value, which)} if which in names else {}
 
 
 # ---- linking spans to their ancestors and siblings -------------------------------------------
 
 
+def _settle(chunk: _Chunk) -> _Chunk:
+    """Merge and place the calls whose ancestors are all in this chunk (the common case: a
+    trace's spans are exported together); the others wait for the rest of the file."""
+    contexts = dict(chunk.contexts)
+    groups: dict[_Group, list[_Call]] = {}
+    taken: set[str] = set()
+    for call in chunk.calls:
+        if call.keys[0] not in taken:  # the same span twice in a chunk
+            taken.add(call.keys[0])
+            groups.setdefault((call.trace, call.parent), []).append(call)
+    chunk.calls = []
+    for (trace, parent), calls in groups.items():
+        if not _complete(contexts, trace, parent):
+            chunk.calls.extend(calls)
+            continue
+        for call in _merge(calls, chunk.says_stream):
+            _apply_context(call.record, _chain(contexts, call), call.resource)
+            chunk.settled.append(call)
+    return chunk
+
+
+def _chain(contexts: dict[str, _Context], call: _Call) -> list[_Context]:
+    """The span's own context, then its parent's, up to the root as far as known."""
+    chain: list[_Context] = []
+    parent = call.span_id
+    while parent and len(chain) < 64:
+        context = contexts.get(call.trace + parent)
+        if context is None:
+            break
+        chain.append(context)
+        parent = context.parent or ""
+    return chain
+
+
+def _complete(contexts: dict[str, _Context], trace: str, parent: str | None) -> bool:
+    """Whether every ancestor from `parent` up to the root is known."""
+    steps = 0
+    while parent and steps < 64:
+        context = contexts.get(trace + parent)
+        if context is None:
+            return False
+        parent, steps = context.parent, steps + 1
+    return True
+
+
 class _State:
-    """The spans seen so far: contexts for ancestors, calls waiting for their siblings."""
+    """The file so far: contexts for ancestors, calls waiting for siblings or ancestors.
+
+    Calls settled in their chunk are held for one more chunk, in case a sibling was exported
+    in the next batch; calls still missing an ancestor leave once it comes and a whole sweep
+    has passed since their last sibling came (or at the end of the file)."""
 
     def __init__(self, seen: set[str]) -> None:
         self.contexts: dict[str, _Context] = {}
         self.seen = seen  # trace + span id of every LLM span taken
-        self.groups: dict[tuple[str, str | None], list[_Call]] = {}  # by (trace, parent)
-        self.waiting: dict[tuple[str, str | None], int] = {}  # group → sweep it arrived in
+        self.groups: dict[_Group, list[_Call]] = {}
+        self.waiting: dict[_Group, int] = {}  # group → sweep its last call came in
+        self.held: dict[_Group, list[_Call]] = {}  # settled in the last chunk
+        self.holding: dict[_Group, list[_Call]] = {}  # settled in this chunk
         self.sweep = 0
         self.spans_since = 0
         self.says_stream: set[str] = set()
 
     def add(self, chunk: _Chunk) -> Iterator[Record]:
         self.contexts.update(chunk.contexts)
-        for call in chunk.calls:
-            key = call.trace + call.span_id
-            if key in self.seen:
-                continue  # the same span twice: a retried or overlapping export
-            self.seen.add(key)
-            if call.says_stream:
-                self.says_stream.add(call.record.producer)
-            group = (call.trace, call.parent)
-            self.groups.setdefault(group, []).append(call)
-            self.waiting[group] = self.sweep
+        self.says_stream |= chunk.says_stream
+        for settled, calls in ((True, chunk.settled), (False, chunk.calls)):
+            for call in calls:
+                if not self.seen.isdisjoint(call.keys):
+                    continue  # the same span twice: a retried or overlapping export
+                self.seen.update(call.keys)
+                self._place(call, settled=settled)
+        yield from self._release(self.held)
+        self.held, self.holding = self.holding, {}
         self.spans_since += chunk.spans
         if self.spans_since >= SWEEP_EVERY:
             self.spans_since = 0
             self.sweep += 1
             yield from self._emit(final=False)
 
+    def _place(self, call: _Call, *, settled: bool) -> None:
+        group = (call.trace, call.parent)
+        if settled and group not in self.groups and group not in self.held:
+            self.holding.setdefault(group, []).append(call)
+            return
+        waiting = self.groups.setdefault(group, [])
+        waiting.extend(self.held.pop(group, []))
+        waiting.extend(self.holding.pop(group, []))
+        waiting.append(call)
+        self.waiting[group] = self.sweep
+
+    def _release(self, held: dict[_Group, list[_Call]]) -> Iterator[Record]:
+        for calls in held.values():
+            for call in calls:
+                if call.record.stream is None and self.says_stream & call.producers:
+                    call.record.stream = False
+                yield call.record
+
     def finish(self) -> Iterator[Record]:
+        yield from self._release(self.held)
+        yield from self._release(self.holding)
         yield from self._emit(final=True)
 
     def _emit(self, *, final: bool) -> Iterator[Record]:
-        """A group leaves once its ancestors are all known and a whole sweep has passed since
-        its last span came (siblings end together, so are exported together)."""
         for group in list(self.waiting):
-            if not final and (self.waiting[group] >= self.sweep - 1 or not self._complete(*group)):
+            if not final and (
+                self.waiting[group] >= self.sweep - 1 or not _complete(self.contexts, *group)
+            ):
                 continue
             del self.waiting[group]
             for call in _merge(self.groups.pop(group), self.says_stream):
-                _apply_context(call.record, self._chain(call), call.resource)
+                _apply_context(call.record, _chain(self.contexts, call), call.resource)
                 yield call.record
-
-    def _chain(self, call: _Call) -> list[_Context]:
-        chain: list[_Context] = []
-        parent = call.span_id
-        while parent and len(chain) < 64:
-            context = self.contexts.get(call.trace + parent)
-            if context is None:
-                break
-            chain.append(context)
-            parent = context.parent or ""
-        return chain
-
-    def _complete(self, trace: str, parent: str | None) -> bool:
-        steps = 0
-        while parent and steps < 64:
-            context = self.contexts.get(trace + parent)
-            if context is None:
-                return False
-            parent, steps = context.parent, steps + 1
-        return True
 
 
 def _merge(calls: list[_Call], says_stream: set[str]) -> list[_Call]:
@@ -783,7 +827,7 @@ def _merge(calls: list[_Call], says_stream: set[str]) -> list[_Call]:
     out: list[_Call] = []
     for members in merged:
         for call in members:
-            if call.record.stream is None and call.record.producer in says_stream:
+            if call.record.stream is None and says_stream & call.producers:
                 call.record.stream = False
         out.append(_one(members) if len(members) > 1 else members[0])
     return out
@@ -791,7 +835,7 @@ def _merge(calls: list[_Call], says_stream: set[str]) -> list[_Call]:
 
 def _same_call(members: list[_Call], call: _Call) -> bool:
     first = members[0]
-    if first.parent is None or any(m.record.producer == call.record.producer for m in members):
+    if first.parent is None or any(m.producers & call.producers for m in members):
         return False  # one producer's spans are separate calls
     if first.response_id and call.response_id:
         return first.response_id == call.response_id
@@ -821,10 +865,15 @@ def _one(members: list[_Call]) -> _Call:
         streams = [r.stream for r in records if r.stream is not None]
         base.stream = any(streams) if streams else None
         base.ttft_s = next((r.ttft_s for r in records if r.ttft_s is not None), None)
-    base.producer = "+".join(sorted({r.producer for r in records}))
+    tokens.producers = frozenset().union(*(m.producers for m in members))
+    base.producer = "+".join(sorted(tokens.producers))
     base.token_rule += f" ({tokens.record.producer.partition('@')[0]} of {len(members)} spans)"
     base.start_time = min(r.start_time for r in records)
     base.record_id = next((m.response_id for m in members if m.response_id), base.record_id)
+    tokens.keys = tuple(key for m in members for key in m.keys)
+    tokens.response_id = next((m.response_id for m in members if m.response_id), None)
+    if sdk is not None:  # what a later sibling would be merged by
+        tokens.sdk, tokens.stop_reason = True, sdk.stop_reason
     return tokens
 
 
