@@ -57,7 +57,7 @@ def load(
     on_bytes: Callable[[int], None] | None = None,
 ) -> None:
     """`on_bytes(n)`: `n` more bytes of the current file read (OTLP reports within a file)."""
-    spans: set[str] = set()  # OTLP spans taken: a span in two exports counts once
+    spans: set[int] = set()  # OTLP spans taken: a span in two exports counts once
     for path in paths:
         kind = fmt or detect(path)
         if kind == "litellm-csv" or (kind == "litellm" and is_csv(path)):

@@ -39,12 +39,13 @@ import gc
 import json
 import os
 import re
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 import msgspec
 
@@ -85,8 +86,11 @@ ANY_NEEDLE = re.compile(
 RESOURCE_KEYS = frozenset(
     ("service.name", "k8s.cronjob.name", "k8s.job.name", "faas.trigger", "faas.cron")
 )
-# Pending records leave the reader every this many spans read (see `read_otlp`).
-SWEEP_EVERY = 200_000
+# Waiting calls are looked at every this many spans (see `_State`); span contexts are kept
+# for CONTEXT_SWEEPS sweeps (a trace's spans are exported close together), so memory stays
+# flat whatever the file's size.
+SWEEP_EVERY = 50_000
+CONTEXT_SWEEPS = 4
 CHUNK_BYTES = 8 << 20  # a chunk of lines decoded at once (by a worker for large files)
 PARALLEL_FROM = 32 << 20  # smaller files are decoded in this process: no start-up to pay
 PROTO_MAGIC = 0x0A  # TracesData field 1 (resource_spans), length-delimited
@@ -180,10 +184,9 @@ def span_kind(value: Any) -> int:
 # ---- what a chunk of the file yields ----------------------------------------------------------
 
 
-@dataclass(slots=True)
-class _Context:
+class _Context(NamedTuple):
     """A span as its descendants see it: its parent, kind and the attributes that say what
-    started the work (None when it has none)."""
+    started the work (None when it has none). A tuple: cheap to send and to keep."""
 
     parent: str | None
     kind: int
@@ -494,7 +497,7 @@ def read_otlp(
     path: Path,
     bad: BadRecords,
     on_bytes: Callable[[int], None] | None = None,
-    seen: set[str] | None = None,
+    seen: set[int] | None = None,
 ) -> Iterator[Record]:
     """Every Anthropic call of an OTLP file, once. `on_bytes(n)` is told as each `n` bytes of
     the file (compressed, if it is) have been read; `seen`, shared by the files of one
@@ -792,9 +795,12 @@ class _State:
     in the next batch; calls still missing an ancestor leave once it comes and a whole sweep
     has passed since their last sibling came (or at the end of the file)."""
 
-    def __init__(self, seen: set[str]) -> None:
+    def __init__(self, seen: set[int]) -> None:
         self.contexts: dict[str, _Context] = {}
-        self.seen = seen  # trace + span id of every LLM span taken
+        self.recent: deque[tuple[int, list[str]]] = deque()  # (sweep, keys) of each chunk
+        # hash of trace + span id of every LLM span taken (a 64-bit hash: two different spans
+        # share one with a chance under 1e-6 in a file of 5 M calls)
+        self.seen = seen
         self.groups: dict[_Group, list[_Call]] = {}
         self.waiting: dict[_Group, int] = {}  # group → sweep its last call came in
         self.held: dict[_Group, list[_Call]] = {}  # settled in the last chunk
@@ -805,12 +811,17 @@ class _State:
 
     def add(self, chunk: _Chunk) -> Iterator[Record]:
         self.contexts.update(chunk.contexts)
+        self.recent.append((self.sweep, [key for key, _ in chunk.contexts]))
+        while self.recent and self.recent[0][0] < self.sweep - CONTEXT_SWEEPS:
+            for key in self.recent.popleft()[1]:
+                self.contexts.pop(key, None)
         self.says_stream |= chunk.says_stream
         for settled, calls in ((True, chunk.settled), (False, chunk.calls)):
             for call in calls:
-                if not self.seen.isdisjoint(call.keys):
+                hashes = [hash(key) for key in call.keys]
+                if not self.seen.isdisjoint(hashes):
                     continue  # the same span twice: a retried or overlapping export
-                self.seen.update(call.keys)
+                self.seen.update(hashes)
                 self._place(call, settled=settled)
         yield from self._release(self.held)
         self.held, self.holding = self.holding, {}
