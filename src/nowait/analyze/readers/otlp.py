@@ -302,7 +302,9 @@ def _scan_span(
     chunk.contexts.append((trace + span_id, _Context(parent, kind, context or None)))
     if not llm:
         return
-    attrs = {kv.key: _plain(kv.value) for kv in items}
+    # Each AnyValue's one value, as it is: ints stay decimal strings (`number` reads them) and
+    # arrays stay {"values": [...]} (`_listed` reads them) — a hot loop, kept in C.
+    attrs = {kv.key: v for kv in items if kv.value for v in kv.value.values()}
     if not _is_anthropic_llm(attrs):
         return
     start_ns = int(span.startTimeUnixNano)
@@ -384,6 +386,8 @@ def _tokens(record: Record, attrs: dict[str, Any], producer: str) -> bool:
     """Fill the four input buckets and the output; True when they are Anthropic's own exact
     numbers (TTL split included)."""
     raw = attrs.get("gen_ai.usage.raw")
+    if isinstance(raw, dict):  # a kvlistValue
+        raw = any_value({"kvlistValue": raw})
     if isinstance(raw, str):
         raw = json.loads(raw)
     if isinstance(raw, dict):  # Logfire keeps Anthropic's own usage object: exact, TTL split
@@ -479,11 +483,16 @@ def _interaction(record: Record, attrs: dict[str, Any], name: str) -> None:
     record.session_id = _first(attrs, "session.id", "gen_ai.conversation.id", props + "session_id")
     record.feature = _first(attrs, props + "feature", "feature")
     record.workflow = _first(attrs, "traceloop.workflow.name", "langfuse.trace.name")
-    tags = attrs.get("tag.tags")
+    tags = _listed(attrs.get("tag.tags"))
     record.tags = ",".join(map(str, tags)) if isinstance(tags, list) else tags
-    reasons = attrs.get("gen_ai.response.finish_reasons")
+    reasons = _listed(attrs.get("gen_ai.response.finish_reasons"))
     record.finish_reason = reasons[0] if isinstance(reasons, list) and reasons else None
     record.finish_reason = attrs.get("anthropic.message.stop_reason") or record.finish_reason
+
+
+def _listed(value: Any) -> Any:
+    """An arrayValue's values as a list; anything else as it is."""
+    return any_value({"arrayValue": value}) if isinstance(value, dict) else value
 
 
 def _time(nanos: int) -> datetime:
