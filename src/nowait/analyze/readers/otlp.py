@@ -296,15 +296,16 @@ def _scan_span(
     parent = _hex_id(span.parentSpanId) if span.parentSpanId else None
     kind = span_kind(span.kind)
     raw = bytes(span.attributes)
-    items = _ATTRIBUTES.decode(raw) if ANY_NEEDLE.search(raw) else []
-    llm = bool(items) and PROVIDER_NEEDLE.search(raw) is not None
-    context = _kv(items, CONTEXT_KEYS)
-    chunk.contexts.append((trace + span_id, _Context(parent, kind, context or None)))
-    if not llm:
+    if PROVIDER_NEEDLE.search(raw) is None:
+        items = _ATTRIBUTES.decode(raw) if ANY_NEEDLE.search(raw) else []
+        context = _kv(items, CONTEXT_KEYS) if items else None
+        chunk.contexts.append((trace + span_id, _Context(parent, kind, context or None)))
         return
     # Each AnyValue's one value, as it is: ints stay decimal strings (`number` reads them) and
     # arrays stay {"values": [...]} (`_listed` reads them) — a hot loop, kept in C.
-    attrs = {kv.key: v for kv in items if kv.value for v in kv.value.values()}
+    attrs = {kv.key: v for kv in _ATTRIBUTES.decode(raw) if kv.value for v in kv.value.values()}
+    context = {key: attrs[key] for key in CONTEXT_KEYS & attrs.keys()}
+    chunk.contexts.append((trace + span_id, _Context(parent, kind, context or None)))
     if not _is_anthropic_llm(attrs):
         return
     start_ns = int(span.startTimeUnixNano)
