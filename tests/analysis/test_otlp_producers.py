@@ -5,6 +5,10 @@ gzip, protobuf, the parallel path and progress. The fixtures come from the real 
 from __future__ import annotations
 
 import gzip
+import os
+import pty
+import subprocess
+import sys
 from decimal import Decimal
 from pathlib import Path
 
@@ -187,3 +191,31 @@ def test_siblings_without_a_response_id_merge_by_model_and_time(tmp_path: Path) 
     merged = next(r for r in records if "+" in r.producer)
     # tokens from the SDK: input includes the cache, and `cache_write` is its name for writes
     assert (merged.input_uncached, merged.cache_read, merged.cache_write_5m) == (500, 3000, 1500)
+
+
+def _analyze_on(stderr_tty: bool, path: Path) -> str:
+    """`nowait analyze` with stderr on a pseudo-terminal or a pipe: what stderr showed."""
+    command = [sys.executable, "-c", "from nowait.cli import main; main()", "analyze", str(path)]
+    if not stderr_tty:
+        done = subprocess.run(command, capture_output=True, text=True, check=True, timeout=120)
+        return done.stderr
+    leader, follower = pty.openpty()
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=follower) as child:
+        os.close(follower)
+        shown = b""
+        while True:
+            try:
+                data = os.read(leader, 4096)
+            except OSError:  # the child closed the terminal
+                break
+            if not data:
+                break
+            shown += data
+        assert child.wait(timeout=120) == 0
+    os.close(leader)
+    return shown.decode(errors="replace")
+
+
+def test_bytes_read_show_on_a_terminal_and_nothing_when_piped() -> None:
+    assert "bytes read" in _analyze_on(True, TWO)
+    assert "bytes read" not in _analyze_on(False, TWO)

@@ -24,12 +24,16 @@ evidence is merged into one record:
 - the stop reason and service tier: the SDK's (the API's values);
 - user, session, feature, workflow and tags: whichever span has them (the instrumentation's).
 
-The same span twice (same `traceId` and `spanId`: collector retries, overlapping exports) is
-counted once.
+The same span twice (same `traceId` and `spanId`: collector retries, overlapping exports, the
+same file given twice) is counted once.
 
 Speed: lines are decoded with msgspec into typed structs that keep only what the analysis
-reads; a large file is cut at line ends into chunks that both cores decode (processes), while
-this process links spans to their ancestors and merges siblings.
+reads, and a span's attributes are decoded only when a byte search finds a key the analysis
+reads. A large file is cut at line ends into chunks that worker processes decode on every core
+(an uncompressed file: each reads its own byte range). A chunk settles the calls whose
+ancestors it holds (siblings merged, context applied); this process holds them one chunk more
+for a sibling exported in the next batch, and keeps the rest until their ancestors come.
+Span contexts are kept for a window of the file, and taken spans by hash: memory stays flat.
 """
 
 from __future__ import annotations
