@@ -147,6 +147,14 @@ def test_the_parallel_path_gives_the_same_records(
     )
     assert parallel == serial and len(serial) == 9
     assert sum(seen) == big.stat().st_size and len(seen) > 3
+    packed = tmp_path / "big.jsonl.gz"  # compressed: this process reads, workers decode
+    packed.write_bytes(gzip.compress(big.read_bytes()))
+    seen.clear()
+    unpacked = sorted(
+        (r.record_id, r.stream, r.output_tokens)
+        for r in read_otlp(packed, BadRecords(), on_bytes=seen.append)
+    )
+    assert unpacked == serial and sum(seen) == packed.stat().st_size
 
 
 def test_progress_counts_the_compressed_bytes_of_a_gzip(tmp_path: Path) -> None:
@@ -219,3 +227,21 @@ def _analyze_on(stderr_tty: bool, path: Path) -> str:
 def test_bytes_read_show_on_a_terminal_and_nothing_when_piped() -> None:
     assert "bytes read" in _analyze_on(True, TWO)
     assert "bytes read" not in _analyze_on(False, TWO)
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_a_bad_line_in_a_later_chunk_is_named_by_its_line_in_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parallel: bool
+) -> None:
+    lines = TWO.read_text().splitlines() * 3
+    lines[60] = '{"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": 7}]}]}]}'
+    path = tmp_path / "bad.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    monkeypatch.setattr(otlp_module, "CHUNK_BYTES", 4096)
+    if parallel:
+        monkeypatch.setattr(otlp_module, "PARALLEL_FROM", 0)
+    bad = BadRecords(skip=True)
+    records = list(read_otlp(path, bad))
+    assert bad.count == 1 and f"{path}:61: " in bad.examples[0]
+    assert len(records) == 9
+    assert all(r.record_id in lines[r.line - 1] for r in records)  # each names its line
