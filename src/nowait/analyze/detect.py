@@ -8,7 +8,7 @@ from pathlib import Path
 from nowait.analyze.readers import Reader, open_text
 from nowait.analyze.readers.admin import read_cost_report, read_usage_report
 from nowait.analyze.readers.logs import read_langfuse, read_litellm, read_nowait
-from nowait.analyze.readers.otlp import read_otlp
+from nowait.analyze.readers.otlp import is_proto, read_otlp
 from nowait.analyze.readers.store import read_store
 from nowait.errors import InputError
 
@@ -32,6 +32,8 @@ def detect(path: Path) -> str:  # noqa: PLR0911 (one return per format)
         raise InputError(f"cannot read it: {exc.strerror}", file=path) from None
     if magic.startswith(b"SQLite format 3"):
         return "nowait-store"
+    if is_proto(path):
+        return "otlp"  # the Collector's file exporter, `format: proto`
     with open_text(path) as text:
         head = text.read(65536)
     first_line = head.split("\n", 1)[0]
@@ -42,7 +44,8 @@ def detect(path: Path) -> str:  # noqa: PLR0911 (one return per format)
     ):
         return "litellm-csv"
     keys = _first_keys(head)
-    if "resourceSpans" in keys:
+    # A line of a batched export can be longer than the head: its first key still tells.
+    if "resourceSpans" in keys or head.lstrip().startswith('{"resourceSpans"'):
         return "otlp"
     if "data" in keys and "has_more" in keys:
         # cost reports (legacy and analytics) carry an amount; usage reports never do

@@ -18,6 +18,7 @@ import duckdb
 from nowait.analyze.detect import READERS, detect
 from nowait.analyze.readers import BadRecords
 from nowait.analyze.readers.logs import is_csv
+from nowait.analyze.readers.otlp import read_otlp
 from nowait.analyze.records import COLUMNS, Record
 
 NULL = "\\N"
@@ -53,11 +54,16 @@ def load(
     fmt: str | None,
     bad: BadRecords,
     on_file: Callable[[Path], None] | None = None,
+    on_bytes: Callable[[int], None] | None = None,
 ) -> None:
+    """`on_bytes(n)`: `n` more bytes of the current file read (OTLP reports within a file)."""
+    spans: set[int] = set()  # OTLP spans taken: a span in two exports counts once
     for path in paths:
         kind = fmt or detect(path)
         if kind == "litellm-csv" or (kind == "litellm" and is_csv(path)):
             load_litellm_csv(con, path, bad)
+        elif kind == "otlp":
+            load_records(con, read_otlp(path, bad, on_bytes, spans))
         else:
             load_records(con, READERS[kind](path, bad))
         if on_file is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated
@@ -63,8 +64,22 @@ def analyze_command(
     share = _share(cache_share)
     bad = BadRecords(skip=skip_bad)
     con = connect()
-    with progress("files", total=len(files), enabled=not json_out) as bar:
-        load(con, files, fmt=fmt, bad=bad, on_file=lambda _: bar.advance())
+    if not json_out and sys.stderr.isatty():  # bytes within each file; nothing when piped
+        with progress("bytes read", total=sum(map(_size, files))) as bar:
+            done = {"file": 0}
+
+            def read(n: int) -> None:
+                done["file"] += n
+                bar.advance(n)
+
+            def finished(path: Path) -> None:  # readers that do not report within a file
+                bar.advance(max(0, _size(path) - done["file"]))
+                done["file"] = 0
+
+            load(con, files, fmt=fmt, bad=bad, on_file=finished, on_bytes=read)
+    else:
+        with progress("files", total=len(files), enabled=not json_out) as bar:
+            load(con, files, fmt=fmt, bad=bad, on_file=lambda _: bar.advance())
     report = build_report(
         con, bad=bad, group_by=group_by, cache_share=share, table=load_table(prices_file(prices))
     )
@@ -78,6 +93,13 @@ def analyze_command(
         stdout().print(report_terminal(report))
     if html is not None:
         typer.echo(f"HTML report written to {html}", err=True)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0  # a file that cannot be read: the reader says so
 
 
 def _share(text: str | None) -> Decimal | None:
