@@ -42,9 +42,7 @@ def router(tmp_path: Path, fake_clock: FakeClock, backend: FakeBackend) -> Itera
 
 
 @pytest.fixture
-def serial_router(
-    tmp_path: Path, fake_clock: FakeClock, backend: FakeBackend
-) -> Iterator[Router]:
+def serial_router(tmp_path: Path, fake_clock: FakeClock, backend: FakeBackend) -> Iterator[Router]:
     """One call at a time: on a FakeClock concurrent calls' sleeps add up, so a call's
     measured duration is its own only when no other runs beside it."""
     store = SQLiteStore(tmp_path / "nowait.db")
