@@ -27,6 +27,8 @@ TYPES = {
     "request_count": "BIGINT",
     "ttft_s": "DOUBLE",
     "stream": "BOOLEAN",
+    "awaited": "BOOLEAN",
+    "needed_within_s": "DOUBLE",
     "input_uncached": "BIGINT",
     "cache_read": "BIGINT",
     "cache_write_5m": "BIGINT",

@@ -205,6 +205,9 @@ def nowait_record(row: Mapping[str, Any], path: Path, line: int) -> Record | Non
     usage = message.get("usage") or {}
     creation = usage.get("cache_creation") or {}
     at = row.get("finished_at") or row.get("submitted_at")
+    awaited = row.get("awaited")
+    if awaited is not None and not isinstance(awaited, bool):
+        raise ValueError(f"awaited must be true or false, not {awaited!r}")
     return Record(
         source="nowait",
         producer="nowait",
@@ -223,10 +226,21 @@ def nowait_record(row: Mapping[str, Any], path: Path, line: int) -> Record | Non
         token_rule="anthropic usage object",
         feature=row.get("workload"),
         trigger="script",
+        awaited=awaited,
+        needed_within_s=_needed_within(row.get("submitted_at"), row.get("deadline")),
         finish_reason=message.get("stop_reason"),
         file=str(path),
         line=line,
     )
+
+
+def _needed_within(submitted: Any, deadline: Any) -> float | None:
+    """Seconds the caller gave from submission to the deadline; None without a deadline."""
+    if deadline in (None, ""):
+        return None
+    if submitted in (None, ""):
+        raise ValueError("a deadline without submitted_at")
+    return (timestamp(deadline) - timestamp(submitted)).total_seconds()
 
 
 def read_nowait(path: Path, bad: BadRecords) -> Iterator[Record]:

@@ -32,8 +32,11 @@ def read_store(path: Path, bad: BadRecords) -> Iterator[Record]:
                 output_tokens=usage.output_tokens,
                 token_rule="anthropic usage object",
                 feature=job.workload,
-                trigger="http" if job.awaited else "script",
-                user_id="(awaited)" if job.awaited else None,
+                trigger="script",
+                awaited=job.awaited,
+                needed_within_s=(job.deadline - job.created_at).total_seconds()
+                if job.deadline is not None
+                else None,
                 file=str(path),
                 line=job.id,
             )
