@@ -28,6 +28,29 @@ def check_output_file(path: Path, field: str) -> None:
         raise InputError(f"{target} is not writable", field=field)
 
 
+def check_output_dir(path: Path, field: str) -> None:
+    """`path` can be a folder nowait writes in: a folder, or missing with its nearest existing
+    parent a writable folder (nowait creates it). Raises `InputError` naming the flag."""
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{path} is a file", field=field, expected="a folder")
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InputError(f"{existing} is a file", field=field, expected="a folder path")
+    if not os.access(existing, os.W_OK):
+        raise InputError(f"{existing} is not writable", field=field)
+
+
+def check_existing_dir(path: Path, field: str, what: str = "folder") -> None:
+    """`path` is an existing folder: for commands that only read what is there, which must
+    never create an empty one. Raises `InputError` ("no nowait home at X")."""
+    if not path.exists():
+        raise InputError(f"no {what} at {path}", field=field, expected="an existing folder")
+    if not path.is_dir():
+        raise InputError(f"{path} is a file", field=field, expected=f"the {what} folder")
+
+
 def open_private_append(path: Path) -> TextIO:
     """Open `path` for appending; a new file is readable by its owner only (results hold
     model output: private by default). An existing file keeps the mode its owner chose."""
