@@ -183,7 +183,7 @@ def test_malformed_records_name_file_and_line_or_are_counted(tmp_path: Path) -> 
     path.write_text(
         json.dumps(good) + "\n{broken\n" + json.dumps({**good, "prompt_tokens": -5}) + "\n"
     )
-    with pytest.raises(InputError, match=r"spend.jsonl:2: not valid JSON"):
+    with pytest.raises(InputError, match=r"spend.jsonl:2: not JSON"):
         list(read_litellm(path, BadRecords()))
     bad = BadRecords(skip=True)
     assert len(list(read_litellm(path, bad))) == 1

@@ -62,7 +62,10 @@ def analyze_command(
     bad = BadRecords(skip=skip_bad)
     con = connect()
     with progress("files", total=len(files), enabled=not json_out) as bar:
-        load(con, files, fmt=fmt, bad=bad, on_file=lambda _: bar.advance())
+        loaded = load(con, files, fmt=fmt, bad=bad, on_file=lambda _: bar.advance())
+    for path, count in loaded.items():
+        if count == 0:
+            typer.echo(f"nowait: warning: 0 records in {path}", err=True)
     report = build_report(
         con, bad=bad, group_by=group_by, cache_share=share, table=load_table(prices_file(prices))
     )
