@@ -72,7 +72,7 @@ def first_record(path: Path) -> tuple[str | None, Any]:
     reports them); when no record can be read, the first one's `InputError` is raised."""
     first, record = _first(path, BadRecords(skip=True))
     if first is None or record is None:  # nothing readable: the first bad record's error
-        _first(path, BadRecords())
+        _first(path, BadRecords(advise=False))
     return first, record
 
 

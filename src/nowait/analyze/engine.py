@@ -16,7 +16,14 @@ from pathlib import Path
 import duckdb
 
 from nowait.analyze.detect import READERS, detect
-from nowait.analyze.readers import EARLIEST, LATEST, MAX_COUNT, BadRecords, compression_of
+from nowait.analyze.readers import (
+    EARLIEST,
+    LATEST,
+    MAX_COUNT,
+    RECORD_ERRORS,
+    BadRecords,
+    compression_of,
+)
 from nowait.analyze.readers.logs import csv_rows, is_csv, litellm_record, reason
 from nowait.analyze.records import COLUMNS, Record
 from nowait.errors import InputError
@@ -256,7 +263,7 @@ def _report_problems(path: Path, bad: BadRecords, problems: list[tuple[str, int]
     for line, row in csv_rows(path, bad):
         try:
             litellm_record(row, path, line)
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        except RECORD_ERRORS as exc:
             bad.add(path, line, reason(exc))
             named = 1
             break

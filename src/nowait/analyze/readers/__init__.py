@@ -35,6 +35,7 @@ class BadRecords:
     count: int = 0
     examples: list[str] = field(default_factory=list)
     skip: bool = False
+    advise: bool = True  # say that --skip-bad would skip the record (not for detection)
 
     def add(self, path: Path, line: int | None, message: str, expected: str | None = None) -> None:
         self.count += 1
@@ -42,9 +43,9 @@ class BadRecords:
         if len(self.examples) < 20:
             self.examples.append(str(error))
         if not self.skip:
+            advice = "; --skip-bad skips bad records" if self.advise else ""
             raise InputError(
-                f"{error.reason}{f' (expected {expected})' if expected else ''}; "
-                "--skip-bad skips bad records",
+                f"{error.reason}{f' (expected {expected})' if expected else ''}{advice}",
                 file=path,
                 line=line,
             )
@@ -55,6 +56,8 @@ class BadRecords:
 
 
 Reader = Callable[[Path, BadRecords], Iterator[Record]]
+RECORD_ERRORS = (ValueError, TypeError, KeyError, AttributeError, ArithmeticError)
+"""What turning a malformed record into a `Record` raises: a bad record, not a crash."""
 
 # ---- opening -------------------------------------------------------------------------------
 

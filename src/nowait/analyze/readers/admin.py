@@ -13,7 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from nowait.analyze.readers import BadRecords, json_objects, number
+from nowait.analyze.readers import RECORD_ERRORS, BadRecords, json_objects, number
 from nowait.analyze.readers.logs import timestamp
 from nowait.analyze.records import Record
 from nowait.sort.pricing import PriceTable, default_table
@@ -51,7 +51,7 @@ def read_usage_report(path: Path, bad: BadRecords) -> Iterator[Record]:
                     raise ValueError(
                         "neither results (usage_report/messages) nor usage (analytics/usage)"
                     )
-            except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            except RECORD_ERRORS as exc:
                 bad.add(path, line, f"{where}: {exc}")
 
 
@@ -134,21 +134,21 @@ def read_cost_report(path: Path, bad: BadRecords) -> Iterator[Record]:
             if isinstance(bucket, dict) and "cost" in bucket:  # analytics/cost
                 try:
                     item = _analytics_cost(bucket, n, table, path, line)
-                except (ValueError, TypeError, KeyError, ArithmeticError) as exc:
+                except RECORD_ERRORS as exc:
                     bad.add(path, line, f"cost item {n} of {bucket.get('starting_at', '?')}: {exc}")
                     continue
                 if item is not None:
                     yield item
                 continue
-            if not isinstance(bucket, dict) or "results" not in bucket:
+            if not isinstance(bucket, dict) or not isinstance(bucket.get("results"), list):
                 bad.add(
                     path, line, f"data[{n}]: neither results (cost_report) nor cost (analytics)"
                 )
                 continue
-            for i, row in enumerate(bucket.get("results") or []):
+            for i, row in enumerate(bucket["results"]):
                 try:
                     record = _cost_row(bucket, i, row, table, path, line)
-                except (ValueError, TypeError, KeyError, ArithmeticError) as exc:
+                except RECORD_ERRORS as exc:
                     bad.add(path, line, f"cost row {i} of {bucket.get('starting_at', '?')}: {exc}")
                     continue
                 if record is not None:

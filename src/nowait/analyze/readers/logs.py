@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from nowait.analyze.readers import (
+    RECORD_ERRORS,
     BadRecords,
     epoch_seconds,
     json_objects,
@@ -163,7 +164,7 @@ def _guarded(make: Any, row: Any, path: Path, line: int, bad: BadRecords) -> Ite
         return
     try:
         record = make(row, path, line)
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+    except RECORD_ERRORS as exc:
         bad.add(path, line, reason(exc))
         return
     if record is not None:
