@@ -192,3 +192,23 @@ def test_empty_input_is_never_a_silent_table(tmp_path: Path, cli: Any) -> None:
     assert result.code == 0
     assert f"nowait: warning: 0 records in {other}" in result.err
     assert json.loads(result.out)["records"] == 1
+
+
+def test_a_database_that_is_not_a_nowait_store_is_refused_untouched(
+    tmp_path: Path, cli: Any
+) -> None:
+    import sqlite3
+    from contextlib import closing
+
+    other = tmp_path / "other.db"
+    with closing(sqlite3.connect(other)) as db:
+        db.execute("CREATE TABLE t (a)")
+        db.commit()
+    before = other.read_bytes()
+    result = cli("analyze", str(other))
+    assert result.code == 2 and f"{other}: a SQLite database, but not a nowait store" in result.err
+    assert other.read_bytes() == before  # nowait's tables were not added to it
+    torn = tmp_path / "torn.db"
+    torn.write_bytes(before[:100])
+    result = cli("analyze", str(torn))
+    assert result.code == 2 and f"{torn}: not a readable SQLite database" in result.err
