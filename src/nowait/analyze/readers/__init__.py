@@ -216,10 +216,14 @@ def json_objects(path: Path, bad: BadRecords) -> Iterator[tuple[int, Any]]:
                 continue
             if not entry.data.strip(b" \t\r\n\xef\xbb\xbf"):
                 continue
-            if _opens_document(entry, path):
+            document, value = _first_line(entry, path)
+            if document:
                 yield from _document(entry, stream, path, bad)
                 return
-            yield from _json_line(entry, path, bad)
+            if isinstance(value, InputError):
+                bad.add_error(path, value)
+            else:
+                yield entry.number, value
             break
         for entry in lines:
             if isinstance(entry, InputError):
@@ -235,19 +239,18 @@ def _json_line(line: RawLine, path: Path, bad: BadRecords) -> Iterator[tuple[int
         bad.add_error(path, exc)
 
 
-def _opens_document(first: RawLine, path: Path) -> bool:
-    """The first non-blank line opens a JSON document (an array, or an object spread over
-    several lines) rather than a line of JSON Lines."""
+def _first_line(first: RawLine, path: Path) -> tuple[bool, Any]:
+    """Whether the first non-blank line opens a JSON document (an array, or an object spread
+    over several lines) rather than being a line of JSON Lines; if it is one, its value (or
+    the `InputError` saying why it has none), parsed once however long the line."""
     text = first.data.lstrip(b" \t\r\n\xef\xbb\xbf")
     if text.startswith(b"["):
-        return True
-    if not text.startswith(b"{"):
-        return False
+        return True, None
     try:
-        parse_json(_decode(first, path), file=path, line=first.number)
-    except InputError:  # a whole line that is a broken record is JSON Lines still
-        return not text.rstrip().endswith(b"}")
-    return False
+        return False, parse_json(_decode(first, path), file=path, line=first.number)
+    except InputError as exc:  # a whole line that is a broken record is JSON Lines still
+        opens = text.startswith(b"{") and not text.rstrip().endswith(b"}")
+        return opens, exc
 
 
 def _document(
