@@ -183,7 +183,7 @@ def test_malformed_records_name_file_and_line_or_are_counted(tmp_path: Path) -> 
     path.write_text(
         json.dumps(good) + "\n{broken\n" + json.dumps({**good, "prompt_tokens": -5}) + "\n"
     )
-    with pytest.raises(InputError, match=r"spend.jsonl:2: not valid JSON"):
+    with pytest.raises(InputError, match=r"spend.jsonl:2: not JSON"):
         list(read_litellm(path, BadRecords()))
     bad = BadRecords(skip=True)
     assert len(list(read_litellm(path, bad))) == 1
@@ -449,7 +449,7 @@ def test_the_nowait_store_is_read(tmp_path: Path) -> None:
     digest, chat = records["digest-1"], records["chat-1"]
     assert (digest.input_uncached, digest.output_tokens, digest.cache_read) == (1200, 300, 50)
     assert digest.feature == "digest" and digest.service_tier == "batch"
-    assert digest.trigger == "script" and chat.trigger == "http"
+    assert digest.awaited is False and chat.awaited is True
 
 
 def _fill_store(path: Path) -> None:

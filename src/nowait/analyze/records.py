@@ -36,6 +36,9 @@ class Record:
     user_id: str | None = None
     session_id: str | None = None
     trigger: str = "unknown"  # http | queue | cron | script | unknown
+    # What nowait's own records say the caller told it (None: the producer cannot know).
+    awaited: bool | None = None  # someone waits on the result
+    needed_within_s: float | None = None  # seconds from submission to the deadline
     finish_reason: str | None = None
     trace_id: str | None = None
     cost_usd_reported: float | None = None

@@ -10,7 +10,14 @@ import duckdb
 from nowait.analyze.readers import BadRecords
 from nowait.analyze.records import GROUP_BY, GROUP_KEYS
 from nowait.analyze.signals import Inference, Signals, infer
-from nowait.sort.classify import MoveCost, Traffic, Verdict, price_move, traffic_cost
+from nowait.sort.classify import (
+    REALTIME_WITHIN,
+    MoveCost,
+    Traffic,
+    Verdict,
+    price_move,
+    traffic_cost,
+)
 from nowait.sort.pricing import PriceTable, default_table
 from nowait.types import Tier, Usage
 
@@ -75,7 +82,7 @@ WITH r AS (
            granularity = 'request' AS per_request, coalesce(request_count, 1) AS n,
            stream, ttft_s, user_id, session_id, trigger, finish_reason, input_uncached,
            output_tokens, cache_write_5m, cache_write_1h, cache_read, start_time,
-           coalesce(end_time, start_time) AS end_time
+           coalesce(end_time, start_time) AS end_time, awaited, needed_within_s
     FROM records
 )
 SELECT grouping(day) = 0 AS by_day, workload, model, batched, streamed, hour, token_rule,
@@ -87,7 +94,10 @@ SELECT grouping(day) = 0 AS by_day, workload, model, batched, streamed, hour, to
        sum(CASE WHEN trigger = 'cron' THEN n END), sum(CASE WHEN trigger = 'script' THEN n END),
        sum(CASE WHEN finish_reason = 'tool_use' THEN n END),
        sum(input_uncached), sum(output_tokens), sum(cache_write_5m), sum(cache_write_1h),
-       sum(cache_read), min(start_time), max(end_time)
+       sum(cache_read), min(start_time), max(end_time),
+       sum(CASE WHEN awaited IS NOT NULL THEN n END), sum(CASE WHEN awaited THEN n END),
+       sum(CASE WHEN needed_within_s IS NOT NULL THEN n END),
+       sum(CASE WHEN needed_within_s < {realtime_s} THEN n END), min(needed_within_s)
 FROM r
 GROUP BY GROUPING SETS (
     (workload, model, batched, streamed, hour, token_rule, per_request), (workload, day))
@@ -105,6 +115,10 @@ class _Totals:
     batched_requests: int = 0
     per_request: bool = True
     days: int = 0
+    # nowait's own flags: requests whose `awaited` is known, awaited, with a deadline, with a
+    # deadline too soon for a batch; and the shortest deadline (seconds)
+    flags: list[int] = field(default_factory=lambda: [0] * 4)
+    shortest_deadline_s: float | None = None
 
 
 def build_report(
@@ -116,7 +130,10 @@ def build_report(
     table: PriceTable | None = None,
 ) -> Report:
     table = table or default_table()
-    rows = con.execute(REPORT_SQL.format(w=workload_expression(group_by))).fetchall()
+    sql = REPORT_SQL.format(
+        w=workload_expression(group_by), realtime_s=REALTIME_WITHIN.total_seconds()
+    )
+    rows = con.execute(sql).fetchall()
     totals: dict[str, _Totals] = {}
     traffic: dict[tuple[str, str, bool, bool], list[int]] = {}
     hours: dict[str, list[int]] = {}
@@ -134,6 +151,10 @@ def build_report(
         workload.per_request = workload.per_request and bool(per_request)
         if batched:
             workload.batched_requests += counters[1]
+        workload.flags = [a + int(b or 0) for a, b in zip(workload.flags, row[27:31], strict=True)]
+        if row[31] is not None:
+            shortest = workload.shortest_deadline_s
+            workload.shortest_deadline_s = row[31] if shortest is None else min(shortest, row[31])
         tokens = [int(v or 0) for v in row[20:25]]
         key = (name, str(model), bool(batched), bool(streamed))
         part = traffic.setdefault(key, [0] * 6)
@@ -162,6 +183,9 @@ def build_report(
             per_request=t.per_request, stream_unknown=_share(n - known, n),
             peak_hour=_peak_hour(hours.get(name, [0] * 24)),
             peak_start=_peak_start(hours.get(name, [0] * 24)),
+            awaited_known=_share(t.flags[0], n), awaited=_share(t.flags[1], n),
+            with_deadline=_share(t.flags[2], n), short_deadline=_share(t.flags[3], n),
+            shortest_deadline_s=t.shortest_deadline_s,
         )  # fmt: skip
         inference = infer(signals)
         mine = parts.get(name, [])

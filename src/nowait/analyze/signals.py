@@ -4,8 +4,18 @@ evidence in plain words and a confidence. Pure: the numbers come from the engine
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
-from nowait.sort.classify import Classification, Facts, Trigger, Verdict, Waiter, classify
+from nowait.sort.classify import (
+    REALTIME_WITHIN,
+    Classification,
+    Facts,
+    Trigger,
+    Verdict,
+    Waiter,
+    classify,
+    human_duration,
+)
 
 
 @dataclass(frozen=True)
@@ -28,6 +38,12 @@ class Signals:
     stream_unknown: float = 0.0  # requests whose producer did not say whether they streamed
     peak_hour: float = 0.0  # share of requests in the busiest hour of the day
     peak_start: int | None = None  # UTC hour the busiest two (or one) hours start at
+    # What the caller told nowait (its own results and store; 0 for every other producer).
+    awaited_known: float = 0.0
+    awaited: float = 0.0
+    with_deadline: float = 0.0
+    short_deadline: float = 0.0  # a deadline sooner than a batch can be counted on
+    shortest_deadline_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -57,7 +73,40 @@ def _pct(share: float) -> str:
     return f"{share:.0%}"
 
 
+def told(s: Signals) -> Inference | None:
+    """What the caller told nowait, the strongest evidence there is: `awaited: true` means
+    someone waits; a deadline sooner than a batch can be counted on means real time; and
+    `awaited: false` on every request means nobody waits. None when nowait was told nothing."""
+    if s.awaited >= 0.5:
+        why = f"{_pct(s.awaited)} are marked awaited: true (nowait's own records): someone waits"
+        facts = Facts(None, Waiter.PERSON)
+        done = Classification(Verdict.REALTIME, ("the caller said someone waits on the result",))
+        return Inference(facts, done, "high", (why,))
+    within = (
+        timedelta(seconds=max(0.0, s.shortest_deadline_s))
+        if s.shortest_deadline_s is not None
+        else None
+    )
+    if s.short_deadline >= 0.5 and within is not None:
+        why = (
+            f"{_pct(s.short_deadline)} carry a deadline under {human_duration(REALTIME_WITHIN)}"
+            f" (nowait's own records; the shortest {human_duration(within)})"
+        )
+        facts = Facts(None, Waiter.NOBODY, needed_within=within)
+        return Inference(facts, classify(facts), "high", (why,))
+    if s.awaited_known >= 0.9 and s.awaited == 0:
+        evidence = ["every request is marked awaited: false (nowait's own records): nobody waits"]
+        if within is not None:
+            evidence.append(f"{_pct(s.with_deadline)} carry a deadline (the shortest "
+                            f"{human_duration(within)}): the deadline guard keeps it")  # fmt: skip
+        facts = Facts(Trigger.PIPELINE, Waiter.NOBODY, needed_within=within)
+        return Inference(facts, classify(facts), "high", tuple(evidence))
+    return None
+
+
 def infer(s: Signals) -> Inference:  # noqa: PLR0911, PLR0912 (a decision table)
+    if (by_caller := told(s)) is not None:
+        return by_caller
     evidence: list[str] = []
     if s.batch_tier >= 0.9:
         why = f"{_pct(s.batch_tier)} already runs on the batch tier"

@@ -76,10 +76,13 @@ def analyze_command(
                 bar.advance(max(0, _size(path) - done["file"]))
                 done["file"] = 0
 
-            load(con, files, fmt=fmt, bad=bad, on_file=finished, on_bytes=read)
+            loaded = load(con, files, fmt=fmt, bad=bad, on_file=finished, on_bytes=read)
     else:
         with progress("files", total=len(files), enabled=not json_out) as bar:
-            load(con, files, fmt=fmt, bad=bad, on_file=lambda _: bar.advance())
+            loaded = load(con, files, fmt=fmt, bad=bad, on_file=lambda _: bar.advance())
+    for path, count in loaded.items():
+        if count == 0:
+            typer.echo(f"nowait: warning: 0 records in {path}", err=True)
     report = build_report(
         con, bad=bad, group_by=group_by, cache_share=share, table=load_table(prices_file(prices))
     )

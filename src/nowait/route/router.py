@@ -52,6 +52,10 @@ class Delivery:
     message_json: str | None
     """The Messages API response as stored, JSON text (parsed on demand: `message`)."""
     error: str | None
+    awaited: bool = False
+    """What the caller said at submit time, so an analysis of the results knows it too."""
+    deadline: datetime | None = None
+    submitted_at: datetime | None = None
 
     @cached_property
     def message(self) -> dict[str, Any] | None:
@@ -69,6 +73,9 @@ class Delivery:
         return {
             "key": self.key,
             "workload": self.workload,
+            "awaited": self.awaited,
+            "deadline": self.deadline.isoformat() if self.deadline else None,
+            "submitted_at": self.submitted_at.isoformat() if self.submitted_at else None,
             "ok": self.ok,
             "route": self.route,
             "tier": self.tier,
@@ -87,6 +94,9 @@ def delivery_of(job: Job) -> Delivery:
         tier=job.tier.value if job.tier else None,
         message_json=job.result_json,
         error=job.error if not ok else None,
+        awaited=job.awaited,
+        deadline=job.deadline,
+        submitted_at=job.created_at,
     )
 
 

@@ -13,7 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from nowait.analyze.readers import BadRecords, json_objects, number
+from nowait.analyze.readers import RECORD_ERRORS, BadRecords, json_objects, number
 from nowait.analyze.readers.logs import timestamp
 from nowait.analyze.records import Record
 from nowait.sort.pricing import PriceTable, default_table
@@ -23,7 +23,10 @@ WIDTHS = {3600: "bucket_1h", 60: "bucket_1m", 86400: "bucket_1d"}
 
 
 def _granularity(bucket: dict[str, Any], default: str) -> tuple[datetime, datetime, str]:
-    start, end = timestamp(bucket["starting_at"]), timestamp(bucket["ending_at"])
+    start, end = (
+        timestamp(bucket["starting_at"], "starting_at"),
+        timestamp(bucket["ending_at"], "ending_at"),
+    )
     return start, end, WIDTHS.get(int((end - start).total_seconds()), default)
 
 
@@ -48,7 +51,7 @@ def read_usage_report(path: Path, bad: BadRecords) -> Iterator[Record]:
                     raise ValueError(
                         "neither results (usage_report/messages) nor usage (analytics/usage)"
                     )
-            except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            except RECORD_ERRORS as exc:
                 bad.add(path, line, f"{where}: {exc}")
 
 
@@ -75,11 +78,15 @@ def _usage_record(
         granularity=granularity,
         request_count=number(requests) if requests is not None else None,
         service_tier=tier,
-        input_uncached=number(row.get("uncached_input_tokens")),
-        cache_read=number(row.get("cache_read_input_tokens")),
-        cache_write_5m=number(creation.get("ephemeral_5m_input_tokens")),
-        cache_write_1h=number(creation.get("ephemeral_1h_input_tokens")),
-        output_tokens=number(row.get("output_tokens")),
+        input_uncached=number(row.get("uncached_input_tokens"), "uncached_input_tokens"),
+        cache_read=number(row.get("cache_read_input_tokens"), "cache_read_input_tokens"),
+        cache_write_5m=number(
+            creation.get("ephemeral_5m_input_tokens"), "ephemeral_5m_input_tokens"
+        ),
+        cache_write_1h=number(
+            creation.get("ephemeral_1h_input_tokens"), "ephemeral_1h_input_tokens"
+        ),
+        output_tokens=number(row.get("output_tokens"), "output_tokens"),
         token_rule="exclusive (uncached_input_tokens)",
         api_key=dims.get("api_key_id"),
         workspace=dims.get("workspace_id"),
@@ -127,21 +134,21 @@ def read_cost_report(path: Path, bad: BadRecords) -> Iterator[Record]:
             if isinstance(bucket, dict) and "cost" in bucket:  # analytics/cost
                 try:
                     item = _analytics_cost(bucket, n, table, path, line)
-                except (ValueError, TypeError, KeyError, ArithmeticError) as exc:
+                except RECORD_ERRORS as exc:
                     bad.add(path, line, f"cost item {n} of {bucket.get('starting_at', '?')}: {exc}")
                     continue
                 if item is not None:
                     yield item
                 continue
-            if not isinstance(bucket, dict) or "results" not in bucket:
+            if not isinstance(bucket, dict) or not isinstance(bucket.get("results"), list):
                 bad.add(
                     path, line, f"data[{n}]: neither results (cost_report) nor cost (analytics)"
                 )
                 continue
-            for i, row in enumerate(bucket.get("results") or []):
+            for i, row in enumerate(bucket["results"]):
                 try:
                     record = _cost_row(bucket, i, row, table, path, line)
-                except (ValueError, TypeError, KeyError, ArithmeticError) as exc:
+                except RECORD_ERRORS as exc:
                     bad.add(path, line, f"cost row {i} of {bucket.get('starting_at', '?')}: {exc}")
                     continue
                 if record is not None:
@@ -166,7 +173,9 @@ def _analytics_cost(
                        table, path, line)  # fmt: skip
     if record is None:
         return None
-    record.request_count = number(cost["requests"]) if cost.get("requests") is not None else None
+    record.request_count = (
+        number(cost["requests"], "requests") if cost.get("requests") is not None else None
+    )
     _, _, record.granularity = _granularity(item, "bucket_range")
     return record
 
@@ -185,13 +194,18 @@ def _cost_row(
     field, item = TOKEN_TYPES[token_type]
     tier = Tier.BATCH if row.get("service_tier") == "batch" else Tier.STANDARD
     rate = getattr(price.rates, item) * table.tier_factor(tier)
-    dollars = Decimal(str(row["amount"])) / 100
+    amount = row["amount"]
+    if isinstance(amount, bool) or not isinstance(amount, int | float | str):
+        raise ValueError(f"amount {amount!r} is not a number of cents")
+    dollars = Decimal(str(amount)) / 100
+    if not dollars.is_finite() or dollars < 0:
+        raise ValueError(f"amount {amount!r} is not a number of cents (finite, not negative)")
     record = Record(
         source="anthropic_cost_api",
         producer="anthropic-admin-api",
         record_id=f"{bucket['starting_at']}#{i}",
-        start_time=timestamp(bucket["starting_at"]),
-        end_time=timestamp(bucket["ending_at"]),
+        start_time=timestamp(bucket["starting_at"], "starting_at"),
+        end_time=timestamp(bucket["ending_at"], "ending_at"),
         model=model,
         granularity="bucket_1d",
         request_count=None,
@@ -202,5 +216,5 @@ def _cost_row(
         file=str(path),
         line=line,
     )
-    setattr(record, field, int((dollars * 1_000_000 / rate).to_integral_value()))
+    setattr(record, field, number(int((dollars * 1_000_000 / rate).to_integral_value())))
     return record

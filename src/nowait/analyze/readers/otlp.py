@@ -53,7 +53,13 @@ from typing import IO, Any, NamedTuple
 
 import msgspec
 
-from nowait.analyze.readers import BadRecords, number, open_text
+from nowait.analyze.readers import (
+    BadRecords,
+    compression_of,
+    number,
+    open_input,
+    stored_tell,
+)
 from nowait.analyze.records import Record, split_input
 
 SERVER, CLIENT, CONSUMER = 2, 3, 5
@@ -541,29 +547,29 @@ def _chunks(path: Path, on_bytes: Callable[[int], None] | None) -> Iterator[_Chu
     if is_proto(path):
         yield from _proto_chunks(path, on_bytes)
         return
-    with open_text(path) as text:
-        binary: IO[bytes] = text.buffer  # type: ignore[attr-defined]
-        raw = getattr(binary, "fileobj", None) or binary  # gzip: the compressed file
+    compressed = compression_of(path) != "none"
+    with open_input(path) as binary:
+        tell = stored_tell(binary)  # an archive: its compressed bytes, as the file's size
         head = binary.read(CHUNK_BYTES)
         first = head.lstrip()[:1]
         if first == b"[" or (first == b"{" and not _first_line_parses(head)):
             yield _document(head + binary.read(), str(path))  # one JSON document, pretty or not
-            _report(on_bytes, raw.tell, 0)
+            _report(on_bytes, tell, 0)
             return
         size = path.stat().st_size
         if size < PARALLEL_FROM:
             done = 0
             for piece in _line_pieces(head, binary):
                 yield _scan_lines(piece, str(path))
-                done = _report(on_bytes, raw.tell, done)
+                done = _report(on_bytes, tell, done)
             return
-        if raw is binary:  # not compressed: each worker reads its own part of the file
+        if not compressed:  # not compressed: each worker reads its own part of the file
             yield from _parallel(_ranges(path, size), _scan_range, str(path), on_bytes)
             return
         done = 0  # compressed: this process reads, and the workers get the lines
         for chunk in _parallel(_line_pieces(head, binary), _scan_lines, str(path), None):
             yield chunk
-            done = _report(on_bytes, raw.tell, done)
+            done = _report(on_bytes, tell, done)
 
 
 def _parallel(
