@@ -137,8 +137,7 @@ def test_submit_refuses_a_bad_file_and_queues_nothing(
         file.write("{not json\n")
     result = cli("submit", str(requests), "--home", str(tmp_path / "home"))
     assert result.code == 2 and "r.jsonl:5" in result.err
-    status = cli("status", "--home", str(tmp_path / "home"), "--json")
-    assert json.loads(status.out)["jobs"] == {}
+    assert not (tmp_path / "home" / "nowait.db").exists()  # no store touched
 
 
 def test_submit_and_collect_need_no_api_key_only_the_work_does(

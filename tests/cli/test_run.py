@@ -52,8 +52,7 @@ def test_bad_lines_are_named_and_nothing_is_queued(
     )
     assert result.code == 2
     assert expected in result.err and "Traceback" not in result.err
-    status = cli("status", "--home", str(tmp_path / "home"), "--json")
-    assert json.loads(status.out)["jobs"] == {}
+    assert not (tmp_path / "home" / "nowait.db").exists()  # no store touched
 
 
 def test_missing_api_key_is_a_clear_error(tmp_path: Path, cli: Any) -> None:

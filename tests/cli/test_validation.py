@@ -64,7 +64,7 @@ def test_a_file_with_bad_lines_is_refused_whole_or_run_without_them(
     assert "requests.jsonl:3: params.temperature: unknown parameter 'temperature'" in refused.err
     assert "params.extra_body" in refused.err  # how to send it anyway
     assert "3 more bad lines: 4, 6, 7" in refused.err and "--skip-bad" in refused.err
-    assert json.loads(cli("status", "--home", str(home), "--json").out)["jobs"] == {}
+    assert not (home / "nowait.db").exists()  # no store touched
     assert server.emulator.batch_ids() == [] and not out.exists()
 
     for _ in range(2):  # the second run finds everything delivered: no crash, no duplicate

@@ -1,12 +1,11 @@
 """Fuzz: a malformed requests file (`nowait run FILE`) is refused whole, naming the file and
 the first bad line, and nothing is queued. The reader is the CLI's own line check
-(`_prepare_all`: the file's lines through the router's `prepare`); a sample goes through
-`nowait run` in-process."""
+(`_check_all`: the file's lines through the router's door, `check_request`, with no store);
+a sample goes through `nowait run` in-process, which then touches no store."""
 
 from __future__ import annotations
 
 import json
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +23,9 @@ from fuzzkit import (
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from nowait.cli.router import _prepare_all
-from nowait.clock import FakeClock, SystemClock
+from nowait.cli.router import _check_all
+from nowait.clock import SystemClock
 from nowait.emulator import EmulatorConfig, EmulatorServer, Turnaround
-from nowait.route.router import Router
-from nowait.store.sqlite import SQLiteStore
-from nowait.testing import FakeBackend
 from router_helpers import ask
 
 WRONG: dict[str, list[str]] = {  # a field, and values of the wrong type or out of range there
@@ -105,29 +101,18 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("requests-fuzz")
 
 
-@pytest.fixture(scope="module")
-def router(folder: Path) -> Any:
-    store = SQLiteStore(folder / "reader.db")
-    made = Router(store=store, backend=FakeBackend(FakeClock()), clock=FakeClock())
-    yield made
-    made.close()
-
-
 HUGE = json.dumps({"key": "big", "params": {**ask(0), "system": "x" * 50_000_000}}).encode()
 
 
 @FUZZ
 @example(case=(HUGE + b"\n", 1))  # one 50 MB line: above the API's 32 MB request limit
 @given(case=requests_files())
-def test_the_reader_refuses_every_malformed_file(
-    case: tuple[bytes, int], folder: Path, router: Router
-) -> None:
+def test_the_reader_refuses_every_malformed_file(case: tuple[bytes, int], folder: Path) -> None:
     data, line = case
     path = folder / "requests.jsonl"
     path.write_bytes(data)
-    error = refused(lambda: _prepare_all(router, path, None))
+    error = refused(lambda: _check_all(path, None))
     assert_names(error, path, line)
-    assert router.store.job_counts() == {}
 
 
 @CLI_FUZZ
@@ -138,8 +123,8 @@ def test_the_reader_refuses_every_malformed_file(
 def test_run_refuses_it_with_exit_2(
     case: tuple[bytes, int | None], folder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Exit 2 naming the file and line (an empty file: "0 requests"), and the store stays
-    empty: nothing queued, no batch."""
+    """Exit 2 naming the file and line (an empty file: "0 requests"), and no store touched:
+    the home holds no database."""
     monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
     data, line = case
     path, home = folder / "cli.jsonl", folder / "home"
@@ -150,18 +135,17 @@ def test_run_refuses_it_with_exit_2(
         assert result.code == 2 and "0 requests" in result.err, result.err
     else:
         assert_refused(result, path, line)
-    with closing(SQLiteStore(home / "nowait.db")) as store:
-        assert store.job_counts() == {} and store.batches() == []
+    assert not (home / "nowait.db").exists()
     assert not (folder / "out.jsonl").exists()
 
 
 def test_the_store_takes_good_work_after_every_refusal(
     folder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """After the refusals above (same home), `status` reads the store and a good file runs."""
+    """After the refusals above (same home), `status` finds no store and a good file runs."""
     monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
     home, path, out = folder / "home", folder / "good.jsonl", folder / "good-out.jsonl"
-    assert json.loads(run_cli("status", "--home", str(home), "--json").out)["jobs"] == {}
+    assert run_cli("status", "--home", str(home), "--json").code == 2  # nothing made it
     path.write_text(json.dumps(good_entry(1)) + "\n")
     with EmulatorServer(EmulatorConfig(turnaround=Turnaround(0.1)), SystemClock()) as server:
         done = run_cli("run", str(path), "--home", str(home), "--out", str(out),

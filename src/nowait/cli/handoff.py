@@ -19,7 +19,7 @@ from nowait.cli import app
 from nowait.cli.options import ConfigFile, Home, LogFormat, LogLevel, StoreUrl, load
 from nowait.cli.router import (
     BaseUrl,
-    _prepare_all,
+    _check_all,
     _router,
     _run_showing_progress,
     _write_delivered_before,
@@ -66,9 +66,10 @@ def submit_command(
         "log_format": log_format,
     }
     settings = load(config, flags)
+    checked, _ = _check_all(requests, default)  # before the store is opened
     router = _router(ctx, settings, base_url, default_level="WARNING", calls_api=False)
     with closing(router):
-        jobs, _ = _prepare_all(router, requests, default)
+        jobs = [router.route(request) for request in checked]
         router.submit_many(jobs)
     if json_out:
         typer.echo(json.dumps({"run": router.run_id, "requests": len(jobs)}))

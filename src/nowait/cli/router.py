@@ -43,10 +43,10 @@ from nowait.reading import check_input_file
 # commands without importing it.
 if TYPE_CHECKING:
     from nowait.guard.capacity import CapacityInUse
-    from nowait.route.router import Delivery, Router
+    from nowait.route.router import CheckedRequest, Delivery, Router
     from nowait.settings import Settings
     from nowait.sort.pricing import PriceTable
-    from nowait.store import DeadlineRow, NewJob, Store, UsageRow
+    from nowait.store import DeadlineRow, Store, UsageRow
 
 BaseUrl = Annotated[
     str | None, typer.Option("--base-url", help="API base URL (default: $ANTHROPIC_BASE_URL).")
@@ -199,11 +199,12 @@ def run_command(
     from nowait.sort.pricing import load_table
 
     table = load_table(settings.prices)  # a bad price file stops the run before it starts
+    # every line checked before the store is opened: a bad file touches no store
+    checked, refused = _check_all(requests, default, skip_bad)
     router = _router(ctx, settings, base_url, default_level="WARNING")  # a clean display
     run_id = router.run_id
     with closing(router), router.claim():  # a refused second run leaves no trace
-        # every line checked before any is queued
-        jobs, refused = _prepare_all(router, requests, default, skip_bad)
+        jobs = [router.route(request) for request in checked]
         log.info(
             "run %s: routing %d requests from %s", run_id, len(jobs), requests.name,
             extra={"requests": len(jobs), "home": str(settings.home)},
@@ -317,17 +318,19 @@ def _failure_kind(error: str) -> str:
     return "errored"
 
 
-def _prepare_all(
-    router: Router, requests: Path, default: timedelta | None, skip_bad: bool = False
-) -> tuple[list[NewJob], list[InputError]]:
-    """Route every line. A line the router refuses, or a key used twice, is an error naming
-    the file, line and field: with `skip_bad` it is returned with the others, else the
-    first is raised (naming how many more) and nothing is queued."""
+def _check_all(
+    requests: Path, default: timedelta | None, skip_bad: bool = False
+) -> tuple[list[CheckedRequest], list[InputError]]:
+    """Check every line, without a store. A line the door refuses, or a key used twice, is
+    an error naming the file, line and field: with `skip_bad` it is returned with the others,
+    else the first is raised (naming how many more) and nothing is queued."""
+    from nowait.clock import SystemClock
     from nowait.route.requests_file import scan_requests
+    from nowait.route.router import check_request
 
-    jobs: list[NewJob] = []
+    checked: list[CheckedRequest] = []
     refused, lines = list[InputError](), dict[str, int]()
-    for r in scan_requests(requests, router.clock.now(), default):
+    for r in scan_requests(requests, SystemClock().now(), default):
         if isinstance(r, InputError):
             refused.append(r)
             continue
@@ -340,7 +343,7 @@ def _prepare_all(
             continue
         lines[key] = r.line
         try:
-            job = router.prepare(
+            request = check_request(
                 r.params, key=key, workload=r.workload, deadline=r.deadline, awaited=r.awaited
             )
         except InputError as exc:
@@ -348,12 +351,12 @@ def _prepare_all(
                 exc.reason, file=requests, line=r.line, field=exc.field, expected=exc.expected
             ))  # fmt: skip
             continue
-        jobs.append(job)
+        checked.append(request)
     if refused and not skip_bad:
         raise _refusal(refused)
-    if not jobs and not refused:  # not an all-zero receipt for a file of nothing
+    if not checked and not refused:  # not an all-zero receipt for a file of nothing
         raise InputError("0 requests in the file", file=requests, expected="one request a line")
-    return jobs, refused
+    return checked, refused
 
 
 def _refusal(refused: list[InputError]) -> InputError:

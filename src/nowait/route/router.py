@@ -172,6 +172,55 @@ def _after_last_newline(file: BinaryIO, size: int) -> int:
     return 0
 
 
+@dataclass(frozen=True)
+class CheckedRequest:
+    """A request that passed the door: what routing it needs, its params as strict JSON."""
+
+    params_json: str
+    model: str
+    max_tokens: int
+    key: str | None = None
+    workload: str | None = None
+    deadline: datetime | None = None
+    awaited: bool = False
+
+
+def check_request(
+    params: Mapping[str, Any],
+    *,
+    key: str | None = None,
+    workload: str | None = None,
+    deadline: datetime | None = None,
+    awaited: bool = False,
+) -> CheckedRequest:
+    """The door, the same for both routes and without a store (a bad file touches none):
+    strict-JSON values (finite numbers, valid Unicode), the SDK's request type with no unknown
+    parameter (provider extras go under `extra_body`), `max_tokens` within the model's limit.
+    Raises `InputError` naming the field."""
+    if not isinstance(params, Mapping):
+        raise InputError(f"got {type(params).__name__}", field="params", expected="an object")
+    check_json_values(dict(params), "params")
+    for name, text in (("key", key), ("workload", workload)):
+        if text is not None:
+            check_json_values(text, name)
+    model = params.get("model")
+    if not isinstance(model, str) or not model:
+        raise InputError("every request needs a model", field="params.model")
+    max_tokens = params.get("max_tokens")
+    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool):
+        raise InputError("every request needs max_tokens", field="params.max_tokens")
+    if not isinstance(params.get("messages"), list):
+        raise InputError("every request needs a list of messages", field="params.messages")
+    if params.get("stream"):
+        raise InputError("nowait collects whole results; drop stream", field="params.stream")
+    if deadline is not None and deadline.tzinfo is None:
+        raise InputError("deadline needs a timezone", field="deadline")
+    check_params(params)
+    params_json = json.dumps(dict(params), allow_nan=False)
+    check_limits(model, max_tokens, params_json)
+    return CheckedRequest(params_json, model, max_tokens, key, workload, deadline, awaited)
+
+
 class Router:
     def __init__(
         self,
@@ -236,35 +285,23 @@ class Router:
         deadline: datetime | None = None,
         awaited: bool = False,
     ) -> NewJob:
-        """Validate and route one request without storing it: `InputError` names the field.
+        """Validate and route one request without storing it: `InputError` names the field
+        (`check_request`, then `route`)."""
+        checked = check_request(
+            params, key=key, workload=workload, deadline=deadline, awaited=awaited
+        )
+        return self.route(checked)
 
-        The same checks for both routes, before anything is queued: strict-JSON values
-        (finite numbers, valid Unicode), the SDK's request type with no unknown parameter
-        (provider extras go under `extra_body`), `max_tokens` within the model's limit."""
-        if not isinstance(params, Mapping):
-            raise InputError(f"got {type(params).__name__}", field="params", expected="an object")
-        check_json_values(dict(params), "params")
-        for name, text in (("key", key), ("workload", workload)):
-            if text is not None:
-                check_json_values(text, name)
-        model = params.get("model")
-        if not isinstance(model, str) or not model:
-            raise InputError("every request needs a model", field="params.model")
-        max_tokens = params.get("max_tokens")
-        if not isinstance(max_tokens, int) or isinstance(max_tokens, bool):
-            raise InputError("every request needs max_tokens", field="params.max_tokens")
-        if not isinstance(params.get("messages"), list):
-            raise InputError("every request needs a list of messages", field="params.messages")
-        if params.get("stream"):
-            raise InputError("nowait collects whole results; drop stream", field="params.stream")
+    def route(self, request: CheckedRequest) -> NewJob:
+        """Route a checked request (real time or batch, with the reasons) without storing it."""
         now = self.clock.now()
-        if deadline is not None and deadline.tzinfo is None:
-            raise InputError("deadline needs a timezone", field="deadline")
-        check_params(params)
-        params_json = json.dumps(dict(params), allow_nan=False)
-        check_limits(model, max_tokens, params_json)
-        request = RouteRequest(
-            awaited, deadline, model, prompt_tokens_estimate(params_json), max_tokens
+        model, max_tokens = request.model, request.max_tokens
+        route_request = RouteRequest(
+            request.awaited,
+            request.deadline,
+            model,
+            prompt_tokens_estimate(request.params_json),
+            max_tokens,
         )
         forecast = self.forecast
 
@@ -274,16 +311,16 @@ class Router:
         capacity, guard = self.worker.latencies.plan(  # the API's limits, if stated
             self.worker.capacity_in_use(model).capacity, self.config.guard, model, max_tokens
         )
-        decision = decide_route(request, now, capacity, guard, chance)
+        decision = decide_route(route_request, now, capacity, guard, chance)
         return NewJob(
-            key=key or uuid.uuid4().hex,
-            params_json=params_json,
+            key=request.key or uuid.uuid4().hex,
+            params_json=request.params_json,
             model=model,
             route=decision.route,
             reasons="; ".join(decision.reasons),
-            workload=workload,
-            deadline=deadline,
-            awaited=awaited,
+            workload=request.workload,
+            deadline=request.deadline,
+            awaited=request.awaited,
             run_id=self.run_id,
         )
 
