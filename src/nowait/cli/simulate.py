@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -136,6 +137,7 @@ def simulate_command(
     from nowait.guard.forecast import PRIOR
     from nowait.guard.latency import prior as latency_prior
     from nowait.guard.policy import Capacity, GuardConfig
+    from nowait.present.progress import progress
     from nowait.present.simulation import results_html, results_table
     from nowait.simulate.engine import SimConfig, simulate
     from nowait.simulate.trace import MIXES, read_trace, write_trace
@@ -155,7 +157,9 @@ def simulate_command(
             raise InputError(f"got {mix!r}", field="--mix", expected=" or ".join(MIXES))
         write_trace(trace, generate, days=days, seed=seed, mix=mix)
         typer.echo(f"wrote {generate:,} requests to {trace}", err=True)
-    requests = read_trace(trace)
+    with progress("trace read (bytes)", total=trace.stat().st_size,
+                  enabled=sys.stderr.isatty()) as bar:  # fmt: skip
+        requests = read_trace(trace, on_bytes=bar.advance)
     capacity, guard = Capacity.from_settings(settings), GuardConfig.from_settings(settings)
     sim = SimConfig.from_settings(
         settings,

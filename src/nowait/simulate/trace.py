@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,15 +32,22 @@ MAX_TRACE_TOKENS = 10_000_000
 """Most tokens one request may claim (far above any model's context window)."""
 
 
-def read_trace(path: Path) -> list[TraceRequest]:
+def read_trace(path: Path, on_bytes: Callable[[int], None] | None = None) -> list[TraceRequest]:
     """Every request of the trace, by arrival; the first bad line raises its `InputError`.
-    A trace without a request is refused: a simulation of nothing would print all zeros."""
+    A trace without a request is refused: a simulation of nothing would print all zeros.
+    `on_bytes(n)`: `n` more bytes of the file read (progress within the file)."""
     out: list[TraceRequest] = []
+    read = 0
     for entry in read_json_lines(path):
         if isinstance(entry, InputError):
             raise entry
         line, row = entry
         out.append(_parse(path, line.number, row))
+        if on_bytes is not None and line.offset > read:
+            on_bytes(line.offset - read)
+            read = line.offset
+    if on_bytes is not None:  # the last line, to the end of the file
+        on_bytes(max(0, path.stat().st_size - read))
     if not out:
         raise InputError("0 requests in the trace", file=path, expected="one JSON object a line")
     out.sort(key=lambda r: r.t)
