@@ -31,7 +31,7 @@ from nowait.errors import (
 from nowait.types import Decision, Route, Tier, Usage
 
 if TYPE_CHECKING:
-    from nowait.adopt import Anthropic, AsyncAnthropic, Handle
+    from nowait.adopt import Anthropic, AsyncAnthropic, AsyncHandle, Handle, RequestFailed
     from nowait.emulator import EmulatorConfig, EmulatorServer
     from nowait.route.backend import AnthropicBackend, Backend
     from nowait.route.receipts import Receipt, build_receipt
@@ -52,7 +52,9 @@ __version__ = "0.1.0"
 _LAZY = {
     "Anthropic": "nowait.adopt",
     "AsyncAnthropic": "nowait.adopt",
+    "AsyncHandle": "nowait.adopt",
     "Handle": "nowait.adopt",
+    "RequestFailed": "nowait.adopt",
     "AnthropicBackend": "nowait.route.backend",
     "Backend": "nowait.route.backend",
     "Delivery": "nowait.route.router",
@@ -94,6 +96,7 @@ __all__ = [
     "Anthropic",
     "AnthropicBackend",
     "AsyncAnthropic",
+    "AsyncHandle",
     "Backend",
     "BackendError",
     "Clock",
@@ -111,6 +114,7 @@ __all__ = [
     "PermanentBackendError",
     "PriceTable",
     "Receipt",
+    "RequestFailed",
     "RetryableBackendError",
     "Route",
     "Router",
