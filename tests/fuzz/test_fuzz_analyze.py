@@ -277,12 +277,7 @@ READER_SETTINGS = settings(
 )
 
 
-OTLP_OPEN = pytest.mark.xfail(
-    reason="otlp.py (branch otlp) does not yet check the shape of resourceSpans/scopeSpans: "
-    "AttributeError/TypeError on e.g. {'resourceSpans': [1]}",
-    strict=False,
-)
-FUZZED = [pytest.param(f, marks=OTLP_OPEN) if f == "otlp" else f for f in sorted(BASES)]
+FUZZED = sorted(BASES)
 
 
 @pytest.mark.parametrize("fmt", FUZZED)

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import base64
 import gc
-import json
 import os
 import re
 from collections import deque
@@ -54,10 +53,13 @@ from typing import IO, Any, NamedTuple
 import msgspec
 
 from nowait.analyze.readers import (
+    RECORD_ERRORS,
     BadRecords,
     compression_of,
+    epoch_seconds,
     number,
     open_input,
+    seconds,
     stored_tell,
 )
 from nowait.analyze.records import Record, split_input
@@ -104,6 +106,11 @@ CONTEXT_SWEEPS = 4
 CHUNK_BYTES = 8 << 20  # a chunk of lines decoded at once (by a worker for large files)
 PARALLEL_FROM = 32 << 20  # smaller files are decoded in this process: no start-up to pay
 PROTO_MAGIC = 0x0A  # TracesData field 1 (resource_spans), length-delimited
+# What decoding a malformed line raises: msgspec's own errors (a wrong shape is its
+# ValidationError, with the path to the value), and RecursionError for JSON nested too deep.
+DECODE_ERRORS = (msgspec.DecodeError, RecursionError)
+# What turning a decoded span into a record raises on malformed values: a bad record.
+SPAN_ERRORS = (*RECORD_ERRORS, *DECODE_ERRORS)
 
 # ---- typed decoding: only the fields the analysis reads --------------------------------------
 
@@ -267,8 +274,8 @@ def _scan_lines(text: bytes, path: str) -> _Chunk:
         except msgspec.ValidationError as exc:
             chunk.bad.append((number_, f"not an OTLP TracesData object ({exc})"))
             continue
-        except msgspec.DecodeError as exc:
-            chunk.bad.append((number_, f"not valid JSON ({exc})"))
+        except DECODE_ERRORS as exc:
+            chunk.bad.append((number_, f"not valid JSON ({_reason(exc)})"))
             continue
         _scan_document(document, number_, path, chunk)
     return _settle(chunk)
@@ -289,8 +296,14 @@ def _scan_document(document: _TracesData, line: int, path: str, chunk: _Chunk) -
                 chunk.spans += 1
                 try:
                     _scan_span(span, resource, producer, sdk, line, path, chunk)
-                except (ValueError, TypeError, KeyError) as exc:
-                    chunk.bad.append((line, f"span {span.spanId or '?'}: {exc}"))
+                except SPAN_ERRORS as exc:
+                    chunk.bad.append((line, f"span {span.spanId[:32] or '?'}: {_reason(exc)}"))
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    return str(exc) or type(exc).__name__
 
 
 def _scan_span(
@@ -318,8 +331,8 @@ def _scan_span(
     chunk.contexts.append((trace + span_id, _Context(parent, kind, context or None)))
     if not _is_anthropic_llm(attrs):
         return
-    start_ns = int(span.startTimeUnixNano)
-    end_ns = int(span.endTimeUnixNano) if span.endTimeUnixNano else start_ns
+    start_ns = _nanos(span.startTimeUnixNano, "startTimeUnixNano")
+    end_ns = _nanos(span.endTimeUnixNano, "endTimeUnixNano") if span.endTimeUnixNano else start_ns
     record = Record(
         source="otlp",
         producer=producer,
@@ -400,7 +413,7 @@ def _tokens(record: Record, attrs: dict[str, Any], producer: str) -> bool:
     if isinstance(raw, dict):  # a kvlistValue
         raw = any_value({"kvlistValue": raw})
     if isinstance(raw, str):
-        raw = json.loads(raw)
+        raw = msgspec.json.decode(raw)
     if isinstance(raw, dict):  # Logfire keeps Anthropic's own usage object: exact, TTL split
         creation = raw.get("cache_creation") or {}
         record.input_uncached = number(raw.get("input_tokens"))
@@ -479,11 +492,11 @@ def _interaction(record: Record, attrs: dict[str, Any], name: str) -> None:
     the `stream` kwarg only, so a `messages.stream()` call carries nothing."""
     stream = _first(attrs, "gen_ai.request.stream", "gen_ai.is_streaming", "llm.is_streaming")
     if stream is None and isinstance(attrs.get("llm.invocation_parameters"), str):
-        stream = json.loads(attrs["llm.invocation_parameters"]).get("stream")
+        stream = msgspec.json.decode(attrs["llm.invocation_parameters"]).get("stream")
     if stream is None and name in STREAM_SPANS:
         stream = True
     ttft = attrs.get("gen_ai.response.time_to_first_chunk")
-    record.ttft_s = float(ttft) if ttft is not None else None
+    record.ttft_s = seconds(ttft) if ttft is not None else None
     if stream is None and ttft is not None:
         stream = True  # a first chunk was timed: it streamed
     if isinstance(stream, str):
@@ -504,6 +517,18 @@ def _interaction(record: Record, attrs: dict[str, Any], name: str) -> None:
 def _listed(value: Any) -> Any:
     """An arrayValue's values as a list; anything else as it is."""
     return any_value({"arrayValue": value}) if isinstance(value, dict) else value
+
+
+def _nanos(value: int | str | None, field: str) -> int:
+    """Nanoseconds since the epoch (a decimal string in OTLP JSON), checked plausible."""
+    if isinstance(value, str) and not (value.isascii() and value.isdigit() and len(value) < 25):
+        raise ValueError(f"{field}: {value[:30]!r} is not a time in nanoseconds")
+    nanos = int(value or 0)
+    try:
+        epoch_seconds(nanos / 1e9)
+    except ValueError:
+        raise ValueError(f"{field}: {nanos} ns is not a plausible time (2020 to 2100)") from None
+    return nanos
 
 
 def _time(nanos: int) -> datetime:
@@ -637,9 +662,13 @@ def _line_pieces(head: bytes, binary: IO[bytes]) -> Iterator[bytes]:
 
 
 def _first_line_parses(head: bytes) -> bool:
+    """Whether the first line is a whole JSON value (JSON Lines), not the start of a
+    document spread over lines."""
     try:
-        json.loads(head.split(b"\n", 1)[0])
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        msgspec.json.decode(head.split(b"\n", 1)[0])
+    except msgspec.ValidationError:
+        return True  # whole JSON, with a number out of range: a bad line of JSON Lines
+    except DECODE_ERRORS:
         return b"\n" not in head  # a long first line cut by the head: still JSON Lines
     return True
 
@@ -648,8 +677,8 @@ def _document(text: bytes, path: str) -> _Chunk:
     chunk = _Chunk(size=len(text))
     try:
         decoded = _DOCUMENT.decode(text)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        chunk.bad.append((1, f"not an OTLP TracesData document ({exc})"))
+    except DECODE_ERRORS as exc:
+        chunk.bad.append((1, f"not an OTLP TracesData document ({_reason(exc)})"))
         return chunk
     for number_, document in enumerate(decoded if isinstance(decoded, list) else [decoded], 1):
         _scan_document(document, number_, path, chunk)
