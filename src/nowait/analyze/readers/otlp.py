@@ -287,7 +287,11 @@ def _scan_document(document: _TracesData, line: int, path: str, chunk: _Chunk) -
         return
     for resource_spans in document.resourceSpans:
         resource_items = resource_spans.resource.attributes if resource_spans.resource else []
-        resource = _kv(resource_items, RESOURCE_KEYS)
+        try:
+            resource = _texts(_kv(resource_items, RESOURCE_KEYS))
+        except SPAN_ERRORS as exc:
+            chunk.bad.append((line, f"resource: {_reason(exc)}"))
+            continue
         for scope_spans in resource_spans.scopeSpans:
             scope = scope_spans.scope or _Scope()
             producer = f"{scope.name}@{scope.version}"
@@ -321,34 +325,33 @@ def _scan_span(
     raw = bytes(span.attributes)
     if PROVIDER_NEEDLE.search(raw) is None:
         items = _ATTRIBUTES.decode(raw) if ANY_NEEDLE.search(raw) else []
-        context = _kv(items, CONTEXT_KEYS) if items else None
+        context = _texts(_kv(items, CONTEXT_KEYS)) if items else None
         chunk.contexts.append((trace + span_id, _Context(parent, kind, context or None)))
         return
     # Each AnyValue's one value, as it is: ints stay decimal strings (`number` reads them) and
     # arrays stay {"values": [...]} (`_listed` reads them) — a hot loop, kept in C.
     attrs = {kv.key: v for kv in _ATTRIBUTES.decode(raw) if kv.value for v in kv.value.values()}
-    context = {key: attrs[key] for key in CONTEXT_KEYS & attrs.keys()}
+    context = {key: _text(attrs[key], key) for key in CONTEXT_KEYS & attrs.keys()}
     chunk.contexts.append((trace + span_id, _Context(parent, kind, context or None)))
     if not _is_anthropic_llm(attrs):
         return
+    response_id = _text(attrs.get("gen_ai.response.id"), "gen_ai.response.id") or None
     start_ns = _nanos(span.startTimeUnixNano, "startTimeUnixNano")
     end_ns = _nanos(span.endTimeUnixNano, "endTimeUnixNano") if span.endTimeUnixNano else start_ns
     record = Record(
         source="otlp",
         producer=producer,
-        record_id=str(attrs.get("gen_ai.response.id") or span_id),
+        record_id=response_id or span_id,
         start_time=_time(start_ns),
         end_time=_time(end_ns) if span.endTimeUnixNano else None,
-        model=str(
-            _first(
-                attrs,
-                "gen_ai.response.model",
-                "gen_ai.request.model",
-                "llm.model_name",
-                "llm.response.model_name",
-            )
-            or "unknown"
-        ),
+        model=_first_text(
+            attrs,
+            "gen_ai.response.model",
+            "gen_ai.request.model",
+            "llm.model_name",
+            "llm.response.model_name",
+        )
+        or "unknown",
         trace_id=trace,
         file=path,
         line=line,
@@ -364,12 +367,12 @@ def _scan_span(
             parent,
             start_ns,
             end_ns,
-            attrs.get("gen_ai.response.id") or None,
+            response_id,
             resource,
             sdk,
             "gen_ai.request.stream" in attrs or sdk,
             exact,
-            attrs.get("anthropic.message.stop_reason"),
+            _first_text(attrs, "anthropic.message.stop_reason"),
             (trace + span_id,),
             frozenset((producer,)),
         )
@@ -387,6 +390,24 @@ def _hex_id(value: str) -> str:
         except ValueError:
             return value
     return value
+
+
+def _text(value: Any, key: str) -> Any:
+    """A text attribute as a string (a number is written as one), or None when absent."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    raise ValueError(f"{key}: expected a string, got {type(value).__name__}")
+
+
+def _texts(attrs: dict[str, Any]) -> dict[str, Any]:
+    return {key: _text(value, key) for key, value in attrs.items()}
+
+
+def _first_text(attrs: dict[str, Any], *names: str) -> str | None:
+    name = next((name for name in names if attrs.get(name) not in (None, "")), None)
+    return None if name is None else _text(attrs[name], name)
 
 
 def _first(attrs: dict[str, Any], *names: str) -> Any:
@@ -423,7 +444,7 @@ def _tokens(record: Record, attrs: dict[str, Any], producer: str) -> bool:
         )
         record.cache_write_1h = number(creation.get("ephemeral_1h_input_tokens"))
         record.output_tokens = number(raw.get("output_tokens"))
-        record.service_tier = raw.get("service_tier")
+        record.service_tier = _text(raw.get("service_tier"), "gen_ai.usage.raw.service_tier")
         record.token_rule = "anthropic usage object"
         return True
     read = number(
@@ -465,7 +486,7 @@ def _tokens(record: Record, attrs: dict[str, Any], producer: str) -> bool:
             "llm.token_count.completion",
         )
     )
-    record.service_tier = attrs.get("anthropic.response.service_tier")
+    record.service_tier = _first_text(attrs, "anthropic.response.service_tier")
     five = attrs.get("anthropic.usage.cache_creation.ephemeral_5m_input_tokens")
     hour = attrs.get("anthropic.usage.cache_creation.ephemeral_1h_input_tokens")
     if five is not None or hour is not None:  # the SDK's span: the API's TTL split
@@ -503,15 +524,19 @@ def _interaction(record: Record, attrs: dict[str, Any], name: str) -> None:
         stream = stream.lower() == "true"
     record.stream = bool(stream) if stream is not None else None
     props = "traceloop.association.properties."
-    record.user_id = _first(attrs, "user.id", props + "user_id", "enduser.id")
-    record.session_id = _first(attrs, "session.id", "gen_ai.conversation.id", props + "session_id")
-    record.feature = _first(attrs, props + "feature", "feature")
-    record.workflow = _first(attrs, "traceloop.workflow.name", "langfuse.trace.name")
+    record.user_id = _first_text(attrs, "user.id", props + "user_id", "enduser.id")
+    record.session_id = _first_text(
+        attrs, "session.id", "gen_ai.conversation.id", props + "session_id"
+    )
+    record.feature = _first_text(attrs, props + "feature", "feature")
+    record.workflow = _first_text(attrs, "traceloop.workflow.name", "langfuse.trace.name")
     tags = _listed(attrs.get("tag.tags"))
-    record.tags = ",".join(map(str, tags)) if isinstance(tags, list) else tags
+    record.tags = ",".join(map(str, tags)) if isinstance(tags, list) else _text(tags, "tag.tags")
     reasons = _listed(attrs.get("gen_ai.response.finish_reasons"))
-    record.finish_reason = reasons[0] if isinstance(reasons, list) and reasons else None
-    record.finish_reason = attrs.get("anthropic.message.stop_reason") or record.finish_reason
+    reason = reasons[0] if isinstance(reasons, list) and reasons else None
+    record.finish_reason = _first_text(attrs, "anthropic.message.stop_reason") or _text(
+        reason, "gen_ai.response.finish_reasons"
+    )
 
 
 def _listed(value: Any) -> Any:
