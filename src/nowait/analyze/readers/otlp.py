@@ -687,14 +687,15 @@ def _line_pieces(head: bytes, binary: IO[bytes]) -> Iterator[bytes]:
 
 
 def _first_line_parses(head: bytes) -> bool:
-    """Whether the first line is a whole JSON value (JSON Lines), not the start of a
-    document spread over lines."""
+    """Whether the first line is a line of JSON Lines rather than the start of a document
+    spread over lines: it parses, or (a broken record) it is a whole object still."""
+    first = head.split(b"\n", 1)[0]
     try:
-        msgspec.json.decode(head.split(b"\n", 1)[0])
-    except msgspec.ValidationError:
-        return True  # whole JSON, with a number out of range: a bad line of JSON Lines
+        msgspec.json.decode(first)
     except DECODE_ERRORS:
-        return b"\n" not in head  # a long first line cut by the head: still JSON Lines
+        if b"\n" not in head:
+            return True  # a long first line cut by the head: still JSON Lines
+        return first.rstrip().endswith(b"}")  # a whole line that is a broken record
     return True
 
 
