@@ -53,10 +53,11 @@ from typing import IO, Any, NamedTuple
 import msgspec
 
 from nowait.analyze.readers import (
+    EARLIEST,
+    LATEST,
     RECORD_ERRORS,
     BadRecords,
     compression_of,
-    epoch_seconds,
     number,
     open_input,
     seconds,
@@ -105,6 +106,7 @@ SWEEP_EVERY = 50_000
 CONTEXT_SWEEPS = 4
 CHUNK_BYTES = 8 << 20  # a chunk of lines decoded at once (by a worker for large files)
 PARALLEL_FROM = 32 << 20  # smaller files are decoded in this process: no start-up to pay
+EARLIEST_NS, LATEST_NS = (int(moment.timestamp()) * 10**9 for moment in (EARLIEST, LATEST))
 PROTO_MAGIC = 0x0A  # TracesData field 1 (resource_spans), length-delimited
 # What decoding a malformed line raises: msgspec's own errors (a wrong shape is its
 # ValidationError, with the path to the value), and RecursionError for JSON nested too deep.
@@ -331,7 +333,7 @@ def _scan_span(
     # Each AnyValue's one value, as it is: ints stay decimal strings (`number` reads them) and
     # arrays stay {"values": [...]} (`_listed` reads them) — a hot loop, kept in C.
     attrs = {kv.key: v for kv in _ATTRIBUTES.decode(raw) if kv.value for v in kv.value.values()}
-    context = {key: _text(attrs[key], key) for key in CONTEXT_KEYS & attrs.keys()}
+    context = _texts({key: attrs[key] for key in CONTEXT_KEYS & attrs.keys()})
     chunk.contexts.append((trace + span_id, _Context(parent, kind, context or None)))
     if not _is_anthropic_llm(attrs):
         return
@@ -402,12 +404,18 @@ def _text(value: Any, key: str) -> Any:
 
 
 def _texts(attrs: dict[str, Any]) -> dict[str, Any]:
+    if all(type(value) is str for value in attrs.values()):
+        return attrs  # the common case, kept cheap (a hot path)
     return {key: _text(value, key) for key, value in attrs.items()}
 
 
 def _first_text(attrs: dict[str, Any], *names: str) -> str | None:
-    name = next((name for name in names if attrs.get(name) not in (None, "")), None)
-    return None if name is None else _text(attrs[name], name)
+    """The first of the text attributes that is set (a hot path: no generator)."""
+    for name in names:
+        value = attrs.get(name)
+        if value is not None and value != "":
+            return value if type(value) is str else _text(value, name)
+    return None
 
 
 def _first(attrs: dict[str, Any], *names: str) -> Any:
@@ -546,13 +554,11 @@ def _listed(value: Any) -> Any:
 
 def _nanos(value: int | str | None, field: str) -> int:
     """Nanoseconds since the epoch (a decimal string in OTLP JSON), checked plausible."""
-    if isinstance(value, str) and not (value.isascii() and value.isdigit() and len(value) < 25):
+    if type(value) is str and not (len(value) < 25 and value.isdigit() and value.isascii()):
         raise ValueError(f"{field}: {value[:30]!r} is not a time in nanoseconds")
     nanos = int(value or 0)
-    try:
-        epoch_seconds(nanos / 1e9)
-    except ValueError:
-        raise ValueError(f"{field}: {nanos} ns is not a plausible time (2020 to 2100)") from None
+    if not EARLIEST_NS <= nanos < LATEST_NS:
+        raise ValueError(f"{field}: {nanos} ns is not a plausible time (2020 to 2100)")
     return nanos
 
 
