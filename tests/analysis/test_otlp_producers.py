@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import os
 import pty
+import re
 import subprocess
 import sys
 from decimal import Decimal
@@ -21,6 +22,7 @@ from nowait.analyze.readers import BadRecords
 from nowait.analyze.readers import otlp as otlp_module
 from nowait.analyze.readers.otlp import read_otlp
 from nowait.analyze.report import Report, build_report
+from nowait.errors import InputError
 
 SAMPLES = Path(__file__).parent / "samples"
 ONE = SAMPLES / "otlp-sdk.jsonl"  # the SDK's spans only
@@ -245,3 +247,43 @@ def test_a_bad_line_in_a_later_chunk_is_named_by_its_line_in_the_file(
     assert bad.count == 1 and f"{path}:61: " in bad.examples[0]
     assert len(records) == 9
     assert all(r.record_id in lines[r.line - 1] for r in records)  # each names its line
+
+
+DEEP = "[" * 100_000 + "]" * 100_000
+BAD_LINES = [  # what the fuzz suite found, each one line of JSON Lines
+    '{"resourceSpans": [1]}',
+    '{"resourceSpans": 1e308}',
+    '{"resourceSpans": ' + "9" * 4301 + "}",
+    '{"resourceSpans": [{"scopeSpans": [{"spans": ' + DEEP + "}]}]}",
+    '{"resourceSpans": [{"resource": {"attributes": [{"key": "service.name", "value": '
+    '{"arrayValue": 5}}]}}]}',
+]
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_malformed_lines_and_spans_are_bad_records_by_line_in_workers_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parallel: bool
+) -> None:
+    lines = TWO.read_text().splitlines() * 3
+    llm = [i for i, line in enumerate(lines) if "gen_ai.provider.name" in line and i > 60]
+    start = re.search(r'"startTimeUnixNano": ?"\d+"', lines[llm[-1]])
+    assert start is not None
+    lines[llm[-1]] = lines[llm[-1]].replace(start[0], '"startTimeUnixNano": "1"')  # 1970
+    model = re.search(r'\{"stringValue": ?"claude[^"]*"\}', lines[llm[-2]])
+    assert model is not None
+    lines[llm[-2]] = lines[llm[-2]].replace(model[0], '{"kvlistValue": {"values": []}}')
+    for at, text in zip(range(20, 70, 10), BAD_LINES, strict=True):
+        lines[at] = text
+    path = tmp_path / "bad.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    monkeypatch.setattr(otlp_module, "CHUNK_BYTES", 4096)
+    if parallel:
+        monkeypatch.setattr(otlp_module, "PARALLEL_FROM", 0)
+    bad = BadRecords(skip=True)
+    records = list(read_otlp(path, bad))
+    named = sorted(int(e.split(f"{path}:", 1)[1].split(":")[0]) for e in bad.examples)
+    assert named == sorted([21, 31, 41, 51, 61, llm[-1] + 1, llm[-2] + 1]), bad.examples
+    assert "not a plausible time" in "".join(bad.examples)
+    assert all(r.start_time.year >= 2020 for r in records)
+    with pytest.raises(InputError, match=f"{path}:21: .*--skip-bad"):
+        list(read_otlp(path, BadRecords()))

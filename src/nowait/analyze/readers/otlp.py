@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import base64
 import gc
-import json
 import os
 import re
 from collections import deque
@@ -54,10 +53,14 @@ from typing import IO, Any, NamedTuple
 import msgspec
 
 from nowait.analyze.readers import (
+    EARLIEST,
+    LATEST,
+    RECORD_ERRORS,
     BadRecords,
     compression_of,
     number,
     open_input,
+    seconds,
     stored_tell,
 )
 from nowait.analyze.records import Record, split_input
@@ -103,7 +106,13 @@ SWEEP_EVERY = 50_000
 CONTEXT_SWEEPS = 4
 CHUNK_BYTES = 8 << 20  # a chunk of lines decoded at once (by a worker for large files)
 PARALLEL_FROM = 32 << 20  # smaller files are decoded in this process: no start-up to pay
+EARLIEST_NS, LATEST_NS = (int(moment.timestamp()) * 10**9 for moment in (EARLIEST, LATEST))
 PROTO_MAGIC = 0x0A  # TracesData field 1 (resource_spans), length-delimited
+# What decoding a malformed line raises: msgspec's own errors (a wrong shape is its
+# ValidationError, with the path to the value), and RecursionError for JSON nested too deep.
+DECODE_ERRORS = (msgspec.DecodeError, RecursionError)
+# What turning a decoded span into a record raises on malformed values: a bad record.
+SPAN_ERRORS = (*RECORD_ERRORS, *DECODE_ERRORS)
 
 # ---- typed decoding: only the fields the analysis reads --------------------------------------
 
@@ -267,8 +276,8 @@ def _scan_lines(text: bytes, path: str) -> _Chunk:
         except msgspec.ValidationError as exc:
             chunk.bad.append((number_, f"not an OTLP TracesData object ({exc})"))
             continue
-        except msgspec.DecodeError as exc:
-            chunk.bad.append((number_, f"not valid JSON ({exc})"))
+        except DECODE_ERRORS as exc:
+            chunk.bad.append((number_, f"not valid JSON ({_reason(exc)})"))
             continue
         _scan_document(document, number_, path, chunk)
     return _settle(chunk)
@@ -280,7 +289,11 @@ def _scan_document(document: _TracesData, line: int, path: str, chunk: _Chunk) -
         return
     for resource_spans in document.resourceSpans:
         resource_items = resource_spans.resource.attributes if resource_spans.resource else []
-        resource = _kv(resource_items, RESOURCE_KEYS)
+        try:
+            resource = _texts(_kv(resource_items, RESOURCE_KEYS))
+        except SPAN_ERRORS as exc:
+            chunk.bad.append((line, f"resource: {_reason(exc)}"))
+            continue
         for scope_spans in resource_spans.scopeSpans:
             scope = scope_spans.scope or _Scope()
             producer = f"{scope.name}@{scope.version}"
@@ -289,8 +302,14 @@ def _scan_document(document: _TracesData, line: int, path: str, chunk: _Chunk) -
                 chunk.spans += 1
                 try:
                     _scan_span(span, resource, producer, sdk, line, path, chunk)
-                except (ValueError, TypeError, KeyError) as exc:
-                    chunk.bad.append((line, f"span {span.spanId or '?'}: {exc}"))
+                except SPAN_ERRORS as exc:
+                    chunk.bad.append((line, f"span {span.spanId[:32] or '?'}: {_reason(exc)}"))
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    return str(exc) or type(exc).__name__
 
 
 def _scan_span(
@@ -308,34 +327,33 @@ def _scan_span(
     raw = bytes(span.attributes)
     if PROVIDER_NEEDLE.search(raw) is None:
         items = _ATTRIBUTES.decode(raw) if ANY_NEEDLE.search(raw) else []
-        context = _kv(items, CONTEXT_KEYS) if items else None
+        context = _texts(_kv(items, CONTEXT_KEYS)) if items else None
         chunk.contexts.append((trace + span_id, _Context(parent, kind, context or None)))
         return
     # Each AnyValue's one value, as it is: ints stay decimal strings (`number` reads them) and
     # arrays stay {"values": [...]} (`_listed` reads them) — a hot loop, kept in C.
     attrs = {kv.key: v for kv in _ATTRIBUTES.decode(raw) if kv.value for v in kv.value.values()}
-    context = {key: attrs[key] for key in CONTEXT_KEYS & attrs.keys()}
+    context = _texts({key: attrs[key] for key in CONTEXT_KEYS & attrs.keys()})
     chunk.contexts.append((trace + span_id, _Context(parent, kind, context or None)))
     if not _is_anthropic_llm(attrs):
         return
-    start_ns = int(span.startTimeUnixNano)
-    end_ns = int(span.endTimeUnixNano) if span.endTimeUnixNano else start_ns
+    response_id = _text(attrs.get("gen_ai.response.id"), "gen_ai.response.id") or None
+    start_ns = _nanos(span.startTimeUnixNano, "startTimeUnixNano")
+    end_ns = _nanos(span.endTimeUnixNano, "endTimeUnixNano") if span.endTimeUnixNano else start_ns
     record = Record(
         source="otlp",
         producer=producer,
-        record_id=str(attrs.get("gen_ai.response.id") or span_id),
+        record_id=response_id or span_id,
         start_time=_time(start_ns),
         end_time=_time(end_ns) if span.endTimeUnixNano else None,
-        model=str(
-            _first(
-                attrs,
-                "gen_ai.response.model",
-                "gen_ai.request.model",
-                "llm.model_name",
-                "llm.response.model_name",
-            )
-            or "unknown"
-        ),
+        model=_first_text(
+            attrs,
+            "gen_ai.response.model",
+            "gen_ai.request.model",
+            "llm.model_name",
+            "llm.response.model_name",
+        )
+        or "unknown",
         trace_id=trace,
         file=path,
         line=line,
@@ -351,12 +369,12 @@ def _scan_span(
             parent,
             start_ns,
             end_ns,
-            attrs.get("gen_ai.response.id") or None,
+            response_id,
             resource,
             sdk,
             "gen_ai.request.stream" in attrs or sdk,
             exact,
-            attrs.get("anthropic.message.stop_reason"),
+            _first_text(attrs, "anthropic.message.stop_reason"),
             (trace + span_id,),
             frozenset((producer,)),
         )
@@ -374,6 +392,30 @@ def _hex_id(value: str) -> str:
         except ValueError:
             return value
     return value
+
+
+def _text(value: Any, key: str) -> Any:
+    """A text attribute as a string (a number is written as one), or None when absent."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    raise ValueError(f"{key}: expected a string, got {type(value).__name__}")
+
+
+def _texts(attrs: dict[str, Any]) -> dict[str, Any]:
+    if all(type(value) is str for value in attrs.values()):
+        return attrs  # the common case, kept cheap (a hot path)
+    return {key: _text(value, key) for key, value in attrs.items()}
+
+
+def _first_text(attrs: dict[str, Any], *names: str) -> str | None:
+    """The first of the text attributes that is set (a hot path: no generator)."""
+    for name in names:
+        value = attrs.get(name)
+        if value is not None and value != "":
+            return value if type(value) is str else _text(value, name)
+    return None
 
 
 def _first(attrs: dict[str, Any], *names: str) -> Any:
@@ -400,7 +442,7 @@ def _tokens(record: Record, attrs: dict[str, Any], producer: str) -> bool:
     if isinstance(raw, dict):  # a kvlistValue
         raw = any_value({"kvlistValue": raw})
     if isinstance(raw, str):
-        raw = json.loads(raw)
+        raw = msgspec.json.decode(raw)
     if isinstance(raw, dict):  # Logfire keeps Anthropic's own usage object: exact, TTL split
         creation = raw.get("cache_creation") or {}
         record.input_uncached = number(raw.get("input_tokens"))
@@ -410,7 +452,7 @@ def _tokens(record: Record, attrs: dict[str, Any], producer: str) -> bool:
         )
         record.cache_write_1h = number(creation.get("ephemeral_1h_input_tokens"))
         record.output_tokens = number(raw.get("output_tokens"))
-        record.service_tier = raw.get("service_tier")
+        record.service_tier = _text(raw.get("service_tier"), "gen_ai.usage.raw.service_tier")
         record.token_rule = "anthropic usage object"
         return True
     read = number(
@@ -452,7 +494,7 @@ def _tokens(record: Record, attrs: dict[str, Any], producer: str) -> bool:
             "llm.token_count.completion",
         )
     )
-    record.service_tier = attrs.get("anthropic.response.service_tier")
+    record.service_tier = _first_text(attrs, "anthropic.response.service_tier")
     five = attrs.get("anthropic.usage.cache_creation.ephemeral_5m_input_tokens")
     hour = attrs.get("anthropic.usage.cache_creation.ephemeral_1h_input_tokens")
     if five is not None or hour is not None:  # the SDK's span: the API's TTL split
@@ -479,31 +521,45 @@ def _interaction(record: Record, attrs: dict[str, Any], name: str) -> None:
     the `stream` kwarg only, so a `messages.stream()` call carries nothing."""
     stream = _first(attrs, "gen_ai.request.stream", "gen_ai.is_streaming", "llm.is_streaming")
     if stream is None and isinstance(attrs.get("llm.invocation_parameters"), str):
-        stream = json.loads(attrs["llm.invocation_parameters"]).get("stream")
+        stream = msgspec.json.decode(attrs["llm.invocation_parameters"]).get("stream")
     if stream is None and name in STREAM_SPANS:
         stream = True
     ttft = attrs.get("gen_ai.response.time_to_first_chunk")
-    record.ttft_s = float(ttft) if ttft is not None else None
+    record.ttft_s = seconds(ttft) if ttft is not None else None
     if stream is None and ttft is not None:
         stream = True  # a first chunk was timed: it streamed
     if isinstance(stream, str):
         stream = stream.lower() == "true"
     record.stream = bool(stream) if stream is not None else None
     props = "traceloop.association.properties."
-    record.user_id = _first(attrs, "user.id", props + "user_id", "enduser.id")
-    record.session_id = _first(attrs, "session.id", "gen_ai.conversation.id", props + "session_id")
-    record.feature = _first(attrs, props + "feature", "feature")
-    record.workflow = _first(attrs, "traceloop.workflow.name", "langfuse.trace.name")
+    record.user_id = _first_text(attrs, "user.id", props + "user_id", "enduser.id")
+    record.session_id = _first_text(
+        attrs, "session.id", "gen_ai.conversation.id", props + "session_id"
+    )
+    record.feature = _first_text(attrs, props + "feature", "feature")
+    record.workflow = _first_text(attrs, "traceloop.workflow.name", "langfuse.trace.name")
     tags = _listed(attrs.get("tag.tags"))
-    record.tags = ",".join(map(str, tags)) if isinstance(tags, list) else tags
+    record.tags = ",".join(map(str, tags)) if isinstance(tags, list) else _text(tags, "tag.tags")
     reasons = _listed(attrs.get("gen_ai.response.finish_reasons"))
-    record.finish_reason = reasons[0] if isinstance(reasons, list) and reasons else None
-    record.finish_reason = attrs.get("anthropic.message.stop_reason") or record.finish_reason
+    reason = reasons[0] if isinstance(reasons, list) and reasons else None
+    record.finish_reason = _first_text(attrs, "anthropic.message.stop_reason") or _text(
+        reason, "gen_ai.response.finish_reasons"
+    )
 
 
 def _listed(value: Any) -> Any:
     """An arrayValue's values as a list; anything else as it is."""
     return any_value({"arrayValue": value}) if isinstance(value, dict) else value
+
+
+def _nanos(value: int | str | None, field: str) -> int:
+    """Nanoseconds since the epoch (a decimal string in OTLP JSON), checked plausible."""
+    if type(value) is str and not (len(value) < 25 and value.isdigit() and value.isascii()):
+        raise ValueError(f"{field}: {value[:30]!r} is not a time in nanoseconds")
+    nanos = int(value or 0)
+    if not EARLIEST_NS <= nanos < LATEST_NS:
+        raise ValueError(f"{field}: {nanos} ns is not a plausible time (2020 to 2100)")
+    return nanos
 
 
 def _time(nanos: int) -> datetime:
@@ -637,10 +693,15 @@ def _line_pieces(head: bytes, binary: IO[bytes]) -> Iterator[bytes]:
 
 
 def _first_line_parses(head: bytes) -> bool:
+    """Whether the first line is a line of JSON Lines rather than the start of a document
+    spread over lines: it parses, or (a broken record) it is a whole object still."""
+    first = head.split(b"\n", 1)[0]
     try:
-        json.loads(head.split(b"\n", 1)[0])
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return b"\n" not in head  # a long first line cut by the head: still JSON Lines
+        msgspec.json.decode(first)
+    except DECODE_ERRORS:
+        if b"\n" not in head:
+            return True  # a long first line cut by the head: still JSON Lines
+        return first.rstrip().endswith(b"}")  # a whole line that is a broken record
     return True
 
 
@@ -648,8 +709,8 @@ def _document(text: bytes, path: str) -> _Chunk:
     chunk = _Chunk(size=len(text))
     try:
         decoded = _DOCUMENT.decode(text)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        chunk.bad.append((1, f"not an OTLP TracesData document ({exc})"))
+    except DECODE_ERRORS as exc:
+        chunk.bad.append((1, f"not an OTLP TracesData document ({_reason(exc)})"))
         return chunk
     for number_, document in enumerate(decoded if isinstance(decoded, list) else [decoded], 1):
         _scan_document(document, number_, path, chunk)
