@@ -5,10 +5,7 @@ gzip, protobuf, the parallel path and progress. The fixtures come from the real 
 from __future__ import annotations
 
 import gzip
-import os
-import pty
 import re
-import subprocess
 import sys
 from decimal import Decimal
 from pathlib import Path
@@ -23,6 +20,7 @@ from nowait.analyze.readers import otlp as otlp_module
 from nowait.analyze.readers.otlp import read_otlp
 from nowait.analyze.report import Report, build_report
 from nowait.errors import InputError
+from terminal_capture import stderr_shown
 
 SAMPLES = Path(__file__).parent / "samples"
 ONE = SAMPLES / "otlp-sdk.jsonl"  # the SDK's spans only
@@ -206,24 +204,7 @@ def test_siblings_without_a_response_id_merge_by_model_and_time(tmp_path: Path) 
 def _analyze_on(stderr_tty: bool, path: Path) -> str:
     """`nowait analyze` with stderr on a pseudo-terminal or a pipe: what stderr showed."""
     command = [sys.executable, "-c", "from nowait.cli import main; main()", "analyze", str(path)]
-    if not stderr_tty:
-        done = subprocess.run(command, capture_output=True, text=True, check=True, timeout=120)
-        return done.stderr
-    leader, follower = pty.openpty()
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=follower) as child:
-        os.close(follower)
-        shown = b""
-        while True:
-            try:
-                data = os.read(leader, 4096)
-            except OSError:  # the child closed the terminal
-                break
-            if not data:
-                break
-            shown += data
-        assert child.wait(timeout=120) == 0
-    os.close(leader)
-    return shown.decode(errors="replace")
+    return stderr_shown(command, stderr_tty)
 
 
 def test_bytes_read_show_on_a_terminal_and_nothing_when_piped() -> None:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import pty
-import subprocess
 import sys
 from pathlib import Path
 
 from nowait.simulate.trace import read_trace, write_trace
+from terminal_capture import stderr_shown
 
 
 def test_the_trace_reader_reports_every_byte_of_the_file(tmp_path: Path) -> None:
@@ -22,24 +20,7 @@ def test_the_trace_reader_reports_every_byte_of_the_file(tmp_path: Path) -> None
 
 def _simulate_on(stderr_tty: bool, trace: Path) -> str:
     command = [sys.executable, "-c", "from nowait.cli import main; main()", "simulate", str(trace)]
-    if not stderr_tty:
-        done = subprocess.run(command, capture_output=True, text=True, check=True, timeout=120)
-        return done.stderr
-    leader, follower = pty.openpty()
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=follower) as child:
-        os.close(follower)
-        shown = b""
-        while True:
-            try:
-                data = os.read(leader, 4096)
-            except OSError:  # the child closed the terminal
-                break
-            if not data:
-                break
-            shown += data
-        assert child.wait(timeout=120) == 0
-    os.close(leader)
-    return shown.decode(errors="replace")
+    return stderr_shown(command, stderr_tty)
 
 
 def test_bytes_read_show_on_a_terminal_and_nothing_when_piped(tmp_path: Path) -> None:
