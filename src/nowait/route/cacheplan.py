@@ -1,0 +1,242 @@
+"""Cache-aware batching, the pure part: find the prefixes queued requests share, decide where
+planning pays, and place the 1-hour breakpoint (no I/O, no clock).
+
+A prefix is read the way the API (and the emulator's cache key) reads a prompt: tools, then
+system blocks, then message blocks, each compared as sorted-key JSON without its
+`cache_control`. A request's group is the longest run of whole blocks it shares with another
+queued request of its model, its last block (the request's own tail) excluded.
+
+Inside one batch no request reads what another writes (the API runs them in parallel, in no
+order; the emulator models exactly that), so a marker pays only when one request of the group
+has written the prefix before the rest run: the group is *primed*. Planning then costs one
+1-hour write (2x input) and n-1 reads (0.1x) instead of n fresh prefixes.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Literal
+
+from nowait.sort.pricing import Rates
+
+CacheMode = Literal["auto", "keep", "off"]
+CACHE_MODES: tuple[CacheMode, ...] = ("auto", "keep", "off")
+
+MAX_BREAKPOINTS = 4
+"""The API's limit of `cache_control` breakpoints in one request (top-level one included)."""
+CACHE_MIN_TOKENS = 1024
+"""The shortest prefix the API caches for most models (some need more: then a planned marker
+is only a no-op write of nothing, never a cost)."""
+ONE_HOUR: dict[str, str] = {"type": "ephemeral", "ttl": "1h"}
+MARKER_BYTES = len(', "cache_control": {"type": "ephemeral", "ttl": "1h"}') + len(
+    '[{"type": "text", "text": }]'
+)
+"""Bytes a planned marker may add to a request (a text block made of a plain string included)."""
+_MARKABLE = frozenset({"text", "image", "document", "tool_use", "tool_result"})
+
+
+@dataclass(frozen=True)
+class Block:
+    """One cacheable unit of the prompt, in the order the API reads them."""
+
+    key: str
+    tokens: int
+    where: tuple[str | int, ...]
+    """("tools", i), ("system", i) or ("messages", m, b); a plain string is block 0."""
+    marker: str | None
+    """The ttl of the user's own `cache_control` on it ("5m" when unset), else None."""
+
+
+def canonical(value: Any) -> str:
+    """Sorted-key JSON without cache markers: what a cache key sees."""
+    return json.dumps(_unmarked(value), sort_keys=True, separators=(",", ":"))
+
+
+def _unmarked(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _unmarked(v) for k, v in value.items() if k != "cache_control"}
+    if isinstance(value, list):
+        return [_unmarked(v) for v in value]
+    return value
+
+
+def _tokens(text: str) -> int:
+    return math.ceil(len(text) / 4)  # four characters a token, as `prompt_tokens_estimate`
+
+
+def _block_tokens(block: Any) -> int:
+    if isinstance(block, str):
+        return _tokens(block)
+    if isinstance(block, Mapping) and block.get("type") == "text":
+        return _tokens(str(block.get("text", "")))
+    return _tokens(canonical(block))
+
+
+def _marker(value: Any) -> str | None:
+    if isinstance(value, Mapping) and isinstance(value.get("cache_control"), Mapping):
+        return str(value["cache_control"].get("ttl") or "5m")
+    return None
+
+
+def blocks(params: Mapping[str, Any]) -> list[Block]:
+    """The prompt as cacheable blocks: tools, system, then messages."""
+    out: list[Block] = []
+    for i, tool in enumerate(params.get("tools") or []):
+        out.append(
+            Block(canonical(tool), 20 + _tokens(canonical(tool)), ("tools", i), _marker(tool))
+        )
+    system = params.get("system")
+    if isinstance(system, str) and system:
+        out.append(Block(canonical(system), _tokens(system), ("system", 0), None))
+    elif isinstance(system, list):
+        for i, block in enumerate(system):
+            out.append(Block(canonical(block), _block_tokens(block), ("system", i), _marker(block)))
+    for m, message in enumerate(params.get("messages") or []):
+        if not isinstance(message, Mapping):
+            continue
+        content = message.get("content")
+        parts = [content] if isinstance(content, str) else list(content or [])
+        for b, block in enumerate(parts):
+            key = canonical({"role": message.get("role"), "block": block})
+            tokens = (4 if b == 0 else 0) + _block_tokens(block)
+            out.append(Block(key, tokens, ("messages", m, b), _marker(block)))
+    return out
+
+
+def breakpoints(params: Mapping[str, Any]) -> int:
+    """Breakpoints the request already has: marked blocks and a top-level one."""
+    top = 1 if isinstance(params.get("cache_control"), Mapping) else 0
+    return top + sum(1 for b in blocks(params) if b.marker is not None)
+
+
+@dataclass(frozen=True)
+class Cut:
+    """Where a request's shared prefix ends: `count` blocks, `tokens` long."""
+
+    key: str
+    count: int
+    tokens: int
+
+
+def _cuts(model: str, parts: Sequence[Block]) -> list[Cut]:
+    """Every prefix of whole blocks but the full prompt, shortest first."""
+    digest = hashlib.sha256(model.encode())
+    out: list[Cut] = []
+    running = 0
+    for i, block in enumerate(parts[:-1]):
+        digest.update(block.key.encode())
+        digest.update(b"\x00")
+        running += block.tokens
+        out.append(Cut(digest.hexdigest()[:16], i + 1, running))
+    return out
+
+
+@dataclass(frozen=True)
+class Group:
+    """Queued requests of one model sharing one prefix (`prefix` "" and 0 tokens: none shared)."""
+
+    model: str
+    prefix: str
+    tokens: int
+    blocks: int
+    members: tuple[int, ...]
+    """Indices into the requests given to `group`, in their order."""
+
+
+def group(requests: Sequence[Mapping[str, Any]]) -> list[Group]:
+    """Group requests by the longest prefix each shares with another request of its model.
+
+    Groups come largest prefix first (then by first member); requests that share nothing form
+    one group per model with an empty prefix."""
+    cuts = [_cuts(str(r.get("model", "")), blocks(r)) for r in requests]
+    seen = Counter(c.key for per in cuts for c in per)
+    found: dict[tuple[str, str], list[int]] = {}
+    shape: dict[tuple[str, str], Cut] = {}
+    for index, (request, per) in enumerate(zip(requests, cuts, strict=True)):
+        shared = [c for c in per if seen[c.key] >= 2]
+        cut = shared[-1] if shared else Cut("", 0, 0)
+        key = (str(request.get("model", "")), cut.key)
+        found.setdefault(key, []).append(index)
+        shape[key] = cut
+    groups = [
+        Group(model, prefix, shape[(model, prefix)].tokens, shape[(model, prefix)].count, tuple(m))
+        for (model, prefix), m in found.items()
+    ]
+    return sorted(groups, key=lambda g: (-g.tokens, g.members[0]))
+
+
+@dataclass(frozen=True)
+class PrefixCost:
+    """The expected input cost of a group's shared prefix, USD, at the rates given."""
+
+    plain: Decimal
+    planned: Decimal
+
+    @property
+    def pays(self) -> bool:
+        return self.planned < self.plain
+
+
+def prefix_cost(g: Group, rates: Rates) -> PrefixCost:
+    """Plain: every request pays the prefix as fresh input. Planned (primed): one 1-hour write,
+    then n-1 reads. Pass batch-scaled rates for batch prices; they scale both alike."""
+    per_token = Decimal(g.tokens) / Decimal(1_000_000)
+    n = len(g.members)
+    plain = n * per_token * rates.input
+    if not g.prefix or g.tokens < CACHE_MIN_TOKENS:
+        return PrefixCost(plain, plain)
+    planned = per_token * (rates.cache_write_1h + (n - 1) * rates.cache_read)
+    return PrefixCost(plain, planned)
+
+
+def plans(g: Group, rates: Rates | None, mode: CacheMode) -> bool:
+    """Whether nowait primes and marks this group: `auto`, a prefix worth caching, and the
+    write premium paid back by the expected reads (an unpriced model: no)."""
+    if mode != "auto" or rates is None:
+        return False
+    return prefix_cost(g, rates).pays
+
+
+def mark(params: Mapping[str, Any], g: Group) -> dict[str, Any]:
+    """A copy of `params` with a 1-hour breakpoint at the end of the group's prefix, when it
+    fits: the user's markers stay where they are, four breakpoints at most, and no 1-hour
+    marker after a user's 5-minute one (the API requires longer lifetimes first). Else an
+    unchanged copy."""
+    out = copy.deepcopy(dict(params))
+    if not g.prefix or g.blocks == 0:
+        return out
+    parts = blocks(params)
+    if len(parts) < g.blocks or breakpoints(params) >= MAX_BREAKPOINTS:
+        return out
+    last = parts[g.blocks - 1]
+    if last.marker is not None or any(b.marker == "5m" for b in parts[: g.blocks]):
+        return out
+    _put_marker(out, last.where)
+    return out
+
+
+def _put_marker(params: dict[str, Any], where: tuple[str | int, ...]) -> None:
+    if where[0] == "tools":
+        params["tools"][where[1]]["cache_control"] = dict(ONE_HOUR)
+        return
+    if where[0] == "system":
+        if isinstance(params["system"], str):
+            params["system"] = [{"type": "text", "text": params["system"]}]
+        holder, index = params["system"], where[1]
+    else:
+        message = params["messages"][where[1]]
+        if isinstance(message["content"], str):
+            message["content"] = [{"type": "text", "text": message["content"]}]
+        holder, index = message["content"], where[2]
+    block = holder[index]
+    if isinstance(block, str):
+        block = holder[index] = {"type": "text", "text": block}
+    if isinstance(block, dict) and block.get("type") in _MARKABLE:
+        block["cache_control"] = dict(ONE_HOUR)
