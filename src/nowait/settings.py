@@ -104,6 +104,11 @@ LogLevel = Annotated[
 ]
 
 
+CacheMode = Literal["auto", "keep", "off"]
+"""How batches use prompt caching: `auto` groups jobs of one prefix, primes it and adds a
+1-hour breakpoint; `keep` only groups (the user's markers as they are); `off` neither."""
+
+
 class _Group(BaseModel):
     # NaN and infinity pass `gt=0`: refused here, whatever the source (flag, variable, file).
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
@@ -186,6 +191,9 @@ class Settings(BaseSettings):
     log_level: LogLevel | None = Field(default=None, description="log level (none: the command's)")
     log_format: Literal["text", "json"] = Field(
         default="text", description="log lines: text or json"
+    )
+    cache: CacheMode = Field(
+        default="auto", description="cache planning: auto (prime and mark), keep (group), off"
     )
     poll: PollSettings = PollSettings()
     capacity: CapacitySettings = CapacitySettings()

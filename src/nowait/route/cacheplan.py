@@ -22,12 +22,10 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any
 
+from nowait.settings import CacheMode
 from nowait.sort.pricing import Rates
-
-CacheMode = Literal["auto", "keep", "off"]
-CACHE_MODES: tuple[CacheMode, ...] = ("auto", "keep", "off")
 
 MAX_BREAKPOINTS = 4
 """The API's limit of `cache_control` breakpoints in one request (top-level one included)."""

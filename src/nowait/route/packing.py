@@ -6,6 +6,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from nowait.limits import BATCH_MAX_BYTES, BATCH_MAX_REQUESTS
+from nowait.route.cacheplan import MARKER_BYTES
 
 ENVELOPE_BYTES = len('{"requests": []}')
 
@@ -15,6 +16,8 @@ class Member:
     job_id: int
     custom_id: str
     params_json: str
+    marked: bool = False
+    """A cache marker is added when it is sent: room is kept for it."""
 
     @property
     def size(self) -> int:
@@ -24,7 +27,13 @@ class Member:
         `params_json` is stored with spaces and ASCII escapes, never shorter than what an HTTP
         client sends.
         """
-        return len(self.params_json) + len(self.custom_id) + len('{"custom_id": "", "params": }, ')
+        marker = MARKER_BYTES if self.marked else 0
+        return (
+            len(self.params_json)
+            + len(self.custom_id)
+            + len('{"custom_id": "", "params": }, ')
+            + marker
+        )
 
 
 def pack(

@@ -73,6 +73,8 @@ from nowait.route.backend import AuthError, Backend, BatchInfo, ResultLine
 from nowait.route.pacing import Pacer, Reservation
 from nowait.route.packing import ENVELOPE_BYTES, Member, pack
 from nowait.route.params import prompt_tokens_estimate
+from nowait.route.priming import Priming
+from nowait.sort.pricing import PriceTable, default_table
 from nowait.store import (
     OUTCOME_STATE,
     BatchRecord,
@@ -85,7 +87,7 @@ from nowait.store import (
 from nowait.types import JobState, Route, Tier
 
 if TYPE_CHECKING:
-    from nowait.settings import Settings
+    from nowait.settings import CacheMode, Settings
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +110,10 @@ stop the process there (`nowait.testing.crash_at`) or to watch the order of step
 
 FATAL = (AuthError, StoreError)
 """Failures of the setup, not of one job: they stop the worker and leave every job in place."""
+
+
+CACHE_WINDOW = 10_000
+"""Due jobs cache planning groups at once, at least (`Worker.plan_batches`)."""
 
 
 def no_checkpoint(name: CheckpointName) -> None:
@@ -134,6 +140,10 @@ class WorkerConfig:
     """The fields of `capacity` the user set (the rest are defaults the headers replace)."""
     guard: GuardConfig = field(default_factory=GuardConfig)
     prior: Turnaround = PRIOR
+    cache: CacheMode = "auto"
+    """Cache planning of batches (`nowait.route.priming`)."""
+    prices: PriceTable | None = None
+    """What cache planning weighs a write against reads with (None: the bundled table)."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WorkerConfig:
@@ -144,6 +154,7 @@ class WorkerConfig:
             capacity=Capacity.from_settings(settings),
             capacity_set=user_capacity(settings),
             guard=GuardConfig.from_settings(settings),
+            cache=settings.cache,
         )
 
 
@@ -186,6 +197,7 @@ class Worker:
         self._lock = threading.Lock()
         self._wake: datetime | None = None
         """The earliest moment a paced or retried real-time job can start."""
+        self.priming = Priming(self.config.cache, self.config.prices or default_table())
 
     @property
     def latencies(self) -> Latencies:
@@ -526,14 +538,16 @@ class Worker:
 
     def plan_batches(self) -> int:
         planned = jobs = 0
+        held: set[int] = set()  # waiting for their prefix's primer: planned in a later pass
         while True:
-            due = self.store.due_jobs(Route.BATCH, self.clock.now(), self.config.max_batch_requests)
+            now = self.clock.now()
+            due = self.store.due_jobs(Route.BATCH, now, self._plan_window + len(held))
+            due = [job for job in due if job.id not in held]
             if not due:
                 if planned:
                     log.info("plan: queued→submitting: %s in %d batches", n_jobs(jobs), planned)
                 return planned
-            by_model: dict[tuple[str, int], list[Member]] = {}
-            now = self.clock.now()
+            by_model: dict[tuple[str, int], list[tuple[Job, Member]]] = {}
             for job in due:
                 cid = custom_ids.custom_id(self.store.namespace, job.id, job.attempts + 1)
                 member = Member(job.id, cid, job.params_json)
@@ -541,23 +555,48 @@ class Worker:
                     self._fail_queued(job, "the request alone exceeds the batch size limit")
                     continue
                 left = (job.deadline - now).total_seconds() if job.deadline else None
-                by_model.setdefault((job.model, deadline_class(left)), []).append(member)
-            for (model, _), members in by_model.items():
+                by_model.setdefault((job.model, deadline_class(left)), []).append((job, member))
+            for (model, _), pairs in by_model.items():
+                arranged = self.priming.arrange(pairs, now, self._batch_ended)
+                held |= arranged.held
                 for group, size in pack(
-                    members, self.config.max_batch_requests, self.config.max_batch_bytes
+                    arranged.primers, self.config.max_batch_requests, self.config.max_batch_bytes
                 ):
-                    batch = self.store.plan_batch(
-                        [(m.job_id, m.custom_id) for m in group], size, model, self.clock.now()
-                    )
-                    self.checkpoint("batch_planned")
-                    log.info(
-                        "batch #%d planned: %d requests, %s, %d bytes",
-                        batch.id, batch.request_count, model, size,
-                    )  # fmt: skip
-                    if self.on_batch_planned:
-                        self.on_batch_planned(batch)
-                    planned += 1
-                    jobs += len(group)
+                    batch = self._plan(group, size, model)
+                    for member in group:
+                        self.priming.primer_planned(member, batch.id)
+                    planned, jobs = planned + 1, jobs + len(group)
+                for group, size in pack(
+                    arranged.ready, self.config.max_batch_requests, self.config.max_batch_bytes
+                ):
+                    self._plan(group, size, model)
+                    planned, jobs = planned + 1, jobs + len(group)
+
+    @property
+    def _plan_window(self) -> int:
+        """Due jobs packed together: with cache planning at least `CACHE_WINDOW`, so that
+        jobs of one prefix meet even when batches are small."""
+        if self.config.cache == "off":
+            return self.config.max_batch_requests
+        return max(self.config.max_batch_requests, CACHE_WINDOW)
+
+    def _plan(self, group: list[Member], size: int, model: str) -> BatchRecord:
+        batch = self.store.plan_batch(
+            [(m.job_id, m.custom_id) for m in group], size, model, self.clock.now()
+        )
+        self.checkpoint("batch_planned")
+        log.info(
+            "batch #%d planned: %d requests, %s, %d bytes",
+            batch.id, batch.request_count, model, size,
+        )  # fmt: skip
+        if self.on_batch_planned:
+            self.on_batch_planned(batch)
+        return batch
+
+    def _batch_ended(self, batch_id: int) -> bool:
+        """Whether a primer's batch is over: what it wrote is cached (or it never ran)."""
+        over = (BatchState.ENDED, BatchState.COLLECTED, BatchState.ABANDONED, BatchState.LOST)
+        return any(b.id == batch_id for b in self.store.batches(*over))
 
     def _fail_queued(self, job: Job, error: str) -> None:
         if self.store.start_realtime(job.id, self.clock.now()):  # claim it, then fail it
@@ -583,7 +622,9 @@ class Worker:
         self.store.submit_started(batch.id, self.clock.now())
         self.checkpoint("submit_started")
         try:
-            info = self.backend.create_batch(self.store.batch_members(batch.id))
+            info = self.backend.create_batch(
+                self.priming.params(self.store.batch_members(batch.id))
+            )
         except RetryableBackendError as exc:
             log.warning("batch #%d: create failed, reconciled and retried later: %s", batch.id, exc)
             return 0  # stays planned; the next pass reconciles it before creating again
@@ -596,6 +637,7 @@ class Worker:
             self._quarantine_plan(batch, exc)
             return 0
         self.checkpoint("batch_created")
+        self.priming.sent(cid for cid, _ in self.store.batch_members(batch.id))
         self.observe(batch.model, info.limits)
         poll_at = self.clock.now() + timedelta(seconds=self.config.poll.first)
         self.store.batch_created(batch.id, info.id, info.created_at, poll_at)

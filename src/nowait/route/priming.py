@@ -1,0 +1,119 @@
+"""Cache-aware packing in the worker: jobs of one prefix go out adjacent; with `cache = "auto"`
+a group worth it is primed (one request sent alone first) and the rest, sent once the primer's
+batch has ended, carry a 1-hour breakpoint so they read what it wrote.
+
+The bookkeeping lives in memory: after a restart a group is primed again (one more write),
+and a batch planned before it goes out unmarked (no saving, never a cost).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+
+from nowait.route.cacheplan import Group, group, mark, plans
+from nowait.route.packing import Member
+from nowait.settings import CacheMode
+from nowait.sort.pricing import PriceTable
+from nowait.store import Job
+from nowait.types import Tier
+
+PRIME_HOLD_LEFT = timedelta(hours=25)
+"""Time a job must have left to wait for its group's primer: a batch may take 24 hours, and
+a job that cannot afford a second batch goes out at once, unmarked."""
+
+
+def _params(member: Member) -> dict[str, Any] | None:
+    try:
+        params = orjson.loads(member.params_json)
+    except orjson.JSONDecodeError:
+        return None
+    return params if isinstance(params, dict) else None
+
+
+@dataclass(frozen=True)
+class Arranged:
+    primers: list[Member]
+    """One member a group to send alone first."""
+    ready: list[Member]
+    """The rest to pack now, each prefix group adjacent."""
+    held: set[int]
+    """Job ids waiting for their group's primer."""
+
+
+@dataclass
+class Priming:
+    mode: CacheMode
+    prices: PriceTable
+    _primers: dict[str, int] = field(default_factory=dict)
+    """Prefix → the planned batch priming it."""
+    _marks: dict[str, Group] = field(default_factory=dict)
+    """custom_id → the group whose prefix its params get marked at."""
+
+    def arrange(
+        self,
+        pairs: list[tuple[Job, Member]],
+        now: datetime,
+        ended: Callable[[int], bool],
+    ) -> Arranged:
+        """Order one model's members by prefix group; pick primers and hold what waits."""
+        readable = [(p, params) for p in pairs if (params := _params(p[1])) is not None]
+        if self.mode == "off" or len(readable) < 2:
+            return Arranged([], [m for _, m in pairs], set())
+        # What cannot be read goes out as it is: the submit's quarantine finds the culprit.
+        arranged = Arranged([], [m for _, m in pairs if _params(m) is None], set())
+        pairs = [p for p, _ in readable]
+        groups = group([params for _, params in readable])
+        for g in groups:
+            members = [pairs[i] for i in g.members]
+            if not self._pays(g):
+                arranged.ready.extend(m for _, m in members)
+                continue
+            batch = self._primers.get(g.prefix)
+            if batch is None:
+                primer, *members = members
+                arranged.primers.append(self._marked(primer[1], g))
+            primed = batch is not None and ended(batch)
+            for job, member in members:
+                if primed:
+                    arranged.ready.append(self._marked(member, g))
+                elif job.deadline is None or job.deadline - now >= PRIME_HOLD_LEFT:
+                    arranged.held.add(job.id)
+                else:
+                    arranged.ready.append(member)
+        return arranged
+
+    def primer_planned(self, member: Member, batch_id: int) -> None:
+        g = self._marks.get(member.custom_id)
+        if g is not None:
+            self._primers[g.prefix] = batch_id
+
+    def _pays(self, g: Group) -> bool:
+        price = self.prices.lookup(g.model)
+        factor = self.prices.tier_factor(Tier.BATCH)
+        rates = price.rates_for(g.tokens).scaled(factor) if price and factor else None
+        return plans(g, rates, self.mode)
+
+    def _marked(self, member: Member, g: Group) -> Member:
+        self._marks[member.custom_id] = g
+        return Member(member.job_id, member.custom_id, member.params_json, marked=True)
+
+    def params(self, requests: Iterable[tuple[str, str]]) -> Iterator[tuple[str, str]]:
+        """The (custom_id, params_json) pairs to send, planned markers added; the stored
+        requests are not touched."""
+        for custom_id, params_json in requests:
+            g = self._marks.get(custom_id)
+            if g is None:
+                yield custom_id, params_json
+            else:
+                marked = mark(orjson.loads(params_json), g)
+                yield custom_id, orjson.dumps(marked).decode()
+
+    def sent(self, custom_ids: Iterable[str]) -> None:
+        """The API holds these requests: their markers are no longer needed."""
+        for custom_id in custom_ids:
+            self._marks.pop(custom_id, None)

@@ -1,0 +1,177 @@
+"""Cache-aware batching against the emulator: the official SDK over HTTP, a real SQLite file."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+import pytest
+
+from nowait.clock import FakeClock
+from nowait.errors import InputError
+from nowait.route.backend import AnthropicBackend, BatchInfo
+from nowait.route.cacheplan import MAX_BREAKPOINTS, blocks, breakpoints
+from nowait.route.router import Delivery, Router
+from nowait.route.worker import WorkerConfig
+from nowait.settings import load_settings
+from nowait.store.sqlite import SQLiteStore
+
+MODEL = "claude-haiku-5-5"
+SYSTEM = "You label support tickets by product area and urgency. " * 300  # ~4,000 tokens
+TOOL = {"name": "label", "description": "record a label", "input_schema": {"type": "object"}}
+
+
+class SentBackend(AnthropicBackend):
+    """The real SDK against the emulator, keeping the batch items it sent (to read the markers)."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.sent: list[list[dict[str, Any]]] = []
+
+    def create_batch(self, requests: Iterable[tuple[str, str]]) -> BatchInfo:
+        items = list(requests)
+        self.sent.append([orjson.loads(params) for _, params in items])
+        return super().create_batch(items)
+
+
+@pytest.fixture
+def cached_router(tmp_path: Any, fake_clock: FakeClock, emulator_server: Any) -> Any:
+    made: list[Router] = []
+
+    def make(cache: str, **worker: Any) -> tuple[Router, SentBackend]:
+        backend = SentBackend(api_key="test-key", base_url=emulator_server.base_url)
+        store = SQLiteStore(tmp_path / f"s{len(made)}" / "nowait.db")
+        router = Router(
+            store=store,
+            backend=backend,
+            clock=fake_clock,
+            worker=WorkerConfig(cache=cache, **worker),
+        )
+        made.append(router)
+        return router, backend
+
+    yield make
+    for router in made:
+        router.backend.close()  # type: ignore[attr-defined]
+        router.store.close()
+
+
+def ticket(i: int, **extra: Any) -> dict[str, Any]:
+    return {
+        "model": MODEL,
+        "max_tokens": 32,
+        "tools": [TOOL],
+        "system": SYSTEM,
+        "messages": [{"role": "user", "content": f"Ticket {i}: the export button does nothing."}],
+        **extra,
+    }
+
+
+def run(router: Router, requests: list[dict[str, Any]]) -> list[Delivery]:
+    for i, params in enumerate(requests):
+        router.submit(params, key=f"t{i}")
+    received: list[Delivery] = []
+    router.run(received.append)
+    assert sorted(d.key for d in received) == sorted(f"t{i}" for i in range(len(requests)))
+    assert all(d.ok for d in received)
+    return received
+
+
+def usage(d: Delivery) -> dict[str, Any]:
+    assert d.message is not None
+    return dict(d.message["usage"])
+
+
+def test_auto_primes_the_group_and_the_rest_read_the_prefix(cached_router: Any) -> None:
+    router, backend = cached_router("auto")
+    received = run(router, [ticket(i) for i in range(20)])
+    assert [len(items) for items in backend.sent] == [1, 19]  # the primer goes alone, first
+    reads = [d for d in received if usage(d)["cache_read_input_tokens"] > 0]
+    assert len(reads) == 19
+    assert all(usage(d)["cache_read_input_tokens"] > 4_000 for d in reads)
+    writes = [d for d in received if usage(d)["cache_creation"]["ephemeral_1h_input_tokens"] > 0]
+    assert len(writes) == 1
+    marked = backend.sent[1][0]
+    assert marked["system"][0]["cache_control"] == {"type": "ephemeral", "ttl": "1h"}
+    stored = orjson.loads(next(iter(router.store.jobs())).params_json)
+    assert "cache_control" not in orjson.dumps(stored).decode()  # the stored request is untouched
+    assert all(d.message and d.message["type"] == "message" for d in received)
+
+
+def test_keep_groups_but_adds_no_marker(cached_router: Any) -> None:
+    router, backend = cached_router("keep")
+    received = run(router, [ticket(i) for i in range(10)])
+    assert [len(items) for items in backend.sent] == [10]
+    assert all(breakpoints(p) == 0 for items in backend.sent for p in items)
+    assert all(usage(d)["cache_read_input_tokens"] == 0 for d in received)
+
+
+def test_off_changes_nothing(cached_router: Any) -> None:
+    router, backend = cached_router("off")
+    run(router, [ticket(i) for i in range(5)])
+    assert [len(items) for items in backend.sent] == [5]
+    assert all(breakpoints(p) == 0 for items in backend.sent for p in items)
+
+
+def test_the_users_own_markers_are_kept(cached_router: Any) -> None:
+    router, backend = cached_router("auto")
+    mine = {"type": "ephemeral", "ttl": "1h"}
+    tools = [{**TOOL, "cache_control": mine}]
+    run(router, [ticket(i, tools=tools) for i in range(6)])
+    for items in backend.sent:
+        for params in items:
+            assert params["tools"][0]["cache_control"] == mine
+            assert blocks(params)[0].marker == "1h"
+            assert breakpoints(params) == 2  # the user's, and one at the end of the system prompt
+
+
+def test_four_breakpoints_at_most(cached_router: Any) -> None:
+    router, backend = cached_router("auto")
+    tools = [
+        {**TOOL, "name": f"t{i}", "cache_control": {"type": "ephemeral", "ttl": "1h"}}
+        for i in range(4)
+    ]
+    received = run(router, [ticket(i, tools=tools) for i in range(6)])
+    sent = [p for items in backend.sent for p in items]
+    assert len(sent) == 6
+    assert all(breakpoints(p) == MAX_BREAKPOINTS for p in sent)
+    assert all(p["tools"] == tools and p["system"] == SYSTEM for p in sent)
+    assert all(d.ok for d in received)
+
+
+def test_keep_packs_each_prefix_family_into_its_own_batches(cached_router: Any) -> None:
+    router, backend = cached_router("keep", max_batch_requests=5)
+    other = "You grade essays for clarity and argument. " * 300
+    requests = [ticket(i, system=SYSTEM if i % 2 else other) for i in range(10)]
+    run(router, requests)  # submitted interleaved
+    assert sorted({p["system"] for p in items} == {SYSTEM} for items in backend.sent) == [
+        False,
+        True,
+    ]
+    assert all(len({p["system"] for p in items}) == 1 for items in backend.sent)
+
+
+@pytest.mark.parametrize(
+    ("environ", "toml", "expected"),
+    [
+        ({}, None, "auto"),
+        ({"NOWAIT_CACHE": "keep"}, None, "keep"),
+        ({}, 'cache = "off"\n', "off"),
+        ({"NOWAIT_CACHE": "auto"}, 'cache = "off"\n', "auto"),
+    ],
+)
+def test_the_cache_setting_reaches_the_worker(
+    tmp_path: Any, environ: dict[str, str], toml: str | None, expected: str
+) -> None:
+    config = None
+    if toml is not None:
+        config = tmp_path / "nowait.toml"
+        config.write_text(toml)
+    settings = load_settings(environ, config=config)
+    assert WorkerConfig.from_settings(settings).cache == expected
+
+
+def test_a_bad_cache_setting_is_a_clear_error(tmp_path: Any) -> None:
+    with pytest.raises(InputError, match="NOWAIT_CACHE: got 'always'"):
+        load_settings({"NOWAIT_CACHE": "always"})
