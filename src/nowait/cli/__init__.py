@@ -97,6 +97,7 @@ COMMAND_MODULES = {
     "config": "config",
     "demo": "demo",
     "emulator": "emulator",
+    "plan": "plan",
     "prices": "prices",
     "results": "router",
     "run": "router",

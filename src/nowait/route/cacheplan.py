@@ -25,7 +25,8 @@ from decimal import Decimal
 from typing import Any
 
 from nowait.settings import CacheMode
-from nowait.sort.pricing import Rates
+from nowait.sort.pricing import PriceTable, Rates
+from nowait.types import Tier
 
 MAX_BREAKPOINTS = 4
 """The API's limit of `cache_control` breakpoints in one request (top-level one included)."""
@@ -200,6 +201,49 @@ def plans(g: Group, rates: Rates | None, mode: CacheMode) -> bool:
     if mode != "auto" or rates is None:
         return False
     return prefix_cost(g, rates).pays
+
+
+def batch_rates(prices: PriceTable, model: str, prompt_tokens: int) -> Rates | None:
+    """A model's batch-tier rates (None: the table does not price it)."""
+    price = prices.lookup(model)
+    factor = prices.tier_factor(Tier.BATCH)
+    if price is None or factor is None:
+        return None
+    return price.rates_for(prompt_tokens).scaled(factor)
+
+
+@dataclass(frozen=True)
+class GroupCost:
+    """A group's whole expected input cost at batch prices, plain and as planned (None: the
+    model has no price)."""
+
+    group: Group
+    prompt_tokens: int
+    """Every prompt token of the group's requests, prefix included."""
+    planned: bool
+    plain: Decimal | None
+    with_planning: Decimal | None
+
+
+def group_costs(
+    requests: Sequence[Mapping[str, Any]], prices: PriceTable, mode: CacheMode
+) -> list[GroupCost]:
+    """What each prefix group's input costs in batches without and with cache planning: the
+    prefix primed once and read by the rest when planning pays (`plans`), the tails fresh."""
+    sizes = [sum(b.tokens for b in blocks(r)) for r in requests]
+    out: list[GroupCost] = []
+    for g in group(requests):
+        tokens = sum(sizes[i] for i in g.members)
+        rates = batch_rates(prices, g.model, max(sizes[i] for i in g.members))
+        planned = plans(g, rates, mode)
+        if rates is None:
+            out.append(GroupCost(g, tokens, planned, None, None))
+            continue
+        plain = Decimal(tokens) * rates.input / Decimal(1_000_000)
+        prefix = prefix_cost(g, rates)
+        saved = prefix.plain - prefix.planned if planned else Decimal(0)
+        out.append(GroupCost(g, tokens, planned, plain, plain - saved))
+    return out
 
 
 def mark(params: Mapping[str, Any], g: Group) -> dict[str, Any]:

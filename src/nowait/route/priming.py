@@ -15,12 +15,11 @@ from typing import Any
 
 import orjson
 
-from nowait.route.cacheplan import Group, group, mark, plans
+from nowait.route.cacheplan import Group, batch_rates, group, mark, plans
 from nowait.route.packing import Member
 from nowait.settings import CacheMode
 from nowait.sort.pricing import PriceTable
 from nowait.store import Job
-from nowait.types import Tier
 
 PRIME_HOLD_LEFT = timedelta(hours=25)
 """Time a job must have left to wait for its group's primer: a batch may take 24 hours, and
@@ -93,10 +92,7 @@ class Priming:
             self._primers[g.prefix] = batch_id
 
     def _pays(self, g: Group) -> bool:
-        price = self.prices.lookup(g.model)
-        factor = self.prices.tier_factor(Tier.BATCH)
-        rates = price.rates_for(g.tokens).scaled(factor) if price and factor else None
-        return plans(g, rates, self.mode)
+        return plans(g, batch_rates(self.prices, g.model, g.tokens), self.mode)
 
     def _marked(self, member: Member, g: Group) -> Member:
         self._marks[member.custom_id] = g
