@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import timedelta
 from typing import Any
 
 import orjson
@@ -16,6 +17,7 @@ from nowait.route.router import Delivery, Router
 from nowait.route.worker import WorkerConfig
 from nowait.settings import load_settings
 from nowait.store.sqlite import SQLiteStore
+from nowait.types import Route
 
 MODEL = "claude-haiku-5-5"
 SYSTEM = "You label support tickets by product area and urgency. " * 300  # ~4,000 tokens
@@ -175,3 +177,37 @@ def test_the_cache_setting_reaches_the_worker(
 def test_a_bad_cache_setting_is_a_clear_error(tmp_path: Any) -> None:
     with pytest.raises(InputError, match="NOWAIT_CACHE: got 'always'"):
         load_settings({"NOWAIT_CACHE": "always"})
+
+
+def test_jobs_without_time_for_a_primer_go_at_once_unmarked(
+    cached_router: Any, fake_clock: FakeClock
+) -> None:
+    router, backend = cached_router("auto")
+    deadline = fake_clock.now() + timedelta(hours=8)
+    for i in range(10):
+        router.submit(ticket(i), key=f"t{i}", deadline=deadline)
+    assert {j.route for j in router.store.jobs()} == {Route.BATCH}
+    received: list[Delivery] = []
+    router.run(received.append)
+    assert len(received) == 10 and all(d.ok for d in received)
+    # none can wait for a primer: one batch, unmarked, so no 1-hour write premium is paid
+    assert [len(items) for items in backend.sent] == [10]
+    assert all(breakpoints(p) == 0 for items in backend.sent for p in items)
+
+
+def test_a_group_is_primed_again_once_its_entry_may_have_lapsed(
+    cached_router: Any, fake_clock: FakeClock
+) -> None:
+    router, backend = cached_router("auto")
+    first = run(router, [ticket(i) for i in range(5)])
+    fake_clock.advance(20 * 60)  # still fresh: read without a new primer
+    for i in range(5, 10):
+        router.submit(ticket(i), key=f"t{i}")
+    router.run(first.append)
+    fake_clock.advance(2 * 3600)  # lapsed: primed again
+    for i in range(10, 15):
+        router.submit(ticket(i), key=f"t{i}")
+    router.run(first.append)
+    assert [len(items) for items in backend.sent] == [1, 4, 5, 1, 4]
+    reads = [d for d in first if usage(d)["cache_read_input_tokens"] > 0]
+    assert len(first) == 15 and len(reads) == 13

@@ -9,7 +9,7 @@ and a batch planned before it goes out unmarked (no saving, never a cost).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -26,12 +26,22 @@ PRIME_HOLD_LEFT = timedelta(hours=25)
 a job that cannot afford a second batch goes out at once, unmarked."""
 
 
+def _can_wait(job: Job, now: datetime) -> bool:
+    return job.deadline is None or job.deadline - now >= PRIME_HOLD_LEFT
+
+
 def _params(member: Member) -> dict[str, Any] | None:
     try:
         params = orjson.loads(member.params_json)
     except orjson.JSONDecodeError:
         return None
     return params if isinstance(params, dict) else None
+
+
+PRIMED_FOR = timedelta(minutes=50)
+"""How long after the last use nowait counts on a 1-hour entry still being there (reads
+refresh it when they run, which may be later than planned): after that a group is primed
+again rather than have a whole batch write the prefix at twice the input price."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +60,9 @@ class Priming:
     prices: PriceTable
     _primers: dict[str, int] = field(default_factory=dict)
     """Prefix → the planned batch priming it."""
+    _primed_at: dict[str, datetime] = field(default_factory=dict)
+    """Prefix → when its entry was last known fresh (its primer ended, or a group was sent
+    to read it)."""
     _marks: dict[str, Group] = field(default_factory=dict)
     """custom_id → the group whose prefix its params get marked at."""
 
@@ -73,17 +86,23 @@ class Priming:
                 arranged.ready.extend(m for _, m in members)
                 continue
             batch = self._primers.get(g.prefix)
+            if batch is not None and ended(batch):
+                last = self._primed_at.setdefault(g.prefix, now)
+                if now - last < PRIMED_FOR:  # primed: every member reads it (and refreshes it)
+                    self._primed_at[g.prefix] = now
+                    arranged.ready.extend(self._marked(m, g) for _, m in members)
+                    continue
+                batch = None  # the entry may have lapsed: prime again
+                del self._primers[g.prefix], self._primed_at[g.prefix]
+            waiting = [p for p in members if _can_wait(p[0], now)]
+            arranged.ready.extend(m for job, m in members if not _can_wait(job, now))
             if batch is None:
-                primer, *members = members
-                arranged.primers.append(self._marked(primer[1], g))
-            primed = batch is not None and ended(batch)
-            for job, member in members:
-                if primed:
-                    arranged.ready.append(self._marked(member, g))
-                elif job.deadline is None or job.deadline - now >= PRIME_HOLD_LEFT:
-                    arranged.held.add(job.id)
-                else:
-                    arranged.ready.append(member)
+                if not self._pays(replace(g, members=tuple(range(len(waiting))))):
+                    arranged.ready.extend(m for _, m in waiting)
+                    continue
+                (_, primer), *waiting = waiting
+                arranged.primers.append(self._marked(primer, g))
+            arranged.held.update(job.id for job, _ in waiting)
         return arranged
 
     def primer_planned(self, member: Member, batch_id: int) -> None:
