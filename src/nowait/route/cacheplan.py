@@ -154,14 +154,25 @@ def group(requests: Sequence[Mapping[str, Any]]) -> list[Group]:
 
     Groups come largest prefix first (then by first member); requests that share nothing form
     one group per model with an empty prefix."""
-    cuts = [_cuts(str(r.get("model", "")), blocks(r)) for r in requests]
+    models = [str(r.get("model", "")) for r in requests]
+    return group_cuts(models, [cuts(r) for r in requests])
+
+
+def cuts(params: Mapping[str, Any]) -> list[Cut]:
+    """Where a request's prefix could end: after each of its blocks but the last."""
+    return _cuts(str(params.get("model", "")), blocks(params))
+
+
+def group_cuts(models: Sequence[str], cuts: Sequence[Sequence[Cut]]) -> list[Group]:
+    """`group` from each request's model and `cuts` (kept by a caller that groups the same
+    requests again)."""
     seen = Counter(c.key for per in cuts for c in per)
     found: dict[tuple[str, str], list[int]] = {}
     shape: dict[tuple[str, str], Cut] = {}
-    for index, (request, per) in enumerate(zip(requests, cuts, strict=True)):
+    for index, (model, per) in enumerate(zip(models, cuts, strict=True)):
         shared = [c for c in per if seen[c.key] >= 2]
         cut = shared[-1] if shared else Cut("", 0, 0)
-        key = (str(request.get("model", "")), cut.key)
+        key = (model, cut.key)
         found.setdefault(key, []).append(index)
         shape[key] = cut
     groups = [

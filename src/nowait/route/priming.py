@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from nowait.route.cacheplan import Group, batch_rates, group, mark, plans
+from nowait.route.cacheplan import Cut, Group, batch_rates, cuts, group_cuts, mark, plans
 from nowait.route.packing import Member
 from nowait.settings import CacheMode
 from nowait.sort.pricing import PriceTable
@@ -63,6 +63,8 @@ class Priming:
     _primed_at: dict[str, datetime] = field(default_factory=dict)
     """Prefix → when its entry was last known fresh (its primer ended, or a group was sent
     to read it)."""
+    _known: dict[int, tuple[str, list[Cut]] | None] = field(default_factory=dict)
+    """Job id → its model and cuts, for jobs held for a primer."""
     _marks: dict[str, Group] = field(default_factory=dict)
     """custom_id → the group whose prefix its params get marked at."""
 
@@ -73,13 +75,14 @@ class Priming:
         ended: Callable[[int], bool],
     ) -> Arranged:
         """Order one model's members by prefix group; pick primers and hold what waits."""
-        readable = [(p, params) for p in pairs if (params := _params(p[1])) is not None]
-        if self.mode == "off" or len(readable) < 2:
+        if self.mode == "off" or len(pairs) < 2:
             return Arranged([], [m for _, m in pairs], set())
+        known = {job.id: self._known.get(job.id) or self._read(m) for job, m in pairs}
         # What cannot be read goes out as it is: the submit's quarantine finds the culprit.
-        arranged = Arranged([], [m for _, m in pairs if _params(m) is None], set())
-        pairs = [p for p, _ in readable]
-        groups = group([params for _, params in readable])
+        arranged = Arranged([], [m for job, m in pairs if known[job.id] is None], set())
+        pairs = [(job, m) for job, m in pairs if known[job.id] is not None]
+        read = [k for job, _ in pairs if (k := known[job.id]) is not None]
+        groups = group_cuts([model for model, _ in read], [c for _, c in read])
         for g in groups:
             members = [pairs[i] for i in g.members]
             if not self._pays(g):
@@ -103,7 +106,17 @@ class Priming:
                 (_, primer), *waiting = waiting
                 arranged.primers.append(self._marked(primer, g))
             arranged.held.update(job.id for job, _ in waiting)
+        for job, _ in pairs:  # held jobs are grouped again next pass: keep their cuts
+            if job.id in arranged.held:
+                self._known[job.id] = known[job.id]
+            else:
+                self._known.pop(job.id, None)
         return arranged
+
+    @staticmethod
+    def _read(member: Member) -> tuple[str, list[Cut]] | None:
+        params = _params(member)
+        return None if params is None else (str(params.get("model", "")), cuts(params))
 
     def primer_planned(self, member: Member, batch_id: int) -> None:
         g = self._marks.get(member.custom_id)
