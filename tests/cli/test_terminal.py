@@ -88,7 +88,7 @@ def test_the_worker_heartbeat_logs_what_the_store_holds(
     try:
         beat = _heartbeat(store, every=0.0)
         with caplog.at_level(logging.INFO, logger="nowait.cli.router"):
-            beat()
+            beat(False)
         assert any(r.getMessage() == "alive: jobs none" for r in caplog.records)
     finally:
         store.close()

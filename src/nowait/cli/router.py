@@ -259,11 +259,12 @@ def _run_showing_progress(router: Router, out: Path) -> Counter[str]:
 
         shown = 0.0
 
-        def show(every: float = 0.5) -> None:
-            """Read the store for the display, at most twice a second: a busy run makes
-            many passes a second, and the live display redraws between them on its own."""
+        def show(busy: bool = False) -> None:
+            """Read the store for the display: after the last pass before a wait always (the
+            state the run waits in), during a burst of passes at most twice a second (the
+            live display redraws between them on its own)."""
             nonlocal shown
-            if time.monotonic() - shown >= every:
+            if not busy or time.monotonic() - shown >= 0.5:
                 display.update(watch(router, delivered, total, run_id))
                 shown = time.monotonic()
 
@@ -271,7 +272,7 @@ def _run_showing_progress(router: Router, out: Path) -> Counter[str]:
         file.flush()
         show()
         router.run(sink, on_progress=delivered_more, on_pass=show, only_this_run=True)
-        show(every=0.0)
+        show()
     return failures
 
 
@@ -419,14 +420,14 @@ def _store_name(settings: Settings) -> str:
     return str((settings.home or default_home()) / "nowait.db")
 
 
-def _heartbeat(store: Store, every: float = 60.0) -> Callable[[], None]:
+def _heartbeat(store: Store, every: float = 60.0) -> Callable[[bool], None]:
     """A pass hook logging, at most once a minute, what the worker holds: an idle worker
     still says it is alive."""
     import time
 
     last = time.monotonic()
 
-    def beat() -> None:
+    def beat(busy: bool) -> None:
         nonlocal last
         if time.monotonic() - last < every:
             return

@@ -403,12 +403,13 @@ class Router:
         on_progress: Callable[[int], None] | None = None,
         forever: bool = False,
         only_this_run: bool = False,
-        on_pass: Callable[[], None] | None = None,
+        on_pass: Callable[[bool], None] | None = None,
     ) -> None:
         """Work until nothing is pending (or forever), delivering as results arrive.
 
-        `on_progress(n)`: n more results delivered; `on_pass()`: after every pass over the
-        queue and the batches (a display reads the store there, between the waits).
+        `on_progress(n)`: n more results delivered; `on_pass(busy)`: after every pass over the
+        queue and the batches (a display reads the store there); `busy`: another pass follows
+        at once (a display may skip this one), else a wait or the end follows.
 
         `only_this_run`: deliver only this run's jobs, and stop when they are done (the
         worker still moves every job of the store along). Holds the store's claim
@@ -423,7 +424,7 @@ class Router:
         sink: Sink | Callable[[Delivery], None] | None,
         idle: float,
         on_progress: Callable[[int], None] | None,
-        on_pass: Callable[[], None] | None,
+        on_pass: Callable[[bool], None] | None,
         forever: bool,
         run_id: str | None,
     ) -> None:
@@ -439,9 +440,10 @@ class Router:
             done = self.deliver(sink, run_id=run_id) if sink is not None else 0
             if on_progress is not None and done:
                 on_progress(done)
+            finished = not forever and self.pending(run_id) == 0
             if on_pass is not None:
-                on_pass()
-            if not forever and self.pending(run_id) == 0:
+                on_pass(report.busy and not finished)
+            if finished:
                 log.info("run %s: nothing pending", self.run_id)
                 return
             if not report.busy:
