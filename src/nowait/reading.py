@@ -50,6 +50,16 @@ _UTF8 = "UTF-8 text"
 
 
 @dataclass(frozen=True, slots=True)
+class ByteLine:
+    """One line of a byte stream: its 1-based number, the byte offset it starts at, its bytes
+    (with the line ending)."""
+
+    number: int
+    offset: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class TextLine:
     """One line of a text file: its 1-based number, the byte offset it starts at, its text
     (without the line ending)."""
@@ -135,26 +145,38 @@ def scan_text_lines(
     why it cannot be read (not UTF-8, too long), so a caller can report every bad line. A file
     that cannot be opened raises."""
     with _open_binary(path, field) as handle:
-        offset = 0
-        for number in range(1, sys.maxsize):
-            raw = handle.readline(max_line_bytes + 1)
-            if not raw:
-                return
-            start, offset = offset, offset + len(raw)
-            if len(raw) > max_line_bytes and not raw.endswith(b"\n"):
-                offset += _skip_line(handle)
-                yield InputError(
-                    f"line longer than {max_line_bytes:,} bytes",
-                    file=path, line=number, expected="a shorter line",
-                )  # fmt: skip
+        for line in scan_byte_lines(handle, path, max_line_bytes=max_line_bytes):
+            if isinstance(line, InputError):
+                yield line
                 continue
             try:
-                text = decode_text(raw, file=path, line=number, offset=start)
+                text = decode_text(line.data, file=path, line=line.number, offset=line.offset)
             except InputError as exc:
                 yield exc
                 continue
-            yield TextLine(number, start, text.rstrip("\r\n"))
-    return
+            yield TextLine(line.number, line.offset, text.rstrip("\r\n"))
+
+
+def scan_byte_lines(
+    stream: IO[bytes], path: Path, *, max_line_bytes: int = MAX_LINE_BYTES
+) -> Iterator[ByteLine | InputError]:
+    """Every line of an open byte stream (a file, or a decompressed archive of `path`): a
+    `ByteLine`, or in place of a line over the limit the `InputError` naming it (the line is
+    skipped without being held in memory)."""
+    offset = 0
+    for number in range(1, sys.maxsize):
+        data = stream.readline(max_line_bytes + 1)
+        if not data:
+            return
+        start, offset = offset, offset + len(data)
+        if len(data) > max_line_bytes and not data.endswith(b"\n"):
+            offset += _skip_line(stream)
+            yield InputError(
+                f"line longer than {max_line_bytes:,} bytes (at byte offset {start:,})",
+                file=path, line=number, expected="a shorter line",
+            )  # fmt: skip
+            continue
+        yield ByteLine(number, start, data)
 
 
 def iter_text_lines(

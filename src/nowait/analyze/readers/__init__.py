@@ -25,7 +25,13 @@ import zstandard
 
 from nowait.analyze.records import Record
 from nowait.errors import InputError
-from nowait.reading import MAX_LINE_BYTES, check_input_file, decode_text, parse_json
+from nowait.reading import (
+    ByteLine,
+    check_input_file,
+    decode_text,
+    parse_json,
+    scan_byte_lines,
+)
 
 
 @dataclass
@@ -168,40 +174,11 @@ class _Zstd(io.RawIOBase):
 # ---- lines and JSON ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class RawLine:
-    number: int  # 1-based
-    offset: int  # byte offset of the line's start in the (decompressed) text
-    data: bytes  # with its line ending
-
-
-def raw_lines(stream: IO[bytes], path: Path) -> Iterator[RawLine | InputError]:
-    """Every line of the stream, or the `InputError` in place of a line over the length limit
-    (skipped without being held in memory)."""
-    number, offset = 0, 0
-    while True:
-        data = stream.readline(MAX_LINE_BYTES + 1)
-        if not data:
-            return
-        number += 1
-        start, offset = offset, offset + len(data)
-        if len(data) > MAX_LINE_BYTES and not data.endswith(b"\n"):
-            while (rest := stream.readline(BUFFER)) and not rest.endswith(b"\n"):
-                offset += len(rest)
-            offset += len(rest)
-            yield InputError(
-                f"line longer than {MAX_LINE_BYTES:,} bytes (at byte offset {start:,})",
-                file=path, line=number, expected="a shorter line",
-            )  # fmt: skip
-            continue
-        yield RawLine(number, start, data)
-
-
 def text_lines(path: Path, bad: BadRecords) -> Iterator[tuple[int, str]]:
     """(line number, text with its line ending) of every line that decodes; a line that does
     not is a bad record."""
     with open_input(path) as stream:
-        for entry in raw_lines(stream, path):
+        for entry in scan_byte_lines(stream, path):
             if isinstance(entry, InputError):
                 bad.add_error(path, entry)
                 continue
@@ -211,7 +188,7 @@ def text_lines(path: Path, bad: BadRecords) -> Iterator[tuple[int, str]]:
                 bad.add_error(path, exc)
 
 
-def _decode(line: RawLine, path: Path) -> str:
+def _decode(line: ByteLine, path: Path) -> str:
     return decode_text(line.data, file=path, line=line.number, offset=line.offset)
 
 
@@ -219,7 +196,7 @@ def json_objects(path: Path, bad: BadRecords) -> Iterator[tuple[int, Any]]:
     """(line, value) from a JSON Lines file, or from a JSON document holding an array (each
     element; its line is the document's first) or one object."""
     with open_input(path) as stream:
-        lines = raw_lines(stream, path)
+        lines = scan_byte_lines(stream, path)
         for entry in lines:
             if isinstance(entry, InputError):
                 bad.add_error(path, entry)
@@ -242,14 +219,14 @@ def json_objects(path: Path, bad: BadRecords) -> Iterator[tuple[int, Any]]:
                 yield from _json_line(entry, path, bad)
 
 
-def _json_line(line: RawLine, path: Path, bad: BadRecords) -> Iterator[tuple[int, Any]]:
+def _json_line(line: ByteLine, path: Path, bad: BadRecords) -> Iterator[tuple[int, Any]]:
     try:
         yield line.number, parse_json(_decode(line, path), file=path, line=line.number)
     except InputError as exc:
         bad.add_error(path, exc)
 
 
-def _first_line(first: RawLine, path: Path) -> tuple[bool, Any]:
+def _first_line(first: ByteLine, path: Path) -> tuple[bool, Any]:
     """Whether the first non-blank line opens a JSON document (an array, or an object spread
     over several lines) rather than being a line of JSON Lines; if it is one, its value (or
     the `InputError` saying why it has none), parsed once however long the line."""
@@ -264,7 +241,7 @@ def _first_line(first: RawLine, path: Path) -> tuple[bool, Any]:
 
 
 def _document(
-    first: RawLine, stream: IO[bytes], path: Path, bad: BadRecords
+    first: ByteLine, stream: IO[bytes], path: Path, bad: BadRecords
 ) -> Iterator[tuple[int, Any]]:
     data = first.data + stream.read()
     try:
