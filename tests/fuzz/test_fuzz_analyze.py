@@ -20,15 +20,14 @@ import json
 import math
 import random
 import shutil
-import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import pytest
 import zstandard
+from fuzzkit import CASE_SECONDS, time_limit
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -40,7 +39,6 @@ from nowait.cli import main
 from nowait.errors import InputError
 
 SAMPLES = Path(__file__).parents[1] / "analysis" / "samples"
-CASE_SECONDS = 10  # a case that takes longer is a hang
 
 
 def _litellm_rows() -> list[dict[str, Any]]:
@@ -224,20 +222,6 @@ def sane(record: Record) -> None:
     cost = record.cost_usd_reported
     assert cost is None or (math.isfinite(cost) and cost >= 0), record
     assert record.ttft_s is None or (math.isfinite(record.ttft_s) and record.ttft_s >= 0)
-
-
-@contextlib.contextmanager
-def time_limit(seconds: int) -> Iterator[None]:
-    def hang(signum: int, frame: FrameType | None) -> None:
-        raise TimeoutError(f"a case ran longer than {seconds} s: a hang")
-
-    previous = signal.signal(signal.SIGALRM, hang)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 @pytest.fixture(scope="module")
