@@ -417,7 +417,7 @@ def _store_name(settings: Settings) -> str:
 
     if settings.store:
         return mask(settings.store)
-    return str((settings.home or default_home()) / "nowait.db")
+    return str((settings.home or default_home()) / DB_NAME)
 
 
 def _heartbeat(store: Store, every: float = 60.0) -> Callable[[bool], None]:
