@@ -262,6 +262,7 @@ FLAGS = {
     "prices": "--prices",
     "log_level": "--log-level",
     "log_format": "--log-format",
+    "cache": "--cache",
     "poll.first": "--poll",
     "capacity.requests_per_minute": "--rpm",
     "capacity.input_tokens_per_minute": "--itpm",

@@ -10,6 +10,7 @@ import typer
 
 from nowait.cli import PricesOption, app, stdout
 from nowait.cli.options import (
+    CacheOption,
     CancelLatency,
     Concurrency,
     ConfigFile,
@@ -36,6 +37,7 @@ def config_command(
     store: StoreUrl = None,
     prices: PricesOption = None,
     poll: Poll = None,
+    cache: CacheOption = None,
     rpm: Rpm = None,
     itpm: Itpm = None,
     otpm: Otpm = None,
@@ -54,7 +56,7 @@ def config_command(
         "home": home, "store": store, "prices": prices, "poll.first": poll,
         **capacity_flags(rpm, itpm, otpm, concurrency),
         **guard_flags(margin, cancel_latency, min_batch_chance),
-        "log_level": log_level, "log_format": log_format,
+        "log_level": log_level, "log_format": log_format, "cache": cache,
     }  # fmt: skip
     settings = load(config, flags)
     from nowait.present.settings import settings_json, settings_table

@@ -46,6 +46,15 @@ Poll = Annotated[
         show_default=False,
     ),
 ]
+CacheOption = Annotated[
+    str | None,
+    typer.Option(
+        "--cache",
+        help="Cache planning in batches: auto (group, prime, add 1-hour markers), keep (group"
+        " only) or off (env NOWAIT_CACHE; default auto).",
+        show_default=False,
+    ),
+]
 Rpm = Annotated[
     float | None,
     typer.Option(

@@ -9,16 +9,13 @@ from typing import Annotated
 import typer
 
 from nowait.cli import PricesOption, app, stdout
-from nowait.cli.options import load
+from nowait.cli.options import CacheOption, load
 
 
 @app.command("plan")
 def plan_command(
     file: Annotated[Path, typer.Argument(help="Requests file (JSON Lines, as for submit).")],
-    cache: Annotated[
-        str | None,
-        typer.Option("--cache", help="auto, keep or off (env NOWAIT_CACHE).", show_default=False),
-    ] = None,
+    cache: CacheOption = None,
     prices: PricesOption = None,
     json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:

@@ -17,6 +17,7 @@ import typer
 
 from nowait.cli import Injected, PricesOption, app, stdout
 from nowait.cli.options import (
+    CacheOption,
     CancelLatency,
     Concurrency,
     ConfigFile,
@@ -133,10 +134,11 @@ def _route_flags(
     guard: dict[str, object],
     log_level: str | None,
     log_format: str | None,
+    cache: str | None,
 ) -> dict[str, object]:
     return {
         "home": home, "store": store, "poll.first": poll, **capacity, **guard,
-        "log_level": log_level, "log_format": log_format,
+        "log_level": log_level, "log_format": log_format, "cache": cache,
     }  # fmt: skip
 
 
@@ -158,6 +160,7 @@ def run_command(
     home: Home = None,
     store: StoreUrl = None,
     poll: Poll = None,
+    cache: CacheOption = None,
     prices: PricesOption = None,
     rpm: Rpm = None,
     itpm: Itpm = None,
@@ -192,7 +195,7 @@ def run_command(
     default = parse_deadline(deadline)
     capacity = capacity_flags(rpm, itpm, otpm, concurrency)
     guard = guard_flags(margin, cancel_latency, min_batch_chance)
-    flags = _route_flags(home, store, poll, capacity, guard, log_level, log_format)
+    flags = _route_flags(home, store, poll, capacity, guard, log_level, log_format, cache)
     settings = load(config, {**flags, "prices": prices})
     check_input_file(requests)  # before the store is opened
     check_output_file(out, "--out")  # before anything is queued: results need somewhere to go
@@ -382,6 +385,7 @@ def worker_command(
     home: Home = None,
     store: StoreUrl = None,
     poll: Poll = None,
+    cache: CacheOption = None,
     rpm: Rpm = None,
     itpm: Itpm = None,
     otpm: Otpm = None,
@@ -395,7 +399,8 @@ def worker_command(
     """Work the store's queue forever (Ctrl-C to stop; safe to kill at any moment)."""
     capacity = capacity_flags(rpm, itpm, otpm, concurrency)
     guard = guard_flags(margin, cancel_latency, min_batch_chance)
-    settings = load(config, _route_flags(home, store, poll, capacity, guard, log_level, log_format))
+    flags = _route_flags(home, store, poll, capacity, guard, log_level, log_format, cache)
+    settings = load(config, flags)
     router = _router(ctx, settings, base_url, default_level="INFO")
     with closing(router):
         log.info(
