@@ -433,3 +433,25 @@ def test_rate_limits_keep_the_latest_per_model_class(store: Store) -> None:
     assert haiku == ObservedLimits("haiku", RateLimits(requests=Limit(1000)), NOW)
     assert sonnet.model_class == "sonnet" and sonnet.seen_at == later
     assert sonnet.limits == RateLimits(Limit(60, 12, later), full.input_tokens, full.output_tokens)
+
+
+def test_cached_prefixes_are_the_batch_jobs_that_read_or_wrote_a_1h_entry(store: Store) -> None:
+    ids = [store.add_job(job(f"c{i}"), NOW)[0].id for i in range(4)]
+    batch = store.plan_batch([(i, f"j{i}-a1") for i in ids], 999, "claude-haiku-5-5", NOW)
+    store.batch_created(batch.id, "msgbatch_c", NOW, NOW)
+    ended = NOW + timedelta(minutes=30)
+    store.batch_ended(batch.id, ended)
+    wrote = Usage(input_tokens=10, output_tokens=5, cache_write_1h_tokens=4000)
+    read = Usage(input_tokens=10, output_tokens=5, cache_read_tokens=4000)
+    plain = Usage(input_tokens=4010, output_tokens=5)
+    outcomes = [
+        Outcome(f"j{ids[0]}-a1", "succeeded", "{}", wrote, Tier.BATCH),
+        Outcome(f"j{ids[1]}-a1", "succeeded", "{}", read, Tier.BATCH),
+        Outcome(f"j{ids[2]}-a1", "succeeded", "{}", plain, Tier.BATCH),
+        Outcome(f"j{ids[3]}-a1", "failed", error="invalid_request_error"),
+    ]
+    store.apply_batch_outcomes(batch.id, outcomes, ended)
+    store.close_batch(batch.id, ended, ended, 5)
+    found = store.cached_prefixes(ended - timedelta(minutes=50))
+    assert sorted(found) == [('{"model": "m"}', 4000, ended)] * 2
+    assert store.cached_prefixes(ended + timedelta(seconds=1)) == []

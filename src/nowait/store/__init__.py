@@ -311,6 +311,12 @@ class Store(Protocol):
         uncancelled: what the turnaround forecast learns from."""
         ...
 
+    def cached_prefixes(self, since: datetime) -> list[tuple[str, int, datetime]]:
+        """(params_json, prompt tokens read from or written to a 1-hour cache entry, the
+        batch's ended_at) of the batch jobs that read or wrote one, in batches that ended at or
+        after `since`: the prefixes cache planning knows warm after a restart."""
+        ...
+
     def cancel_history(self, limit: int = 1000) -> list[float]:
         """Seconds from each cancel sent to its batch's `ended`, newest batches first: what
         the guard learns cancel latency from (`nowait.guard.latency`)."""

@@ -681,6 +681,17 @@ class PostgresStore:
         )
         return [(r["model"], r["request_count"], r["created_at"], r["ended_at"]) for r in rows]
 
+    def cached_prefixes(self, since: datetime) -> list[tuple[str, int, datetime]]:
+        rows = self._read(
+            """SELECT j.params_json, j.cache_read_tokens + j.cache_write_1h_tokens AS cached,
+                      b.ended_at
+               FROM batches b JOIN jobs j ON j.batch_ref = b.id
+               WHERE b.ended_at >= %s AND j.tier = 'batch'
+                 AND (j.cache_write_1h_tokens > 0 OR j.cache_read_tokens > 0)""",
+            (since,),
+        )
+        return [(r["params_json"], int(r["cached"]), r["ended_at"]) for r in rows]
+
     def cancel_history(self, limit: int = 1000) -> list[float]:
         rows = self._read(
             """SELECT greatest(0, extract(epoch FROM ended_at - cancel_requested_at)) AS s

@@ -562,6 +562,18 @@ class SQLiteStore:
             (r[0], r[1], datetime.fromisoformat(r[2]), datetime.fromisoformat(r[3])) for r in rows
         ]
 
+    def cached_prefixes(self, since: datetime) -> list[tuple[str, int, datetime]]:
+        with self._lock:
+            rows = self._db.execute(
+                """SELECT j.params_json, j.cache_read_tokens + j.cache_write_1h_tokens,
+                          b.ended_at
+                   FROM batches b JOIN jobs j ON j.batch_ref = b.id
+                   WHERE b.ended_at >= ? AND j.tier = 'batch'
+                     AND (j.cache_write_1h_tokens > 0 OR j.cache_read_tokens > 0)""",
+                (_ts(since),),
+            ).fetchall()
+        return [(r[0], int(r[1]), datetime.fromisoformat(r[2])) for r in rows]
+
     def cancel_history(self, limit: int = 1000) -> list[float]:
         with self._lock:
             rows = self._db.execute(
