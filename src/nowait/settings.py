@@ -105,6 +105,7 @@ LogLevel = Annotated[
 
 
 CacheMode = Literal["auto", "keep", "off"]
+CacheSizing = Literal["estimate", "count_tokens"]
 """How batches use prompt caching: `auto` groups jobs of one prefix, primes it and adds a
 1-hour breakpoint; `keep` only groups (the user's markers as they are); `off` neither."""
 
@@ -194,6 +195,11 @@ class Settings(BaseSettings):
     )
     cache: CacheMode = Field(
         default="auto", description="cache planning: auto (prime and mark), keep (group), off"
+    )
+    cache_sizing: CacheSizing = Field(
+        default="estimate",
+        description="shared prefix sizes for cache planning: estimate (no call) or"
+        " count_tokens (one API count per prefix)",
     )
     poll: PollSettings = PollSettings()
     capacity: CapacitySettings = CapacitySettings()

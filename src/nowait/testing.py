@@ -55,6 +55,7 @@ Endpoint = Literal[
     "batches.retrieve",
     "batches.list",
     "batches.cancel",
+    "count_tokens",
     "batches.results",
 ]
 ENDPOINTS: tuple[Endpoint, ...] = get_args(Endpoint)
@@ -256,6 +257,12 @@ class FakeBackend:
         usage = message["usage"]
         tier = Tier.from_api(usage["service_tier"])
         return MessageOutcome(json.dumps(message), Usage.from_api(usage), tier)
+
+    def count_tokens(self, params: Mapping[str, Any]) -> int:
+        """The emulator's count: the same tokens its usage reports."""
+        with self._lock:
+            self.calls.append(Call("count_tokens", self.clock.now(), params=params))
+        return count_tokens(params)
 
     def create_batch(self, requests: Iterable[tuple[str, str]]) -> BatchInfo:
         pairs = [(cid, json.loads(params)) for cid, params in requests]

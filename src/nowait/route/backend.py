@@ -87,6 +87,14 @@ class Backend(Protocol):
 
     def batch_results(self, batch_id: str) -> Iterator[ResultLine]: ...
 
+    def count_tokens(self, params: Mapping[str, Any]) -> int:
+        """The API's input token count of a prompt (`messages.count_tokens`)."""
+        ...
+
+
+COUNTED_FIELDS = ("model", "messages", "system", "tools", "tool_choice", "thinking")
+"""The request fields `count_tokens` takes that decide a prompt's size."""
+
 
 class AnthropicBackend:
     """`Backend` over the official SDK. The key stays inside the SDK client, never in errors."""
@@ -146,6 +154,11 @@ class AnthropicBackend:
     def cancel_batch(self, batch_id: str) -> BatchInfo:
         raw = _call(lambda: self._client.messages.batches.with_raw_response.cancel(batch_id))
         return _info(raw.parse(), read_rate_limits(raw.headers))
+
+    def count_tokens(self, params: Mapping[str, Any]) -> int:
+        fields = {k: params[k] for k in COUNTED_FIELDS if k in params}
+        raw = _call(lambda: self._client.messages.with_raw_response.count_tokens(**fields))
+        return int(raw.parse().input_tokens)
 
     def batch_results(self, batch_id: str) -> Iterator[ResultLine]:
         """Streams the results file line by line: plain JSON, no model objects, bounded memory."""
