@@ -10,6 +10,11 @@ Inside one batch no request reads what another writes (the API runs them in para
 order; the emulator models exactly that), so a marker pays only when one request of the group
 has written the prefix before the rest run: the group is *primed*. Planning then costs one
 1-hour write (2x input) and n-1 reads (0.1x) instead of n fresh prefixes.
+
+Prefixes nest: tools and a system prompt shared by every request, then a document shared by
+one customer's requests. A group knows the next shorter prefix more requests share (`outer`);
+when both levels pay, both are marked (`levels`), so each customer's primer reads the outer
+prefix another primer wrote and writes only its own document.
 """
 
 from __future__ import annotations
@@ -138,6 +143,17 @@ def _cuts(model: str, parts: Sequence[Block]) -> list[Cut]:
 
 
 @dataclass(frozen=True)
+class Level:
+    """One shared prefix a marker can end: its key, size, blocks, and how many requests share
+    it."""
+
+    prefix: str
+    tokens: int
+    blocks: int
+    shared_by: int
+
+
+@dataclass(frozen=True)
 class Group:
     """Queued requests of one model sharing one prefix (`prefix` "" and 0 tokens: none shared)."""
 
@@ -147,6 +163,13 @@ class Group:
     blocks: int
     members: tuple[int, ...]
     """Indices into the requests given to `group`, in their order."""
+    outer: Level | None = None
+    """The longest shorter prefix that more requests share (tools and system under a
+    per-customer document), if any."""
+
+    @property
+    def inner(self) -> Level:
+        return Level(self.prefix, self.tokens, self.blocks, len(self.members))
 
 
 def group(requests: Sequence[Mapping[str, Any]]) -> list[Group]:
@@ -168,18 +191,31 @@ def group_cuts(models: Sequence[str], cuts: Sequence[Sequence[Cut]]) -> list[Gro
     requests again)."""
     seen = Counter(c.key for per in cuts for c in per)
     found: dict[tuple[str, str], list[int]] = {}
-    shape: dict[tuple[str, str], Cut] = {}
+    shape: dict[tuple[str, str], tuple[Cut, Level | None]] = {}
     for index, (model, per) in enumerate(zip(models, cuts, strict=True)):
         shared = [c for c in per if seen[c.key] >= 2]
         cut = shared[-1] if shared else Cut("", 0, 0)
         key = (model, cut.key)
         found.setdefault(key, []).append(index)
-        shape[key] = cut
+        if key not in shape:
+            shape[key] = (cut, _outer(shared, seen))
     groups = [
-        Group(model, prefix, shape[(model, prefix)].tokens, shape[(model, prefix)].count, tuple(m))
+        Group(model, prefix, cut.tokens, cut.count, tuple(m), outer)
         for (model, prefix), m in found.items()
+        for cut, outer in [shape[(model, prefix)]]
     ]
     return sorted(groups, key=lambda g: (-g.tokens, g.members[0]))
+
+
+def _outer(shared: Sequence[Cut], seen: Counter[str]) -> Level | None:
+    """The longest of a request's shared cuts before its last that more requests share."""
+    if not shared:
+        return None
+    inner = seen[shared[-1].key]
+    for cut in reversed(shared[:-1]):
+        if seen[cut.key] > inner:
+            return Level(cut.key, cut.tokens, cut.count, seen[cut.key])
+    return None
 
 
 @dataclass(frozen=True)
@@ -207,11 +243,32 @@ def prefix_cost(g: Group, rates: Rates) -> PrefixCost:
 
 
 def plans(g: Group, rates: Rates | None, mode: CacheMode) -> bool:
-    """Whether nowait primes and marks this group: `auto`, a prefix worth caching, and the
-    write premium paid back by the expected reads (an unpriced model: no)."""
+    """Whether nowait primes and marks this group's own prefix: `auto`, a prefix worth caching,
+    and the write premium paid back by the expected reads (an unpriced model: no)."""
     if mode != "auto" or rates is None:
         return False
     return prefix_cost(g, rates).pays
+
+
+def _level_pays(level: Level, start: int, rates: Rates) -> bool:
+    """Whether the tokens of `level` after `start` (a primed outer level's end) are worth a
+    1-hour write and its sharers' reads: the whole prefix must reach the cache minimum."""
+    if level.tokens <= start or level.tokens < CACHE_MIN_TOKENS:
+        return False
+    n = level.shared_by  # per token of the part: one write and n-1 reads against n fresh
+    return rates.cache_write_1h + (n - 1) * rates.cache_read < n * rates.input
+
+
+def levels(g: Group, rates: Rates | None, mode: CacheMode) -> tuple[Level, ...]:
+    """The prefixes nowait marks for a group, outermost first: the outer one when it pays for
+    all who share it, then the group's own when its part past the outer one pays for the
+    group; without a paying outer level, the group's own when `plans` says so."""
+    if mode != "auto" or rates is None or not g.prefix:
+        return ()
+    inner = g.inner
+    if g.outer is not None and _level_pays(g.outer, 0, rates):
+        return (g.outer, inner) if _level_pays(inner, g.outer.tokens, rates) else (g.outer,)
+    return (inner,) if _level_pays(inner, 0, rates) else ()
 
 
 def batch_rates(prices: PriceTable, model: str, prompt_tokens: int) -> Rates | None:
@@ -257,21 +314,23 @@ def group_costs(
     return out
 
 
-def mark(params: Mapping[str, Any], g: Group) -> dict[str, Any]:
-    """A copy of `params` with a 1-hour breakpoint at the end of the group's prefix, when it
-    fits: the user's markers stay where they are, four breakpoints at most, and no 1-hour
-    marker after a user's 5-minute one (the API requires longer lifetimes first). Else an
-    unchanged copy."""
+def mark(params: Mapping[str, Any], at: Group | Sequence[Level]) -> dict[str, Any]:
+    """A copy of `params` with a 1-hour breakpoint at the end of each prefix level (a group:
+    its own prefix), where it fits: the user's markers stay where they are, four breakpoints
+    at most (the innermost level first: it alone lets a request read its whole prefix), and no
+    1-hour marker after a user's 5-minute one (the API requires longer lifetimes first)."""
     out = copy.deepcopy(dict(params))
-    if not g.prefix or g.blocks == 0:
-        return out
+    wanted = [at.inner] if isinstance(at, Group) else list(at)
     parts = blocks(params)
-    if len(parts) < g.blocks or breakpoints(params) >= MAX_BREAKPOINTS:
-        return out
-    last = parts[g.blocks - 1]
-    if last.marker is not None or any(b.marker == "5m" for b in parts[: g.blocks]):
-        return out
-    _put_marker(out, last.where)
+    room = MAX_BREAKPOINTS - breakpoints(params)
+    for level in sorted(wanted, key=lambda lv: -lv.blocks):
+        if room <= 0 or not level.prefix or not 0 < level.blocks <= len(parts):
+            continue
+        last = parts[level.blocks - 1]
+        if last.marker is not None or any(b.marker == "5m" for b in parts[: level.blocks]):
+            continue
+        _put_marker(out, last.where)
+        room -= 1
     return out
 
 
@@ -293,3 +352,34 @@ def _put_marker(params: dict[str, Any], where: tuple[str | int, ...]) -> None:
         block = holder[index] = {"type": "text", "text": block}
     if isinstance(block, dict) and block.get("type") in _MARKABLE:
         block["cache_control"] = dict(ONE_HOUR)
+
+
+PROBE: dict[str, Any] = {"role": "user", "content": "."}
+"""A one-token user turn: `count_tokens` needs a message after a prefix of tools or system."""
+
+
+def counted_prefix(params: Mapping[str, Any], count: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Two prompts whose `count_tokens` difference is the size of the first `count` blocks of
+    `params`: those blocks and the probe turn, and the probe turn alone."""
+    prefix: dict[str, Any] = {"model": params.get("model")}
+    left = count
+    tools = list(params.get("tools") or [])
+    if tools and left > 0:
+        prefix["tools"], left = tools[:left], left - min(left, len(tools))
+    system = params.get("system")
+    parts = [system] if isinstance(system, str) else list(system or [])
+    if parts and left > 0:
+        kept = parts[:left]
+        prefix["system"] = system if isinstance(system, str) else kept
+        left -= len(kept)
+    messages: list[Any] = []
+    for message in params.get("messages") or []:
+        if left <= 0 or not isinstance(message, Mapping):
+            break
+        content = message.get("content")
+        blocks_of = [content] if isinstance(content, str) else list(content or [])
+        kept = blocks_of[:left]
+        messages.append({**message, "content": content if isinstance(content, str) else kept})
+        left -= len(kept)
+    prefix["messages"] = [*messages, PROBE]
+    return prefix, {"model": params.get("model"), "messages": [PROBE]}
