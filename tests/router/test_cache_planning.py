@@ -10,12 +10,14 @@ import orjson
 import pytest
 
 from nowait.clock import FakeClock
+from nowait.emulator import Turnaround
 from nowait.errors import InputError
 from nowait.route.backend import AnthropicBackend, BatchInfo
 from nowait.route.cacheplan import MAX_BREAKPOINTS, blocks, breakpoints
 from nowait.route.router import Delivery, Router
 from nowait.route.worker import WorkerConfig
 from nowait.settings import load_settings
+from nowait.store import BatchState
 from nowait.store.sqlite import SQLiteStore
 from nowait.types import Route
 
@@ -179,20 +181,31 @@ def test_a_bad_cache_setting_is_a_clear_error(tmp_path: Any) -> None:
         load_settings({"NOWAIT_CACHE": "always"})
 
 
-def test_jobs_without_time_for_a_primer_go_at_once_unmarked(
-    cached_router: Any, fake_clock: FakeClock
+@pytest.mark.parametrize(
+    ("hours", "sent", "marked"),
+    [
+        # the prior forecast: a one-request batch ends within 4 h at p95; after that the guard
+        # would still batch the rest with 8 h left, not with 2 h: those go at once, unmarked
+        (8, [1, 9], 10),
+        (2, [10], 0),
+        (None, [1, 9], 10),
+    ],
+)
+def test_jobs_wait_for_a_primer_only_while_the_guard_would_still_batch_them(
+    cached_router: Any, fake_clock: FakeClock, hours: int | None, sent: list[int], marked: int
 ) -> None:
     router, backend = cached_router("auto")
-    deadline = fake_clock.now() + timedelta(hours=8)
+    deadline = fake_clock.now() + timedelta(hours=hours) if hours else None
     for i in range(10):
         router.submit(ticket(i), key=f"t{i}", deadline=deadline)
     assert {j.route for j in router.store.jobs()} == {Route.BATCH}
     received: list[Delivery] = []
     router.run(received.append)
     assert len(received) == 10 and all(d.ok for d in received)
-    # none can wait for a primer: one batch, unmarked, so no 1-hour write premium is paid
-    assert [len(items) for items in backend.sent] == [10]
-    assert all(breakpoints(p) == 0 for items in backend.sent for p in items)
+    assert [len(items) for items in backend.sent] == sent
+    assert sum(breakpoints(p) for items in backend.sent for p in items) == marked
+    reads = sum(usage(d)["cache_read_input_tokens"] > 0 for d in received)
+    assert reads == (9 if marked else 0)
 
 
 def test_a_group_is_primed_again_once_its_entry_may_have_lapsed(
@@ -211,3 +224,104 @@ def test_a_group_is_primed_again_once_its_entry_may_have_lapsed(
     assert [len(items) for items in backend.sent] == [1, 4, 5, 1, 4]
     reads = [d for d in first if usage(d)["cache_read_input_tokens"] > 0]
     assert len(first) == 15 and len(reads) == 13
+
+
+def contract(c: int, i: int) -> dict[str, Any]:
+    """Tools and the system prompt shared by all; a ~2,000-token document shared by one
+    customer's requests; a question of its own."""
+    document = f"Contract of customer {c}: " + "clause " * 1_150
+    return {
+        "model": MODEL,
+        "max_tokens": 32,
+        "tools": [TOOL],
+        "system": SYSTEM,
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": document},
+                    {"type": "text", "text": f"Question {i}: when does it renew?"},
+                ],
+            }
+        ],
+    }
+
+
+def test_nested_prefixes_are_primed_level_by_level(cached_router: Any) -> None:
+    router, backend = cached_router("auto")
+    received = run(router, [contract(c, i) for c in range(3) for i in range(6)])
+    # one primer writes the shared prefix and its customer's document; the other customers'
+    # primers then read the shared prefix and write only their documents; the rest read all
+    assert [len(items) for items in backend.sent] == [1, 2, 5, 10]
+    assert all(breakpoints(p) == 2 for items in backend.sent for p in items)
+    writes = [usage(d)["cache_creation"]["ephemeral_1h_input_tokens"] for d in received]
+    shared = sum(b.tokens for b in blocks(contract(0, 0))[:2])
+    assert sorted(w for w in writes if w) == [pytest.approx(2_000, rel=0.2)] * 2 + [
+        pytest.approx(shared + 2_000, rel=0.1)
+    ]
+    reads = [usage(d)["cache_read_input_tokens"] for d in received]
+    assert sum(r > shared + 1_000 for r in reads) == 15  # the shared prefix and a document
+    assert sum(0 < r <= shared + 3 for r in reads) == 2  # the shared prefix (and the preamble)
+
+
+def image_ticket(i: int) -> dict[str, Any]:
+    """A small image (the API counts ~1,500 tokens for it; the estimate sees ~100 characters)."""
+    image = {
+        "type": "image",
+        "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo" * 8},
+    }
+    question = {"type": "text", "text": f"Ticket {i}: what does the screenshot show?"}
+    return {
+        "model": MODEL,
+        "max_tokens": 32,
+        "messages": [{"role": "user", "content": [image, question]}],
+    }
+
+
+@pytest.mark.parametrize(
+    ("sizing", "sent", "reads"), [("estimate", [6], 0), ("count_tokens", [1, 5], 5)]
+)
+def test_count_tokens_sizes_a_prefix_the_estimate_gets_wrong(
+    cached_router: Any, emulator_server: Any, sizing: str, sent: list[int], reads: int
+) -> None:
+    router, backend = cached_router("auto", cache_sizing=sizing)
+    received = run(router, [image_ticket(i) for i in range(6)])
+    assert [len(items) for items in backend.sent] == sent
+    assert sum(usage(d)["cache_read_input_tokens"] > 1_000 for d in received) == reads
+    counted = emulator_server.emulator.calls["count_tokens"]
+    assert counted == (2 if sizing == "count_tokens" else 0)  # the prefix and the probe, once
+    for i in range(6, 12):  # the same prefix again: sized from memory
+        router.submit(image_ticket(i), key=f"t{i}")
+    router.run(received.append)
+    assert emulator_server.emulator.calls["count_tokens"] == counted
+
+
+@pytest.mark.parametrize("primer", ["in flight", "collected"])
+def test_a_restart_between_the_primer_and_the_rest_sends_no_second_primer(
+    tmp_path: Any, fake_clock: FakeClock, emulator_server: Any, primer: str
+) -> None:
+    def router_on(backend: SentBackend) -> Router:
+        store = SQLiteStore(tmp_path / "nowait.db")
+        return Router(store=store, backend=backend, clock=fake_clock, worker=WorkerConfig())
+
+    before = SentBackend(api_key="test-key", base_url=emulator_server.base_url)
+    first = router_on(before)
+    for i in range(20):
+        first.submit(ticket(i), key=f"t{i}")
+    emulator_server.emulator.configure(turnaround=Turnaround(120))
+    first.worker.run_once()  # the primer goes
+    while primer == "collected" and not first.store.batches(BatchState.COLLECTED):
+        fake_clock.advance(30)  # until it has ended and its result is stored, then stop
+        first.worker.run_once()
+    assert [len(items) for items in before.sent] == [1]
+    first.store.close()
+    after = SentBackend(api_key="test-key", base_url=emulator_server.base_url)
+    second = router_on(after)
+    received: list[Delivery] = []
+    second.run(received.append)
+    after.close()
+    second.store.close()
+    before.close()
+    assert [len(items) for items in after.sent] == [19]  # no second primer
+    assert len(received) == 20 and all(d.ok for d in received)
+    assert sum(usage(d)["cache_read_input_tokens"] > 4_000 for d in received) == 19

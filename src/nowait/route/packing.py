@@ -16,8 +16,8 @@ class Member:
     job_id: int
     custom_id: str
     params_json: str
-    marked: bool = False
-    """A cache marker is added when it is sent: room is kept for it."""
+    markers: int = 0
+    """Cache markers added when it is sent (one a planned prefix level): room is kept."""
 
     @property
     def size(self) -> int:
@@ -27,12 +27,11 @@ class Member:
         `params_json` is stored with spaces and ASCII escapes, never shorter than what an HTTP
         client sends.
         """
-        marker = MARKER_BYTES if self.marked else 0
         return (
             len(self.params_json)
             + len(self.custom_id)
             + len('{"custom_id": "", "params": }, ')
-            + marker
+            + MARKER_BYTES * self.markers
         )
 
 

@@ -24,7 +24,7 @@ import re
 import sys
 import threading
 from collections import Counter
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -47,7 +47,7 @@ from nowait.guard.capacity import (
     observed_for,
     user_capacity,
 )
-from nowait.guard.forecast import PRIOR, BatchSample, fit
+from nowait.guard.forecast import PRIOR, BatchSample, Forecast, fit
 from nowait.guard.latency import CallSample, Latencies, learn
 from nowait.guard.plan import FallbackPlan, plan_fallback
 from nowait.guard.policy import (
@@ -64,6 +64,7 @@ from nowait.guard.policy import (
     next_poll,
     retry_at,
     wait_retry_at,
+    worth_batching,
 )
 from nowait.guard.turnaround import Turnaround
 from nowait.limits import BATCH_MAX_BYTES, BATCH_MAX_REQUESTS
@@ -73,7 +74,7 @@ from nowait.route.backend import AuthError, Backend, BatchInfo, ResultLine
 from nowait.route.pacing import Pacer, Reservation
 from nowait.route.packing import ENVELOPE_BYTES, Member, pack
 from nowait.route.params import prompt_tokens_estimate
-from nowait.route.priming import Priming
+from nowait.route.priming import Priming, can_wait
 from nowait.sort.pricing import PriceTable, default_table
 from nowait.store import (
     OUTCOME_STATE,
@@ -87,7 +88,7 @@ from nowait.store import (
 from nowait.types import JobState, Route, Tier
 
 if TYPE_CHECKING:
-    from nowait.settings import CacheMode, Settings
+    from nowait.settings import CacheMode, CacheSizing, Settings
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,9 @@ stop the process there (`nowait.testing.crash_at`) or to watch the order of step
 FATAL = (AuthError, StoreError)
 """Failures of the setup, not of one job: they stop the worker and leave every job in place."""
 
+
+PRIMER_QUANTILE = 0.95
+"""The share of one-request batches a held job's wait for its primer is planned to cover."""
 
 CACHE_WINDOW = 10_000
 """Due jobs cache planning groups at once, at least (`Worker.plan_batches`)."""
@@ -142,6 +146,8 @@ class WorkerConfig:
     prior: Turnaround = PRIOR
     cache: CacheMode = "auto"
     """Cache planning of batches (`nowait.route.priming`)."""
+    cache_sizing: CacheSizing = "estimate"
+    """How cache planning sizes shared prefixes: the estimate, or the API's `count_tokens`."""
     prices: PriceTable | None = None
     """What cache planning weighs a write against reads with (None: the bundled table)."""
 
@@ -155,6 +161,7 @@ class WorkerConfig:
             capacity_set=user_capacity(settings),
             guard=GuardConfig.from_settings(settings),
             cache=settings.cache,
+            cache_sizing=settings.cache_sizing,
         )
 
 
@@ -197,7 +204,14 @@ class Worker:
         self._lock = threading.Lock()
         self._wake: datetime | None = None
         """The earliest moment a paced or retried real-time job can start."""
-        self.priming = Priming(self.config.cache, self.config.prices or default_table())
+        self.priming = Priming(
+            self.config.cache,
+            self.config.prices or default_table(),
+            count=backend.count_tokens if self.config.cache_sizing == "count_tokens" else None,
+            history=store.cached_prefixes,
+            open_members=self._open_members,
+        )
+        self._forecast: Forecast | None = None
 
     @property
     def latencies(self) -> Latencies:
@@ -207,9 +221,20 @@ class Worker:
             self._latencies = learned_latencies(self.store, self.config)
         return self._latencies
 
+    @property
+    def forecast(self) -> Forecast:
+        """The batch turnaround forecast cache planning holds jobs with, learned from the
+        store's finished batches (again after `relearn`)."""
+        if self._forecast is None:
+            history = (BatchSample(*row) for row in self.store.batch_history())
+            self._forecast = fit(history, self.config.prior)
+        return self._forecast
+
     def relearn(self) -> None:
-        """Forget the learned latencies: the next plan learns them from the store again."""
+        """Forget the learned latencies and forecast: the next plan learns them from the store
+        again."""
         self._latencies = None
+        self._forecast = None
 
     # ---- start-up ---------------------------------------------------------------------------
     def recover(self) -> None:
@@ -557,7 +582,7 @@ class Worker:
                 left = (job.deadline - now).total_seconds() if job.deadline else None
                 by_model.setdefault((job.model, deadline_class(left)), []).append((job, member))
             for (model, _), pairs in by_model.items():
-                arranged = self.priming.arrange(pairs, now, self._batch_ended)
+                arranged = self.priming.arrange(pairs, now, self._batch_ended, self._waits(now))
                 held |= arranged.held
                 for group, size in pack(
                     arranged.primers, self.config.max_batch_requests, self.config.max_batch_bytes
@@ -592,6 +617,37 @@ class Worker:
         if self.on_batch_planned:
             self.on_batch_planned(batch)
         return batch
+
+    def _waits(self, now: datetime) -> Callable[[Job, int], bool]:
+        """Whether a job can wait for `rounds` primer batches: the guard would still batch it
+        after them, each taking the forecast's 95th percentile for a one-request batch."""
+
+        def waits(job: Job, rounds: int) -> bool:
+            if job.deadline is None:
+                return True
+            deadline, forecast = job.deadline, self.forecast
+            tokens_in, tokens_out = _call_estimate(job)
+            capacity, guard = self.latencies.plan(
+                self.capacity_in_use(job.model).capacity, self.config.guard, job.model, tokens_out
+            )
+            work = WorkLeft(1, tokens_in, tokens_out)
+
+            def batches_at(moment: datetime) -> bool:
+                def chance(seconds: float) -> float:
+                    return forecast.probability_within(seconds, job.model, 1, moment)
+
+                return worth_batching(moment, deadline, work, capacity, guard, chance)
+
+            wait = forecast.quantile(PRIMER_QUANTILE, job.model, 1, now)
+            return can_wait(deadline, now, rounds, wait, batches_at)
+
+        return waits
+
+    def _open_members(self) -> Iterator[tuple[int, str]]:
+        """(batch id, params_json) of every request in a batch not yet collected."""
+        for batch in self.store.batches(BatchState.PLANNED, BatchState.CREATED, BatchState.ENDED):
+            for _, params_json in self.store.batch_members(batch.id):
+                yield batch.id, params_json
 
     def _batch_ended(self, batch_id: int) -> bool:
         """Whether a primer's batch is over: what it wrote is cached (or it never ran)."""
