@@ -325,3 +325,44 @@ def test_a_restart_between_the_primer_and_the_rest_sends_no_second_primer(
     assert [len(items) for items in after.sent] == [19]  # no second primer
     assert len(received) == 20 and all(d.ok for d in received)
     assert sum(usage(d)["cache_read_input_tokens"] > 4_000 for d in received) == 19
+
+
+class CountingStore(SQLiteStore):
+    """A real SQLite store that counts how often the batch queue is read."""
+
+    reads = 0
+
+    def due_jobs(self, route: Route, now: Any, limit: int) -> Any:
+        if route is Route.BATCH:
+            self.reads += 1
+        return super().due_jobs(route, now, limit)
+
+
+def test_held_jobs_are_not_read_again_every_pass(
+    tmp_path: Any, fake_clock: FakeClock, emulator_server: Any
+) -> None:
+    from nowait.route.worker import HELD_RECHECK
+
+    emulator_server.emulator.configure(turnaround=Turnaround(40 * 60))  # a slow primer
+    backend = SentBackend(api_key="test-key", base_url=emulator_server.base_url)
+    store = CountingStore(tmp_path / "nowait.db")
+    router = Router(store=store, backend=backend, clock=fake_clock, worker=WorkerConfig())
+    for i in range(20):
+        router.submit(ticket(i), key=f"t{i}")
+    router.worker.run_once()  # the primer goes, 19 jobs held
+    reads = store.reads
+    for _ in range(5):  # passes while the primer runs: the queue is not read
+        fake_clock.advance(10)
+        router.worker.run_once()
+    assert store.reads == reads
+    router.submit(ticket(0, system="Another prompt altogether."), key="other")
+    fake_clock.advance(HELD_RECHECK.total_seconds())
+    router.worker.run_once()  # new work is seen within HELD_RECHECK
+    assert store.reads > reads
+    assert [len(items) for items in backend.sent] == [1, 1]
+    received: list[Delivery] = []
+    router.run(received.append)  # the primer ends: the rest go at once, marked
+    assert [len(items) for items in backend.sent] == [1, 1, 19]
+    assert sum(usage(d)["cache_read_input_tokens"] > 4_000 for d in received) == 19
+    backend.close()
+    store.close()

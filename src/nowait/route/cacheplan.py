@@ -19,12 +19,11 @@ prefix another primer wrote and writes only its own document.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import math
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -89,35 +88,48 @@ def _marker(value: Any) -> str | None:
     return None
 
 
-def blocks(params: Mapping[str, Any]) -> list[Block]:
-    """The prompt as cacheable blocks: tools, system, then messages."""
-    out: list[Block] = []
+def places(params: Mapping[str, Any]) -> Iterator[tuple[tuple[str | int, ...], Any]]:
+    """Where each cacheable block of the prompt is, and the block: tools, system, messages
+    (a message's plain string is its block 0)."""
     for i, tool in enumerate(params.get("tools") or []):
-        out.append(
-            Block(canonical(tool), 20 + _tokens(canonical(tool)), ("tools", i), _marker(tool))
-        )
+        yield ("tools", i), tool
     system = params.get("system")
     if isinstance(system, str) and system:
-        out.append(Block(canonical(system), _tokens(system), ("system", 0), None))
+        yield ("system", 0), system
     elif isinstance(system, list):
         for i, block in enumerate(system):
-            out.append(Block(canonical(block), _block_tokens(block), ("system", i), _marker(block)))
+            yield ("system", i), block
     for m, message in enumerate(params.get("messages") or []):
         if not isinstance(message, Mapping):
             continue
         content = message.get("content")
         parts = [content] if isinstance(content, str) else list(content or [])
         for b, block in enumerate(parts):
-            key = canonical({"role": message.get("role"), "block": block})
-            tokens = (4 if b == 0 else 0) + _block_tokens(block)
-            out.append(Block(key, tokens, ("messages", m, b), _marker(block)))
+            yield ("messages", m, b), block
+
+
+def blocks(params: Mapping[str, Any]) -> list[Block]:
+    """The prompt as cacheable blocks: tools, system, then messages."""
+    out: list[Block] = []
+    messages = params.get("messages") or []
+    for where, value in places(params):
+        if where[0] == "tools":
+            key = canonical(value)
+            out.append(Block(key, 20 + _tokens(key), where, _marker(value)))
+        elif where[0] == "system":
+            out.append(Block(canonical(value), _block_tokens(value), where, _marker(value)))
+        else:
+            role = messages[int(where[1])].get("role")
+            key = canonical({"role": role, "block": value})
+            tokens = (4 if where[2] == 0 else 0) + _block_tokens(value)
+            out.append(Block(key, tokens, where, _marker(value)))
     return out
 
 
 def breakpoints(params: Mapping[str, Any]) -> int:
     """Breakpoints the request already has: marked blocks and a top-level one."""
     top = 1 if isinstance(params.get("cache_control"), Mapping) else 0
-    return top + sum(1 for b in blocks(params) if b.marker is not None)
+    return top + sum(1 for _, value in places(params) if _marker(value) is not None)
 
 
 @dataclass(frozen=True)
@@ -319,39 +331,44 @@ def mark(params: Mapping[str, Any], at: Group | Sequence[Level]) -> dict[str, An
     its own prefix), where it fits: the user's markers stay where they are, four breakpoints
     at most (the innermost level first: it alone lets a request read its whole prefix), and no
     1-hour marker after a user's 5-minute one (the API requires longer lifetimes first)."""
-    out = copy.deepcopy(dict(params))
+    out = dict(params)  # `_put_marker` copies what it changes
     wanted = [at.inner] if isinstance(at, Group) else list(at)
-    parts = blocks(params)
+    parts = [(where, _marker(value)) for where, value in places(params)]  # no keys: cheap
     room = MAX_BREAKPOINTS - breakpoints(params)
     for level in sorted(wanted, key=lambda lv: -lv.blocks):
         if room <= 0 or not level.prefix or not 0 < level.blocks <= len(parts):
             continue
-        last = parts[level.blocks - 1]
-        if last.marker is not None or any(b.marker == "5m" for b in parts[: level.blocks]):
+        where, marker = parts[level.blocks - 1]
+        if marker is not None or any(m == "5m" for _, m in parts[: level.blocks]):
             continue
-        _put_marker(out, last.where)
+        _put_marker(out, where)
         room -= 1
     return out
 
 
 def _put_marker(params: dict[str, Any], where: tuple[str | int, ...]) -> None:
+    """Mark the block at `where`, copying only the containers on the way to it (the caller's
+    request is shared, never changed)."""
     if where[0] == "tools":
-        params["tools"][where[1]]["cache_control"] = dict(ONE_HOUR)
+        tools = params["tools"] = list(params["tools"])
+        tools[int(where[1])] = {**tools[int(where[1])], "cache_control": dict(ONE_HOUR)}
         return
     if where[0] == "system":
-        if isinstance(params["system"], str):
-            params["system"] = [{"type": "text", "text": params["system"]}]
-        holder, index = params["system"], where[1]
+        system = params["system"]
+        holder = [system] if isinstance(system, str) else list(system)
+        params["system"], index = holder, int(where[1])
     else:
-        message = params["messages"][where[1]]
-        if isinstance(message["content"], str):
-            message["content"] = [{"type": "text", "text": message["content"]}]
-        holder, index = message["content"], where[2]
+        messages = params["messages"] = list(params["messages"])
+        message = messages[int(where[1])] = dict(messages[int(where[1])])
+        content = message["content"]
+        holder = [content] if isinstance(content, str) else list(content)
+        message["content"], index = holder, int(where[2])
     block = holder[index]
     if isinstance(block, str):
-        block = holder[index] = {"type": "text", "text": block}
-    if isinstance(block, dict) and block.get("type") in _MARKABLE:
-        block["cache_control"] = dict(ONE_HOUR)
+        block = {"type": "text", "text": block}
+    if isinstance(block, Mapping) and block.get("type") in _MARKABLE:
+        block = {**block, "cache_control": dict(ONE_HOUR)}
+    holder[index] = block
 
 
 PROBE: dict[str, Any] = {"role": "user", "content": "."}

@@ -117,6 +117,16 @@ class Priming:
     """Prefix → its `count_tokens` size."""
     _marks: dict[str, tuple[Level, ...]] = field(default_factory=dict)
     """custom_id → the prefix levels its params get marked at."""
+    _awaited: set[str] = field(default_factory=set)
+    """Prefixes jobs held this planning pass wait for."""
+
+    def new_pass(self) -> None:
+        """A planning pass starts: what held jobs wait for is found again."""
+        self._awaited.clear()
+
+    def awaited_batches(self) -> set[int]:
+        """The primer batches the jobs held in the last planning pass wait for."""
+        return {b for p in self._awaited if (b := self._primers.get(p, RESTORED)) != RESTORED}
 
     def arrange(
         self,
@@ -171,6 +181,7 @@ class Priming:
                 arranged.ready.append(self._marked(member, warm))
         if cold[0].prefix in self._primers or cold[0].prefix in arranged.priming:  # being primed
             arranged.held.update(job.id for job, _ in waiting)
+            self._awaited.add(cold[0].prefix)
             return
         fewer = replace(g, members=tuple(range(len(waiting))))
         still = {lv.prefix for lv in self._levels(fewer, members[0][1])}
@@ -181,6 +192,7 @@ class Priming:
         arranged.primers.append(self._marked(primer, planned))
         arranged.priming.update(lv.prefix for lv in cold)
         arranged.held.update(job.id for job, _ in rest)
+        self._awaited.add(cold[0].prefix)
 
     def _levels(self, g: Group, member: Member) -> tuple[Level, ...]:
         """The group's paying levels, sized by `count_tokens` when allowed."""

@@ -116,6 +116,11 @@ FATAL = (AuthError, StoreError)
 PRIMER_QUANTILE = 0.95
 """The share of one-request batches a held job's wait for its primer is planned to cover."""
 
+HELD_RECHECK = timedelta(minutes=5)
+"""While jobs wait for a primer whose batch is still open, the queue is read again this often
+(and at once when that batch ends), not every pass: held jobs are not read back for nothing.
+Work queued meanwhile waits as long at most, short beside a batch's turnaround."""
+
 CACHE_WINDOW = 10_000
 """Due jobs cache planning groups at once, at least (`Worker.plan_batches`)."""
 
@@ -212,6 +217,8 @@ class Worker:
             open_members=self._open_members,
         )
         self._forecast: Forecast | None = None
+        self._held_until: datetime | None = None
+        """Until when `plan_batches` skips the queue while held jobs wait for a primer."""
 
     @property
     def latencies(self) -> Latencies:
@@ -562,15 +569,27 @@ class Worker:
         return fallback_among(deadline, left, _others(work, batch.id), capacity, guard)
 
     def plan_batches(self) -> int:
+        now = self.clock.now()
+        open_ids = {b.id for b in self.store.batches(BatchState.PLANNED, BatchState.CREATED)}
+        waiting = self._held_until is not None and now < self._held_until
+        if waiting and self.priming.awaited_batches() <= open_ids:  # no primer ended meanwhile
+            return 0
+        self._held_until = None
+        self.priming.new_pass()
         planned = jobs = 0
         held: set[int] = set()  # waiting for their prefix's primer: planned in a later pass
+        more = True
         while True:
             now = self.clock.now()
-            due = self.store.due_jobs(Route.BATCH, now, self._plan_window + len(held))
+            limit = self._plan_window + len(held)
+            due = self.store.due_jobs(Route.BATCH, now, limit) if more else []
+            more = len(due) == limit  # fewer: the queue was read to its end
             due = [job for job in due if job.id not in held]
             if not due:
                 if planned:
                     log.info("plan: queued→submitting: %s in %d batches", n_jobs(jobs), planned)
+                if held:
+                    self._held_until = now + HELD_RECHECK
                 return planned
             by_model: dict[tuple[str, int], list[tuple[Job, Member]]] = {}
             for job in due:
@@ -581,20 +600,25 @@ class Worker:
                     continue
                 left = (job.deadline - now).total_seconds() if job.deadline else None
                 by_model.setdefault((job.model, deadline_class(left)), []).append((job, member))
+
+            def ended(batch_id: int) -> bool:  # a primer's batch not open any more has ended
+                return batch_id not in open_ids
+
             for (model, _), pairs in by_model.items():
-                arranged = self.priming.arrange(pairs, now, self._batch_ended, self._waits(now))
+                arranged = self.priming.arrange(pairs, now, ended, self._waits(now))
                 held |= arranged.held
                 for group, size in pack(
                     arranged.primers, self.config.max_batch_requests, self.config.max_batch_bytes
                 ):
                     batch = self._plan(group, size, model)
+                    open_ids.add(batch.id)
                     for member in group:
                         self.priming.primer_planned(member, batch.id)
                     planned, jobs = planned + 1, jobs + len(group)
                 for group, size in pack(
                     arranged.ready, self.config.max_batch_requests, self.config.max_batch_bytes
                 ):
-                    self._plan(group, size, model)
+                    open_ids.add(self._plan(group, size, model).id)
                     planned, jobs = planned + 1, jobs + len(group)
 
     @property
@@ -648,11 +672,6 @@ class Worker:
         for batch in self.store.batches(BatchState.PLANNED, BatchState.CREATED, BatchState.ENDED):
             for _, params_json in self.store.batch_members(batch.id):
                 yield batch.id, params_json
-
-    def _batch_ended(self, batch_id: int) -> bool:
-        """Whether a primer's batch is over: what it wrote is cached (or it never ran)."""
-        over = (BatchState.ENDED, BatchState.COLLECTED, BatchState.ABANDONED, BatchState.LOST)
-        return any(b.id == batch_id for b in self.store.batches(*over))
 
     def _fail_queued(self, job: Job, error: str) -> None:
         if self.store.start_realtime(job.id, self.clock.now()):  # claim it, then fail it
