@@ -366,3 +366,13 @@ def test_held_jobs_are_not_read_again_every_pass(
     assert sum(usage(d)["cache_read_input_tokens"] > 4_000 for d in received) == 19
     backend.close()
     store.close()
+
+
+def test_a_failed_count_falls_back_to_the_estimate(
+    cached_router: Any, emulator_server: Any
+) -> None:
+    router, backend = cached_router("auto", cache_sizing="count_tokens")
+    emulator_server.emulator.fail_next(10, status=529, endpoint="count_tokens")
+    received = run(router, [image_ticket(i) for i in range(6)])
+    assert [len(items) for items in backend.sent] == [6]  # the estimate: too short to cache
+    assert all(d.ok for d in received)

@@ -24,6 +24,7 @@ from typing import Any
 
 import orjson
 
+from nowait.errors import BackendError
 from nowait.route.cacheplan import (
     Cut,
     Group,
@@ -210,7 +211,7 @@ class Priming:
             with_prefix, probe = counted_prefix(params, level.blocks)
             try:
                 self._sizes[level.prefix] = self.count(with_prefix) - self.count(probe)
-            except Exception:  # a refused or failed count: the estimate, asked again later
+            except BackendError:  # a refused or failed count: the estimate, asked again later
                 return level.tokens
         return self._sizes.get(level.prefix, level.tokens)
 

@@ -116,6 +116,9 @@ FATAL = (AuthError, StoreError)
 PRIMER_QUANTILE = 0.95
 """The share of one-request batches a held job's wait for its primer is planned to cover."""
 
+PRIMER_BATCH_MAX = 1_000
+"""Open batches up to this size are read after a restart as possible primers."""
+
 HELD_RECHECK = timedelta(minutes=5)
 """While jobs wait for a primer whose batch is still open, the queue is read again this often
 (and at once when that batch ends), not every pass: held jobs are not read back for nothing.
@@ -668,8 +671,11 @@ class Worker:
         return waits
 
     def _open_members(self) -> Iterator[tuple[int, str]]:
-        """(batch id, params_json) of every request in a batch not yet collected."""
+        """(batch id, params_json) of the requests in batches not yet collected that may be
+        primers (a primer batch holds one request a group; larger ones are left unread)."""
         for batch in self.store.batches(BatchState.PLANNED, BatchState.CREATED, BatchState.ENDED):
+            if batch.request_count > PRIMER_BATCH_MAX:
+                continue
             for _, params_json in self.store.batch_members(batch.id):
                 yield batch.id, params_json
 
