@@ -296,7 +296,7 @@ def test_count_tokens_sizes_a_prefix_the_estimate_gets_wrong(
     assert emulator_server.emulator.calls["count_tokens"] == counted
 
 
-@pytest.mark.parametrize("primer", ["in flight", "collected"])
+@pytest.mark.parametrize("primer", ["in flight", "ended, not collected", "collected"])
 def test_a_restart_between_the_primer_and_the_rest_sends_no_second_primer(
     tmp_path: Any, fake_clock: FakeClock, emulator_server: Any, primer: str
 ) -> None:
@@ -313,6 +313,9 @@ def test_a_restart_between_the_primer_and_the_rest_sends_no_second_primer(
     while primer == "collected" and not first.store.batches(BatchState.COLLECTED):
         fake_clock.advance(30)  # until it has ended and its result is stored, then stop
         first.worker.run_once()
+    while primer.startswith("ended") and not first.store.batches(BatchState.ENDED):
+        fake_clock.advance(30)  # until its end is stored, then stop before collecting
+        first.worker.poll_batches()
     assert [len(items) for items in before.sent] == [1]
     first.store.close()
     after = SentBackend(api_key="test-key", base_url=emulator_server.base_url)

@@ -573,7 +573,10 @@ class Worker:
 
     def plan_batches(self) -> int:
         now = self.clock.now()
-        open_ids = {b.id for b in self.store.batches(BatchState.PLANNED, BatchState.CREATED)}
+        # A primer's batch is over once collected: then the store knows what it wrote (and
+        # after a restart, `Priming` reads it there).
+        unfinished = (BatchState.PLANNED, BatchState.CREATED, BatchState.ENDED)
+        open_ids = {b.id for b in self.store.batches(*unfinished)}
         waiting = self._held_until is not None and now < self._held_until
         if waiting and self.priming.awaited_batches() <= open_ids:  # no primer ended meanwhile
             return 0
@@ -604,7 +607,7 @@ class Worker:
                 left = (job.deadline - now).total_seconds() if job.deadline else None
                 by_model.setdefault((job.model, deadline_class(left)), []).append((job, member))
 
-            def ended(batch_id: int) -> bool:  # a primer's batch not open any more has ended
+            def ended(batch_id: int) -> bool:
                 return batch_id not in open_ids
 
             for (model, _), pairs in by_model.items():
