@@ -1,0 +1,96 @@
+"""Receipts measure the cache: the official SDK against the emulator, a real SQLite file, the
+5-minute and 1-hour writes kept apart from the API's usage to the receipt."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from nowait.clock import FakeClock
+from nowait.present.tables import receipt_json, receipt_table
+from nowait.route.backend import AnthropicBackend
+from nowait.route.receipts import build_receipt
+from nowait.route.router import Delivery, Router
+from nowait.route.worker import WorkerConfig
+from nowait.sort.pricing import cost_of_totals, default_table
+from nowait.store.sqlite import SQLiteStore
+from nowait.types import Tier, Usage
+
+MODEL = "claude-haiku-5-5"
+SYSTEM = "You label support tickets by product area and urgency. " * 300  # ~4,000 tokens
+
+
+@pytest.fixture
+def router(tmp_path: Path, fake_clock: FakeClock, emulator_server: Any) -> Iterator[Router]:
+    backend = AnthropicBackend(api_key="test-key", base_url=emulator_server.base_url)
+    store = SQLiteStore(tmp_path / "nowait.db")
+    made = Router(store=store, backend=backend, clock=fake_clock, worker=WorkerConfig(cache="auto"))
+    yield made
+    backend.close()
+    store.close()
+
+
+def ticket(i: int, system: Any = SYSTEM) -> dict[str, Any]:
+    return {
+        "model": MODEL,
+        "max_tokens": 32,
+        "system": system,
+        "messages": [{"role": "user", "content": f"Ticket {i}: the export button does nothing."}],
+    }
+
+
+def usage_of(deliveries: list[Delivery]) -> Usage:
+    total = Usage()
+    for d in deliveries:
+        assert d.message is not None
+        total = total + Usage.from_api(d.message["usage"])
+    return total
+
+
+def test_the_receipt_splits_writes_by_ttl_and_the_saving_by_discount(router: Router) -> None:
+    for i in range(12):  # batch: primed, one 1-hour write, eleven reads
+        router.submit(ticket(i), key=f"b{i}", workload="tagging")
+    marked = [{"type": "text", "text": SYSTEM, "cache_control": {"type": "ephemeral"}}]
+    received: list[Delivery] = []
+    for i in range(2):  # real time, one after the other: a 5-minute write, then a read
+        router.submit(ticket(100 + i, marked), key=f"r{i}", workload="chat", awaited=True)
+        router.run(received.append)
+    assert len(received) == 14 and all(d.ok for d in received)
+
+    receipt = build_receipt(router.store.usage_rows(), default_table())
+    chat, tagging = receipt.lines
+    batch = usage_of([d for d in received if d.key.startswith("b")])
+    realtime = usage_of([d for d in received if d.key.startswith("r")])
+    assert tagging.usage == batch and chat.usage == realtime  # the store kept the split
+    assert tagging.usage.cache_write_1h_tokens > 4_000 and tagging.usage.cache_write_5m_tokens == 0
+    assert tagging.usage.cache_read_tokens == 11 * tagging.usage.cache_write_1h_tokens
+    assert chat.usage.cache_write_5m_tokens > 0 and chat.usage.cache_write_1h_tokens == 0
+
+    assert tagging.hit_rate == Decimal(batch.cache_read_tokens) / batch.prompt_tokens
+    fresh = Usage(input_tokens=batch.prompt_tokens, output_tokens=batch.output_tokens)
+    uncached = cost_of_totals(fresh, 12, MODEL, Tier.STANDARD)
+    listed = cost_of_totals(batch, 12, MODEL, Tier.STANDARD)
+    paid = cost_of_totals(batch, 12, MODEL, Tier.BATCH)
+    assert uncached is not None and listed is not None and paid is not None
+    assert tagging.cache_discount == uncached.total - listed.total > 0
+    assert tagging.batch_discount == listed.total - paid.total == tagging.saved
+    assert tagging.cache_discount + tagging.batch_discount == uncached.total - paid.total
+
+    shown = receipt_json(receipt)["workloads"]
+    assert isinstance(shown, list)
+    assert shown[1]["usage"]["cache_write_1h_tokens"] == batch.cache_write_1h_tokens
+    assert Decimal(shown[1]["cache"]["cache_discount"]) == tagging.cache_discount.quantize(
+        Decimal("0.000001")
+    )
+    console = Console(width=80, file=io.StringIO(), record=True)
+    console.print(receipt_table(receipt))
+    text = console.export_text()
+    cache = text.split("Cache", 1)[1]
+    assert f"{batch.cache_write_1h_tokens:,}" in cache and f"{batch.cache_read_tokens:,}" in cache
+    assert all(len(line) <= 80 for line in text.splitlines())
