@@ -18,11 +18,12 @@ from nowait.analyze.report import build_report
 from nowait.present import tables
 from nowait.present.analysis import report_terminal
 from nowait.present.settings import settings_table
-from nowait.present.simulation import results_table
+from nowait.present.simulation import cache_table, results_table
 from nowait.route.receipts import build_receipt
 from nowait.settings import Settings, rows
+from nowait.simulate.cache import simulate_cache
 from nowait.simulate.engine import SimConfig, simulate
-from nowait.simulate.trace import read_trace, write_trace
+from nowait.simulate.trace import TraceRequest, read_trace, write_trace
 from nowait.sort import pricing, worksheet
 from nowait.store import UsageRow
 from nowait.types import Tier, Usage
@@ -109,6 +110,15 @@ def simulate_case(tmp: Path) -> tuple[RenderableType, list[str]]:
     return results_table(results, len(requests), sim.capacity), [r.policy for r in results]
 
 
+def simulate_cache_case() -> tuple[RenderableType, list[str]]:
+    trace = [
+        TraceRequest(t * 60.0, "claude-sonnet-4-6", 1_234_567, 10, False, None, "p", 1_234_567)
+        for t in range(2_000)
+    ]
+    cached = simulate_cache(trace, SimConfig(), pricing.default_table())
+    return cache_table(cached), [c.policy for c in cached]
+
+
 CASES: dict[str, Callable[[Path], tuple[RenderableType, list[str]]]] = {
     "worksheet": worksheet_case,
     "receipt": lambda _: receipt_case(),
@@ -116,6 +126,7 @@ CASES: dict[str, Callable[[Path], tuple[RenderableType, list[str]]]] = {
     "analysis": lambda _: analysis_case(),
     "settings": lambda _: settings_case(),
     "simulate": simulate_case,
+    "simulate cache": lambda _: simulate_cache_case(),
 }
 
 

@@ -1,5 +1,7 @@
 """Traces for the simulator: one request a line, `t` (seconds from the start), `model`,
-`input_tokens`, `output_tokens`, `awaited`, and `deadline` (seconds after arrival, or null).
+`input_tokens`, `output_tokens`, `awaited`, and `deadline` (seconds after arrival, or null);
+optionally `prefix` (an id naming a cacheable prompt prefix the request shares) with
+`prefix_tokens` (its size, part of `input_tokens`).
 `generate_trace` and `write_trace` make a seeded, realistic mix (`MIXES`: `default`, and
 `deadlines`, a mix of the deadlines a team meets in practice)."""
 
@@ -24,6 +26,10 @@ class TraceRequest:
     output_tokens: int
     awaited: bool
     deadline: float | None  # seconds after arrival
+    prefix: str | None = None
+    """The shared prompt prefix this request starts with (None: none)."""
+    prefix_tokens: int = 0
+    """Its size in tokens, counted in `input_tokens`."""
 
 
 MAX_TRACE_SECONDS = MAX_DURATION.total_seconds()
@@ -96,7 +102,22 @@ def _parse(path: Path, number: int, row: object) -> TraceRequest:
     if given is not None and deadline is None:
         expected = "seconds after arrival (> 0, at most 400 days), or null"
         raise _bad(path, number, "deadline", given, expected)
-    return TraceRequest(t, model, tokens[0], tokens[1], awaited, deadline)
+    prefix, prefix_tokens = _prefix(path, number, row, tokens[0])
+    return TraceRequest(t, model, tokens[0], tokens[1], awaited, deadline, prefix, prefix_tokens)
+
+
+def _prefix(path: Path, number: int, row: dict[str, object], inputs: int) -> tuple[str | None, int]:
+    """`prefix` and `prefix_tokens`: both or neither; the prefix is part of the input."""
+    prefix, given = row.get("prefix"), row.get("prefix_tokens")
+    if prefix is None and given is None:
+        return None, 0
+    if not isinstance(prefix, str) or not prefix:
+        raise _bad(path, number, "prefix", prefix, "an id of the shared prompt prefix (text)")
+    count = _tokens(given)
+    if count is None or count > inputs:
+        expected = f"a whole number, 0 to the request's input_tokens ({inputs:,})"
+        raise _bad(path, number, "prefix_tokens", given, expected)
+    return prefix, count
 
 
 MIX = (
