@@ -94,3 +94,36 @@ def test_the_receipt_splits_writes_by_ttl_and_the_saving_by_discount(router: Rou
     cache = text.split("Cache", 1)[1]
     assert f"{batch.cache_write_1h_tokens:,}" in cache and f"{batch.cache_read_tokens:,}" in cache
     assert all(len(line) <= 80 for line in text.splitlines())
+
+
+def test_plan_forecasts_with_the_read_share_the_store_has_seen(
+    router: Router, tmp_path: Path, cli: Any
+) -> None:
+    import json
+
+    from nowait.route.cacheforecast import MIN_HISTORY, read_share_of
+
+    for i in range(MIN_HISTORY + 10):
+        router.submit(ticket(i), key=f"b{i}", workload="tagging")
+    router.run(lambda d: None)
+    seen = sum((r.usage for r in router.store.usage_rows() if r.tier is Tier.BATCH), Usage())
+    share = read_share_of(seen)
+    assert share is not None and 0 < share < 1
+
+    requests = tmp_path / "next.jsonl"
+    lines = [{"key": f"n{i}", "workload": "tagging", "params": ticket(1_000 + i)} for i in range(8)]
+    requests.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    result = cli("plan", str(requests), "--home", str(tmp_path), "--json")
+    assert result.code == 0, result.err
+    group = json.loads(result.out)["groups"][0]
+    learned = f"learned: tagging on {MODEL} ({MIN_HISTORY + 10} requests)"
+    assert group["read_share_source"] == learned
+    assert Decimal(group["read_share"]) == share.quantize(Decimal("0.000001"))
+    # eight requests alone would expect 7 reads in 8; the account got more: it expects less
+    assert Decimal(group["expected_usd"]) < Decimal(group["with_planning_usd"])
+
+    fresh = cli("plan", str(requests), "--home", str(tmp_path / "empty"), "--json")
+    assert fresh.code == 0, fresh.err
+    model = json.loads(fresh.out)["groups"][0]
+    assert model["read_share_source"] == "planning model"
+    assert model["expected_usd"] == model["with_planning_usd"]
