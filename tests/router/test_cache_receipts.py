@@ -127,3 +127,29 @@ def test_plan_forecasts_with_the_read_share_the_store_has_seen(
     model = json.loads(fresh.out)["groups"][0]
     assert model["read_share_source"] == "planning model"
     assert model["expected_usd"] == model["with_planning_usd"]
+
+
+def test_the_worksheet_learns_the_read_share_of_its_workload(
+    router: Router, tmp_path: Path, cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from nowait.route.cacheforecast import MIN_HISTORY, read_share_of
+
+    for i in range(MIN_HISTORY):
+        router.submit(ticket(i), key=f"b{i}", workload="tagging")
+    router.run(lambda d: None)
+    (row,) = [r for r in router.store.usage_rows() if r.tier is Tier.BATCH]
+    sheet = tmp_path / "work.toml"
+    sheet.write_text(
+        f'[[workload]]\nname = "tagging"\nmodel = "{MODEL}"\nrequests_per_month = 90000\n'
+        "avg_input_tokens = 4200\navg_output_tokens = 20\ncacheable_share = 0.95\n"
+        'trigger = "backfill"\nwaits = "nobody"\nneeded_within = "7d"\n'
+    )
+    monkeypatch.setenv("NOWAIT_HOME", str(tmp_path))
+    result = cli("worksheet", str(sheet), "--format", "json")
+    assert result.code == 0, result.err
+    (plan,) = json.loads(result.out)["cache_planning"]
+    assert plan["read_share_source"] == f"learned: tagging on {MODEL} ({MIN_HISTORY} requests)"
+    share = read_share_of(row.usage)
+    assert share is not None and Decimal(plan["read_share"]) == share.quantize(Decimal("0.000001"))

@@ -17,8 +17,10 @@ from nowait.analyze.records import Record
 from nowait.analyze.report import build_report
 from nowait.present import tables
 from nowait.present.analysis import report_terminal
+from nowait.present.cacheplan import workload_plans_table
 from nowait.present.settings import settings_table
 from nowait.present.simulation import cache_table, results_table
+from nowait.route.cacheforecast import worksheet_plans
 from nowait.route.receipts import build_receipt
 from nowait.settings import Settings, rows
 from nowait.simulate.cache import simulate_cache
@@ -56,6 +58,14 @@ def worksheet_case(tmp: Path) -> tuple[RenderableType, list[str]]:
     sheet.write_text(EXAMPLE.read_text("utf-8").replace('"catalog-enrichment"', f'"{LONG[0]}"'))
     result = worksheet.evaluate(worksheet.read_worksheet(sheet))
     return tables.worksheet_table(result), [row.workload.name for row in result.rows]
+
+
+def worksheet_planning_case(tmp: Path) -> tuple[RenderableType, list[str]]:
+    sheet = tmp / "work.toml"
+    sheet.write_text(EXAMPLE.read_text("utf-8").replace('"catalog-enrichment"', f'"{LONG[0]}"'))
+    table = pricing.default_table()
+    plans = worksheet_plans(worksheet.evaluate(worksheet.read_worksheet(sheet), table), table)
+    return workload_plans_table(plans, "cacheable_share"), [p.workload for p in plans]
 
 
 def receipt_case() -> tuple[RenderableType, list[str]]:
@@ -121,6 +131,7 @@ def simulate_cache_case() -> tuple[RenderableType, list[str]]:
 
 CASES: dict[str, Callable[[Path], tuple[RenderableType, list[str]]]] = {
     "worksheet": worksheet_case,
+    "worksheet planning": worksheet_planning_case,
     "receipt": lambda _: receipt_case(),
     "prices": lambda _: prices_case(),
     "analysis": lambda _: analysis_case(),

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from decimal import Decimal
 
 from rich.table import Table
 
 from nowait.present.tables import FitTable, money_json, percent, usd
-from nowait.route.cacheforecast import GroupForecast
+from nowait.route.cacheforecast import GroupForecast, WorkloadPlan
 
 
 def _name(forecast: GroupForecast, index: int) -> str:
@@ -95,3 +96,72 @@ def cache_plan_json(forecasts: Sequence[GroupForecast], mode: str) -> dict[str, 
         "with_planning_usd": money_json(_total([c.with_planning for c in costs])),
         "expected_usd": money_json(_total([f.expected for f in forecasts])),
     }
+
+
+WORKLOAD_CAPTION = (
+    "Prefix: the share of each prompt a stable prefix serves ({basis}). With planning: one"
+    " 1-hour write an hour at most, every other request a read, all at batch price ({share})."
+)
+
+
+def _share_words(plans: Sequence[WorkloadPlan]) -> str:
+    learned = sorted({p.forecast.read_share.source for p in plans if p.forecast.read_share.learned})
+    if not learned:
+        return "the planning model's read share"
+    return "read shares the store has seen where it has: " + "; ".join(learned)
+
+
+def adds_text(plan: WorkloadPlan) -> str:
+    f = plan.forecast
+    if not f.prefix_tokens:
+        return "no prefix known"
+    if not f.cacheable:
+        return "prefix too short"
+    return usd(f.adds) if f.pays or f.adds is None else "does not pay"
+
+
+def workload_plans_table(plans: Sequence[WorkloadPlan], basis: str) -> Table:
+    """What cache planning would add to each batch workload, a month (`basis`: where prefix
+    sizes come from, for the caption)."""
+    out = FitTable(
+        title="What cache planning would add (batch workloads, per month)",
+        caption=WORKLOAD_CAPTION.format(basis=basis, share=_share_words(plans)),
+        show_footer=True,
+    )
+    adds = _total([p.forecast.adds for p in plans])
+    for header in ("workload", "prefix tokens", "requests", "read share", "plain", "planned"):
+        out.add_column(header, justify="left" if header == "workload" else "right", footer="")
+    out.columns[0].footer = "total"
+    out.add_column("planning adds", justify="right", footer=usd(adds))
+    names = Counter(p.workload for p in plans)
+    for plan in plans:
+        f = plan.forecast
+        out.add_row(
+            plan.workload if names[plan.workload] == 1 else f"{plan.workload} ({f.model})",
+            f"{f.prefix_tokens:,}",
+            f"{f.requests:,}",
+            percent(f.read_share.share) if f.cacheable else "-",
+            usd(f.plain),
+            usd(f.planned),
+            adds_text(plan),
+        )
+    return out
+
+
+def workload_plans_json(plans: Sequence[WorkloadPlan]) -> list[dict[str, object]]:
+    return [
+        {
+            "workload": p.workload,
+            "model": p.forecast.model,
+            "prefix_from": p.basis,
+            "prefix_tokens": p.forecast.prefix_tokens,
+            "requests_per_month": p.forecast.requests,
+            "read_share": money_json(p.forecast.read_share.share),
+            "read_share_source": p.forecast.read_share.source,
+            "pays": p.forecast.pays,
+            "plain_usd": money_json(p.forecast.plain),
+            "planned_usd": money_json(p.forecast.planned),
+            "adds_usd": money_json(p.forecast.adds),
+        }
+        for p in plans
+    ]

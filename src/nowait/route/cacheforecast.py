@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from nowait.route.cacheplan import CACHE_MIN_TOKENS, GroupCost, batch_rates
+from nowait.sort.classify import Verdict
 from nowait.sort.pricing import MILLION, PriceTable
+from nowait.sort.worksheet import WorksheetResult
 from nowait.store import UsageRow
 from nowait.types import Tier, Usage
 
@@ -175,6 +177,57 @@ def forecast_monthly(
 
 
 @dataclass(frozen=True)
+class WorkloadPlan:
+    """What cache planning would add to one batch workload (one model of it), and where the
+    size of its shared prefix comes from."""
+
+    workload: str
+    forecast: PrefixForecast
+    basis: str
+
+
+def plan_workload(
+    workload: str,
+    model: str,
+    requests_per_month: int,
+    prompt_tokens: int,
+    prefix: tuple[Decimal, str] | None,
+    prices: PriceTable,
+    history: History = NO_HISTORY,
+) -> WorkloadPlan:
+    """`prefix`: the share of each prompt the requests share, and where that share comes from
+    (None: not known, so no prefix to plan)."""
+    share, basis = prefix if prefix is not None else (Decimal(0), "no shared prefix known")
+    tokens = int(share * prompt_tokens)
+    forecast = forecast_monthly(
+        workload, model, requests_per_month, prompt_tokens, tokens, prices, history
+    )
+    return WorkloadPlan(workload, forecast, basis)
+
+
+def worksheet_plans(
+    result: WorksheetResult, prices: PriceTable, history: History = NO_HISTORY
+) -> list[WorkloadPlan]:
+    """Each batch workload's (or split's deferred part's) plan. The prefix is the share of the
+    prompt a stable prefix could serve (`cacheable_share`), else what the cache serves today
+    (`cache_share`)."""
+    out = []
+    for row in result.rows:
+        verdict, w = row.classification.verdict, row.workload
+        part = w.deferred if verdict is Verdict.SPLIT else w.part
+        if part is None or verdict not in (Verdict.BATCH, Verdict.SPLIT):
+            continue
+        prefix = None
+        if w.cacheable_share:
+            prefix = (w.cacheable_share, "cacheable_share")
+        elif part.cache_share:
+            prefix = (part.cache_share, "cache_share")
+        requests, prompt = part.requests_per_month, part.avg_input_tokens
+        out.append(plan_workload(w.name, part.model, requests, prompt, prefix, prices, history))
+    return out
+
+
+@dataclass(frozen=True)
 class GroupForecast:
     """A prefix group of `nowait plan` with its expected cost at the read share this account
     got (the planning model's where the store has too little history)."""
@@ -221,11 +274,14 @@ __all__ = [
     "History",
     "PrefixForecast",
     "ReadShare",
+    "WorkloadPlan",
     "forecast_groups",
     "forecast_monthly",
     "forecast_prefix",
     "group_share",
     "learn",
     "monthly_share",
+    "plan_workload",
     "read_share_of",
+    "worksheet_plans",
 ]
