@@ -109,3 +109,23 @@ def test_simulate_cli_shows_the_cache_policies(tmp_path: Path, cli: Any) -> None
     assert "Prefix cost by cache policy" in page and page.count('data-label="oracle"') >= 2
     plain = cli("simulate", str(tmp_path / "plain.jsonl"), "--generate", "200", "--days", "1")
     assert plain.code == 0 and "Cache policies" not in plain.out
+
+
+def test_the_cache_mix_writes_prefixes_the_reader_takes(tmp_path: Path) -> None:
+    from nowait.simulate.trace import PREFIXES, generate_trace, write_trace
+
+    path = tmp_path / "trace.jsonl"
+    assert write_trace(path, 2_000, days=2, seed=3, mix="cache") == 2_000
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert lines == list(generate_trace(2_000, days=2, seed=3, mix="cache"))
+    requests = read_trace(path)
+    shared = {(r.prefix, r.prefix_tokens) for r in requests if r.prefix is not None}
+    assert shared == set(PREFIXES.values())
+    assert all(r.input_tokens > r.prefix_tokens for r in requests if r.prefix is not None)
+    assert any(r.prefix is None and r.awaited for r in requests)  # chat shares nothing
+    plain = tmp_path / "plain.jsonl"
+    write_trace(plain, 500, seed=3)
+    assert "prefix" not in plain.read_text()  # the other mixes are as they were
+    results = {r.policy: r for r in simulate_cache(requests, SimConfig())}
+    assert results["oracle"].cost <= results["grouping + 1h + priming"].cost
+    assert results["grouping + 1h + priming"].cost < results["no planning"].cost / 5

@@ -91,8 +91,9 @@ def simulate_command(
     mix: Annotated[
         str,
         typer.Option(
-            help="The generated trace's mix: default, or deadlines (overnight reports due at"
-            " 08:00, two-hour exports, a 50-minute SLA, a backlog, awaited chat)."
+            help="The generated trace's mix: default; deadlines (overnight reports due at"
+            " 08:00, two-hour exports, a 50-minute SLA, a backlog, awaited chat); or cache"
+            " (a ticket tagger and a nightly digest sharing long prompt prefixes, awaited chat)."
         ),
     ] = "default",
     days: Annotated[int, typer.Option(help="Days the generated trace spans.")] = 7,
