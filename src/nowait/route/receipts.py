@@ -195,10 +195,11 @@ def _priced(
     row: UsageRow, table: PriceTable | None
 ) -> tuple[Decimal | None, Decimal | None, Decimal | None]:
     """List price, paid and uncached list price of one row (None: unknown)."""
-    costs = (
-        cost_of_totals(row.usage, row.requests, row.model, Tier.STANDARD, table),
-        cost_of_totals(row.usage, row.requests, row.model, row.tier, table),
-        cost_of_totals(uncached_usage(row.usage), row.requests, row.model, Tier.STANDARD, table),
+    priced = (
+        (row.usage, Tier.STANDARD),
+        (row.usage, row.tier),
+        (uncached_usage(row.usage), Tier.STANDARD),
     )
+    costs = [cost_of_totals(u, row.requests, row.model, tier, table) for u, tier in priced]
     listed, paid, uncached = (c.total if c is not None else None for c in costs)
-    return listed, paid, uncached
+    return listed, paid, uncached  # one call site: an unknown model is warned about once
