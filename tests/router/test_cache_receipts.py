@@ -153,3 +153,22 @@ def test_the_worksheet_learns_the_read_share_of_its_workload(
     assert plan["read_share_source"] == f"learned: tagging on {MODEL} ({MIN_HISTORY} requests)"
     share = read_share_of(row.usage)
     assert share is not None and Decimal(plan["read_share"]) == share.quantize(Decimal("0.000001"))
+
+
+def test_status_shows_the_cache_table(router: Router, tmp_path: Path, cli: Any) -> None:
+    import json
+
+    for i in range(6):
+        router.submit(ticket(i), key=f"b{i}", workload="tagging")
+    router.run(lambda d: None)
+    (line,) = build_receipt(router.store.usage_rows(), default_table()).lines
+    shown = cli("status", "--home", str(tmp_path), "--json")
+    assert shown.code == 0, shown.err
+    (tagging,) = json.loads(shown.out)["receipt"]["workloads"]
+    assert tagging["usage"]["cache_write_1h_tokens"] == line.usage.cache_write_1h_tokens > 0
+    assert tagging["cache"]["batch_discount"] == tagging["saved"]
+    assert Decimal(tagging["cache"]["hit_rate"]) == (line.hit_rate or 0).quantize(Decimal("1e-6"))
+    text = cli("status", "--home", str(tmp_path))
+    assert text.code == 0, text.err
+    cache = text.out.split("Cache", 1)[1]
+    assert "tagging" in cache and f"{line.usage.cache_read_tokens:,}" in cache
