@@ -23,10 +23,11 @@ from nowait.store import UsageRow
 from nowait.types import Tier, Usage
 
 MIN_HISTORY = 50
-"""Batch requests with cache traffic before their read share is trusted over the model's."""
+"""Batch requests (of usage rows with cache traffic) before their read share is trusted over
+the planning model's."""
 HOURS_PER_MONTH = 730
-"""365 × 24 / 12. A 1-hour entry lives an hour from its last use, so one prefix is written at
-most once an hour: at most this many writes a month."""
+"""365 × 24 / 12. A primed 1-hour entry lives an hour from its last use, so under planning one
+prefix is written at most once an hour: at most this many writes a month."""
 
 
 @dataclass(frozen=True)
