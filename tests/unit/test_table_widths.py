@@ -17,10 +17,11 @@ from nowait.analyze.records import Record
 from nowait.analyze.report import build_report
 from nowait.present import tables
 from nowait.present.analysis import report_terminal
-from nowait.present.cacheplan import workload_plans_table
+from nowait.present.cacheplan import cache_plan_table, workload_plans_table
 from nowait.present.settings import settings_table
 from nowait.present.simulation import cache_table, results_table
-from nowait.route.cacheforecast import worksheet_plans
+from nowait.route.cacheforecast import forecast_groups, worksheet_plans
+from nowait.route.cacheplan import group_costs
 from nowait.route.receipts import build_receipt
 from nowait.settings import Settings, rows
 from nowait.simulate.cache import simulate_cache
@@ -66,6 +67,18 @@ def worksheet_planning_case(tmp: Path) -> tuple[RenderableType, list[str]]:
     table = pricing.default_table()
     plans = worksheet_plans(worksheet.evaluate(worksheet.read_worksheet(sheet), table), table)
     return workload_plans_table(plans, "cacheable_share"), [p.workload for p in plans]
+
+
+def plan_case() -> tuple[RenderableType, list[str]]:
+    system = "You label support tickets by product area and urgency. " * 300
+    requests = [
+        {"model": "claude-haiku-4-5", "max_tokens": 9, "system": system,
+         "messages": [{"role": "user", "content": f"ticket {i}"}]}
+        for i in range(30)
+    ]  # fmt: skip
+    table = pricing.default_table()
+    forecasts = forecast_groups(group_costs(requests, table, "auto"), [None] * 30, table)
+    return cache_plan_table(forecasts, "auto"), ["claude-haiku-4-5 prefix 1"]
 
 
 def receipt_case() -> tuple[RenderableType, list[str]]:
@@ -133,6 +146,7 @@ CASES: dict[str, Callable[[Path], tuple[RenderableType, list[str]]]] = {
     "worksheet": worksheet_case,
     "worksheet planning": worksheet_planning_case,
     "receipt": lambda _: receipt_case(),
+    "plan": lambda _: plan_case(),
     "prices": lambda _: prices_case(),
     "analysis": lambda _: analysis_case(),
     "settings": lambda _: settings_case(),
