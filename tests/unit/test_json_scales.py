@@ -41,5 +41,5 @@ def test_receipt_json_has_one_scale() -> None:
     usage = Usage(input_tokens=1_000, output_tokens=333, cache_read_tokens=7)
     rows = [UsageRow("w", "claude-sonnet-4-6", t, usage, 3) for t in (Tier.BATCH, Tier.STANDARD)]
     found = decimals(tables.receipt_json(build_receipt(rows, pricing.default_table())))
-    assert len(found) == 6
+    assert len(found) == 14  # per line: list, paid, saved, and the cache split (4)
     assert {len(s.split(".")[1]) for s in found} == {6}, found

@@ -49,6 +49,20 @@ def test_unknown_model_makes_money_unknown_not_zero() -> None:
     with pytest.warns(UserWarning, match="claude-mystery"):
         receipt = build_receipt([UsageRow("w", "claude-mystery", Tier.BATCH, Usage(10, 10), 1)])
     assert receipt.total.paid is None and receipt.total.saved is None
+    assert receipt.total.cache_discount is None and receipt.total.batch_discount is None
+
+
+def test_cache_split_worked_example() -> None:
+    # claude-haiku-4-5: $1 input, $1.25 5m write, $2 1h write, $0.10 read per million.
+    usage = Usage(100_000, 0, 200_000, 100_000, 600_000)
+    receipt = build_receipt([UsageRow("w", "claude-haiku-4-5", Tier.BATCH, usage, 10)])
+    line = receipt.lines[0]
+    assert line.hit_rate == Decimal("0.6")  # 600k reads of a 1M-token prompt
+    assert line.uncached == Decimal("1.00")  # every prompt token fresh, real time
+    assert line.list_price == Decimal("0.1") + Decimal("0.25") + Decimal("0.2") + Decimal("0.06")
+    assert line.cache_discount == Decimal("1.00") - Decimal("0.61")
+    assert line.batch_discount == Decimal("0.305")
+    assert line.cache_discount + line.batch_discount == line.uncached - line.paid
 
 
 def members(n: int, params: str = '{"a": 1}') -> list[Member]:

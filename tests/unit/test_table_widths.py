@@ -17,12 +17,16 @@ from nowait.analyze.records import Record
 from nowait.analyze.report import build_report
 from nowait.present import tables
 from nowait.present.analysis import report_terminal
+from nowait.present.cacheplan import cache_plan_table, workload_plans_table
 from nowait.present.settings import settings_table
-from nowait.present.simulation import results_table
+from nowait.present.simulation import cache_table, results_table
+from nowait.route.cacheforecast import forecast_groups, worksheet_plans
+from nowait.route.cacheplan import group_costs
 from nowait.route.receipts import build_receipt
 from nowait.settings import Settings, rows
+from nowait.simulate.cache import simulate_cache
 from nowait.simulate.engine import SimConfig, simulate
-from nowait.simulate.trace import read_trace, write_trace
+from nowait.simulate.trace import TraceRequest, read_trace, write_trace
 from nowait.sort import pricing, worksheet
 from nowait.store import UsageRow
 from nowait.types import Tier, Usage
@@ -55,6 +59,26 @@ def worksheet_case(tmp: Path) -> tuple[RenderableType, list[str]]:
     sheet.write_text(EXAMPLE.read_text("utf-8").replace('"catalog-enrichment"', f'"{LONG[0]}"'))
     result = worksheet.evaluate(worksheet.read_worksheet(sheet))
     return tables.worksheet_table(result), [row.workload.name for row in result.rows]
+
+
+def worksheet_planning_case(tmp: Path) -> tuple[RenderableType, list[str]]:
+    sheet = tmp / "work.toml"
+    sheet.write_text(EXAMPLE.read_text("utf-8").replace('"catalog-enrichment"', f'"{LONG[0]}"'))
+    table = pricing.default_table()
+    plans = worksheet_plans(worksheet.evaluate(worksheet.read_worksheet(sheet), table), table)
+    return workload_plans_table(plans, "cacheable_share"), [p.workload for p in plans]
+
+
+def plan_case() -> tuple[RenderableType, list[str]]:
+    system = "You label support tickets by product area and urgency. " * 300
+    requests = [
+        {"model": "claude-haiku-4-5", "max_tokens": 9, "system": system,
+         "messages": [{"role": "user", "content": f"ticket {i}"}]}
+        for i in range(30)
+    ]  # fmt: skip
+    table = pricing.default_table()
+    forecasts = forecast_groups(group_costs(requests, table, "auto"), [None] * 30, table)
+    return cache_plan_table(forecasts, "auto"), ["claude-haiku-4-5 prefix 1"]
 
 
 def receipt_case() -> tuple[RenderableType, list[str]]:
@@ -109,13 +133,25 @@ def simulate_case(tmp: Path) -> tuple[RenderableType, list[str]]:
     return results_table(results, len(requests), sim.capacity), [r.policy for r in results]
 
 
+def simulate_cache_case() -> tuple[RenderableType, list[str]]:
+    trace = [
+        TraceRequest(t * 60.0, "claude-sonnet-4-6", 1_234_567, 10, False, None, "p", 1_234_567)
+        for t in range(2_000)
+    ]
+    cached = simulate_cache(trace, SimConfig(), pricing.default_table())
+    return cache_table(cached), [c.policy for c in cached]
+
+
 CASES: dict[str, Callable[[Path], tuple[RenderableType, list[str]]]] = {
     "worksheet": worksheet_case,
+    "worksheet planning": worksheet_planning_case,
     "receipt": lambda _: receipt_case(),
+    "plan": lambda _: plan_case(),
     "prices": lambda _: prices_case(),
     "analysis": lambda _: analysis_case(),
     "settings": lambda _: settings_case(),
     "simulate": simulate_case,
+    "simulate cache": lambda _: simulate_cache_case(),
 }
 
 

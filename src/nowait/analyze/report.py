@@ -10,6 +10,7 @@ import duckdb
 from nowait.analyze.readers import BadRecords
 from nowait.analyze.records import GROUP_BY, GROUP_KEYS
 from nowait.analyze.signals import Inference, Signals, infer
+from nowait.route.cacheforecast import WorkloadPlan, plan_workload
 from nowait.sort.classify import (
     REALTIME_WITHIN,
     MoveCost,
@@ -33,6 +34,7 @@ class WorkloadReport:
     unpriced: tuple[str, ...] = ()  # models with no price: their requests are not in the money
     unpriced_requests: int = 0
     review_if_batch: MoveCost | None = None  # review only: the monthly money if nobody waits
+    cache_plans: tuple[WorkloadPlan, ...] = ()  # batch and split: what cache planning adds
 
     @property
     def verdict(self) -> Verdict:
@@ -207,6 +209,7 @@ def build_report(
                 tuple(sorted({p[0].model for p in unpriced})),
                 sum(p[0].requests for p in unpriced),
                 review_if_batch,
+                _cache_plans(name, mine, verdict, cache_share, scale, table),
             )
         )
     workloads.sort(key=lambda x: (x.cost.current is None, -(x.cost.current or 0), x.name))
@@ -246,6 +249,43 @@ def _price(
     if not costs and unpriced:
         return MoveCost(None, None, None, None), unpriced
     return _sum_known(costs), unpriced
+
+
+def _cache_plans(
+    name: str,
+    parts: list[_Part],
+    verdict: Verdict,
+    cache_share: Decimal | None,
+    scale: Decimal,
+    table: PriceTable,
+) -> tuple[WorkloadPlan, ...]:
+    """What cache planning would add, per model, to the part of a batch or split workload
+    that goes to batches (a split's unstreamed calls), a month. The shared prefix is
+    `--cache-share` of the prompt when given, else the share that goes through the cache in
+    the logs today (writes and reads)."""
+    if verdict not in (Verdict.BATCH, Verdict.SPLIT):
+        return ()
+    requests: dict[str, int] = {}
+    usages: dict[str, Usage] = {}
+    for traffic, _, streamed in parts:
+        if verdict is Verdict.BATCH or not streamed:
+            model = traffic.model
+            requests[model] = requests.get(model, 0) + traffic.requests
+            usages[model] = usages.get(model, Usage()) + traffic.usage
+    plans = []
+    for model, count in sorted(requests.items()):
+        if not count or table.lookup(model) is None:
+            continue
+        usage = usages[model]
+        through = usage.prompt_tokens - usage.input_tokens  # cache writes and reads
+        prefix: tuple[Decimal, str] | None = None
+        if cache_share is not None:
+            prefix = (cache_share, "--cache-share")
+        elif through:
+            prefix = (Decimal(through) / usage.prompt_tokens, "cached in the logs")
+        monthly, prompt = int(count * scale), usage.prompt_tokens // count
+        plans.append(plan_workload(name, model, monthly, prompt, prefix, table))
+    return tuple(plans)
 
 
 def _sum_known(costs: list[MoveCost]) -> MoveCost:

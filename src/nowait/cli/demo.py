@@ -25,7 +25,9 @@ def demo_command(
     from nowait.demo.route import route_example
     from nowait.present import tables as render
     from nowait.present.analysis import report_terminal
+    from nowait.present.cacheplan import workload_plans_table
     from nowait.present.simulation import results_html, results_table
+    from nowait.route.cacheforecast import worksheet_plans
     from nowait.simulate.engine import SimConfig, simulate
     from nowait.simulate.trace import read_trace, write_trace
     from nowait.sort import worksheet
@@ -40,7 +42,10 @@ def demo_command(
     sheet.write_text(worksheet.template_text(), "utf-8")
     console.rule("1. Sort: the bundled worksheet")
     console.print(f"Workloads described by hand in {sheet} (`nowait worksheet {sheet}`):\n")
-    console.print(render.worksheet_table(worksheet.evaluate(worksheet.read_worksheet(sheet))))
+    sorted_sheet = worksheet.evaluate(worksheet.read_worksheet(sheet), table)
+    console.print(render.worksheet_table(sorted_sheet))
+    plans = worksheet_plans(sorted_sheet, table)
+    console.print(workload_plans_table(plans, "cacheable_share, else cache_share"))
 
     console.rule("2. Route: the bundled requests through the embedded emulator")
     routed = route_example(out, table)

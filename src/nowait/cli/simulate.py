@@ -91,8 +91,9 @@ def simulate_command(
     mix: Annotated[
         str,
         typer.Option(
-            help="The generated trace's mix: default, or deadlines (overnight reports due at"
-            " 08:00, two-hour exports, a 50-minute SLA, a backlog, awaited chat)."
+            help="The generated trace's mix: default; deadlines (overnight reports due at"
+            " 08:00, two-hour exports, a 50-minute SLA, a backlog, awaited chat); or cache"
+            " (a ticket tagger and a nightly digest sharing long prompt prefixes, awaited chat)."
         ),
     ] = "default",
     days: Annotated[int, typer.Option(help="Days the generated trace spans.")] = 7,
@@ -138,7 +139,8 @@ def simulate_command(
     from nowait.guard.latency import prior as latency_prior
     from nowait.guard.policy import Capacity, GuardConfig
     from nowait.present.progress import progress
-    from nowait.present.simulation import results_html, results_table
+    from nowait.present.simulation import cache_table, results_html, results_table
+    from nowait.simulate.cache import simulate_cache
     from nowait.simulate.engine import SimConfig, simulate
     from nowait.simulate.trace import MIXES, read_trace, write_trace
     from nowait.sort.pricing import load_table
@@ -172,8 +174,12 @@ def simulate_command(
         noise=_share(noise),
         latencies=latency_prior(capacity, guard) if prior else None,
     )
-    results = simulate(requests, sim, load_table(settings.prices))
+    table = load_table(settings.prices)
+    results = simulate(requests, sim, table)
     stdout().print(results_table(results, len(requests), sim.capacity))
+    cached = simulate_cache(requests, sim, table)
+    if cached:
+        stdout().print(cache_table(cached))
     if html is not None:
-        html.write_text(results_html(results, len(requests), sim), encoding="utf-8")
+        html.write_text(results_html(results, len(requests), sim, cached), encoding="utf-8")
         typer.echo(f"chart written to {html}", err=True)

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from nowait.cli import PricesOption, app, stdout
-from nowait.cli.options import prices_file
+from nowait.cli.options import load, prices_file
 from nowait.errors import InputError
 from nowait.files import check_output_file, path_kind
 
@@ -28,7 +28,10 @@ def worksheet_command(
     prices: PricesOption = None,
 ) -> None:
     """Classify workloads as realtime, batch, split or review, and price the move."""
+    from nowait.cli.plan import history_of
     from nowait.present import tables as render
+    from nowait.present.cacheplan import workload_plans_json, workload_plans_table
+    from nowait.route.cacheforecast import worksheet_plans
     from nowait.sort import pricing, worksheet
 
     if template:
@@ -40,10 +43,14 @@ def worksheet_command(
         raise InputError(f"got {output_format!r}", field="--format", expected="table or json")
     table = pricing.load_table(prices_file(prices))
     result = worksheet.evaluate(worksheet.read_worksheet(file), table)
+    plans = worksheet_plans(result, table, history_of(load(None, {})))
     if output_format == "json":
-        typer.echo(json.dumps(render.worksheet_json(result), indent=2))
+        out = {**render.worksheet_json(result), "cache_planning": workload_plans_json(plans)}
+        typer.echo(json.dumps(out, indent=2))
     else:
         stdout().print(render.worksheet_table(result))
+        if plans:
+            stdout().print(workload_plans_table(plans, "cacheable_share, else cache_share"))
 
 
 def _write_template(file: Path | None) -> None:

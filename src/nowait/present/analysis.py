@@ -12,6 +12,7 @@ from rich.text import Text
 
 from nowait.analyze.report import Report, WorkloadReport
 from nowait.present import charts
+from nowait.present.cacheplan import adds_text, workload_plans_json, workload_plans_table
 from nowait.present.tables import FitTable, money_json, percent, to_review, usd
 
 
@@ -41,9 +42,16 @@ def _notes(w: WorkloadReport) -> str:
     return "; ".join(notes)
 
 
+PREFIX_BASIS = "--cache-share, else the share cached in the logs today"
+
+
 def report_terminal(report: Report) -> Group:
-    """The table of workloads, then each one's evidence in full (too long for a table cell)."""
-    return Group(report_table(report), _evidence(report))
+    """The table of workloads, then each one's evidence in full (too long for a table cell),
+    then what cache planning would add to the batch workloads."""
+    plans = [p for w in report.workloads for p in w.cache_plans]
+    if not plans:
+        return Group(report_table(report), _evidence(report))
+    return Group(report_table(report), _evidence(report), workload_plans_table(plans, PREFIX_BASIS))
 
 
 def _evidence(report: Report) -> Table:
@@ -111,6 +119,7 @@ def _workload_json(w: WorkloadReport) -> dict[str, object]:
         "period": _money(w.cost),
         "monthly": _money(w.monthly),
         "monthly_if_batch": _money(w.review_if_batch) if w.review_if_batch else None,
+        "cache_planning": workload_plans_json(w.cache_plans),
     }
 
 
@@ -206,6 +215,7 @@ def report_html(report: Report) -> str:
             "why",
         )
     )
+    planning = _planning_html(report)
     # Raw JSON inside the script element (its text is not HTML-decoded): only `<` is escaped.
     data = json.dumps(report_json(report)).replace("<", "\\u003c")
     return f"""<!doctype html>
@@ -227,7 +237,39 @@ table {{ border-collapse: collapse; font-size: 13px; }} td, th {{ border-bottom:
 {hours}
 <h2>Workloads</h2>
 <table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>
+{planning}
 <script type="application/json" id="report-data">{data}</script>
 {_CHECK}
 </body></html>
 """
+
+
+def _planning_html(report: Report) -> str:
+    """The cache planning table of the batch workloads ("" when there is none)."""
+    plans = [p for w in report.workloads for p in w.cache_plans]
+    if not plans:
+        return ""
+    head = "".join(
+        f"<th>{h}</th>"
+        for h in ("workload", "model", "prefix tokens", "requests / month", "read share",
+                  "plain", "planned", "planning adds")
+    )  # fmt: skip
+    rows = "".join(
+        "<tr>" + "".join(f"<td>{escape(c)}</td>" for c in (
+            p.workload, p.forecast.model, f"{p.forecast.prefix_tokens:,}",
+            f"{p.forecast.requests:,}",
+            percent(p.forecast.read_share.share) if p.forecast.cacheable else "-",
+            usd(p.forecast.plain), usd(p.forecast.planned), adds_text(p),
+        )) + "</tr>"
+        for p in plans
+    )  # fmt: skip
+    caption = (
+        "The shared prefix: the share of each prompt given by --cache-share, else the share"
+        " cached in the logs today. With planning: one 1-hour write an hour at most, every"
+        " other request a read, all at batch price (the planning model's read share)."
+    )
+    return (
+        "<h2>What cache planning would add (batch workloads, per month)</h2>"
+        f'<table class="cache-planning"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody>'
+        f'</table><p class="caption">{escape(caption)}</p>'
+    )

@@ -2,65 +2,166 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from decimal import Decimal
 
 from rich.table import Table
 
-from nowait.present.tables import FitTable, money_json, usd
-from nowait.route.cacheplan import GroupCost
+from nowait.present.tables import FitTable, money_json, percent, usd
+from nowait.route.cacheforecast import GroupForecast, WorkloadPlan
 
 
-def _name(cost: GroupCost, index: int) -> str:
-    g = cost.group
+def _name(forecast: GroupForecast, index: int) -> str:
+    g = forecast.cost.group
     return f"{g.model} prefix {index}" if g.prefix else f"{g.model} (no shared prefix)"
 
 
-def _total(costs: Sequence[GroupCost], attr: str) -> Decimal | None:
-    values = [getattr(c, attr) for c in costs]
-    return None if any(v is None for v in values) else sum(values, Decimal(0))
+def _total(values: Sequence[Decimal | None]) -> Decimal | None:
+    known = [v for v in values if v is not None]
+    return sum(known, Decimal(0)) if len(known) == len(values) else None
 
 
-def cache_plan_table(costs: Sequence[GroupCost], mode: str) -> Table:
+def _share(forecast: GroupForecast) -> str:
+    """The read share the expected cost assumes, and whether it was learned."""
+    if not forecast.cost.planned:
+        return "-"
+    share = forecast.prefix.read_share
+    return f"{percent(share.share)} {'learned' if share.learned else 'model'}"
+
+
+def _sources(forecasts: Sequence[GroupForecast]) -> list[str]:
+    shares = [f.prefix.read_share for f in forecasts if f.cost.planned]
+    return sorted({s.source.removeprefix("learned: ") for s in shares if s.learned})
+
+
+def cache_plan_table(forecasts: Sequence[GroupForecast], mode: str) -> Table:
+    costs = [f.cost for f in forecasts]
+    learned = _sources(forecasts)
+    caption = (
+        "Planned: one request primes the prefix (1-hour write), the rest read it. Expected: at"
+        " the read share of the cache traffic "
+        + (f"the store has seen ({'; '.join(learned)})." if learned else "the model expects.")
+    )
     out = FitTable(
         title=f"Prefix groups (cache = {mode}), input cost at batch price",
-        caption="Planned: one request primes the prefix (1-hour write), the rest read it.",
+        caption=caption,
         show_footer=True,
     )
-    plain, planned = _total(costs, "plain"), _total(costs, "with_planning")
+    plain = _total([c.plain for c in costs])
+    planned = _total([c.with_planning for c in costs])
+    expected = _total([f.expected for f in forecasts])
     footers = ["total", "", "", f"{sum(len(c.group.members) for c in costs):,}", "", usd(plain)]
-    footers.append(usd(planned))
-    headers = ("group", "prefix tokens", "prompt tokens", "requests", "planned", "plain")
-    for header, footer in zip((*headers, "with planning"), footers, strict=True):
+    footers += [usd(planned), "", usd(expected)]
+    headers = ("group", "prefix tokens", "prompt tokens", "requests", "planned", "plain",
+               "with planning", "read share", "expected")  # fmt: skip
+    for header, footer in zip(headers, footers, strict=True):
         out.add_column(header, footer=footer, justify="left" if header == "group" else "right")
-    for index, cost in enumerate(costs, 1):
+    for index, f in enumerate(forecasts, 1):
+        cost = f.cost
         out.add_row(
-            _name(cost, index),
+            _name(f, index),
             f"{cost.group.tokens:,}",
             f"{cost.prompt_tokens:,}",
             f"{len(cost.group.members):,}",
             "yes" if cost.planned else "no",
             usd(cost.plain),
             usd(cost.with_planning),
+            _share(f),
+            usd(f.expected),
         )
     return out
 
 
-def cache_plan_json(costs: Sequence[GroupCost], mode: str) -> dict[str, object]:
+def cache_plan_json(forecasts: Sequence[GroupForecast], mode: str) -> dict[str, object]:
+    costs = [f.cost for f in forecasts]
     return {
         "cache": mode,
         "groups": [
             {
-                "model": c.group.model,
-                "prefix_tokens": c.group.tokens,
-                "prompt_tokens": c.prompt_tokens,
-                "requests": len(c.group.members),
-                "planned": c.planned,
-                "plain_usd": money_json(c.plain),
-                "with_planning_usd": money_json(c.with_planning),
+                "model": f.cost.group.model,
+                "prefix_tokens": f.cost.group.tokens,
+                "prompt_tokens": f.cost.prompt_tokens,
+                "requests": len(f.cost.group.members),
+                "planned": f.cost.planned,
+                "plain_usd": money_json(f.cost.plain),
+                "with_planning_usd": money_json(f.cost.with_planning),
+                "read_share": money_json(f.prefix.read_share.share),
+                "read_share_source": f.prefix.read_share.source,
+                "expected_usd": money_json(f.expected),
             }
-            for c in costs
+            for f in forecasts
         ],
-        "plain_usd": money_json(_total(costs, "plain")),
-        "with_planning_usd": money_json(_total(costs, "with_planning")),
+        "plain_usd": money_json(_total([c.plain for c in costs])),
+        "with_planning_usd": money_json(_total([c.with_planning for c in costs])),
+        "expected_usd": money_json(_total([f.expected for f in forecasts])),
     }
+
+
+WORKLOAD_CAPTION = (
+    "Prefix: the share of each prompt a stable prefix serves ({basis}). With planning: one"
+    " 1-hour write an hour at most, every other request a read, all at batch price ({share})."
+)
+
+
+def _share_words(plans: Sequence[WorkloadPlan]) -> str:
+    learned = sorted({p.forecast.read_share.source for p in plans if p.forecast.read_share.learned})
+    if not learned:
+        return "the planning model's read share"
+    return "read shares the store has seen where it has: " + "; ".join(learned)
+
+
+def adds_text(plan: WorkloadPlan) -> str:
+    f = plan.forecast
+    if not f.prefix_tokens:
+        return "no prefix known"
+    if not f.cacheable:
+        return "prefix too short"
+    return usd(f.adds) if f.pays or f.adds is None else "does not pay"
+
+
+def workload_plans_table(plans: Sequence[WorkloadPlan], basis: str) -> Table:
+    """What cache planning would add to each batch workload, a month (`basis`: where prefix
+    sizes come from, for the caption)."""
+    out = FitTable(
+        title="What cache planning would add (batch workloads, per month)",
+        caption=WORKLOAD_CAPTION.format(basis=basis, share=_share_words(plans)),
+        show_footer=True,
+    )
+    adds = _total([p.forecast.adds for p in plans])
+    for header in ("workload", "prefix tokens", "requests", "read share", "plain", "planned"):
+        out.add_column(header, justify="left" if header == "workload" else "right", footer="")
+    out.columns[0].footer = "total"
+    out.add_column("planning adds", justify="right", footer=usd(adds))
+    names = Counter(p.workload for p in plans)
+    for plan in plans:
+        f = plan.forecast
+        out.add_row(
+            plan.workload if names[plan.workload] == 1 else f"{plan.workload} ({f.model})",
+            f"{f.prefix_tokens:,}",
+            f"{f.requests:,}",
+            percent(f.read_share.share) if f.cacheable else "-",
+            usd(f.plain),
+            usd(f.planned),
+            adds_text(plan),
+        )
+    return out
+
+
+def workload_plans_json(plans: Sequence[WorkloadPlan]) -> list[dict[str, object]]:
+    return [
+        {
+            "workload": p.workload,
+            "model": p.forecast.model,
+            "prefix_from": p.basis,
+            "prefix_tokens": p.forecast.prefix_tokens,
+            "requests_per_month": p.forecast.requests,
+            "read_share": money_json(p.forecast.read_share.share),
+            "read_share_source": p.forecast.read_share.source,
+            "pays": p.forecast.pays,
+            "plain_usd": money_json(p.forecast.plain),
+            "planned_usd": money_json(p.forecast.planned),
+            "adds_usd": money_json(p.forecast.adds),
+        }
+        for p in plans
+    ]

@@ -234,7 +234,53 @@ def worksheet_json(result: WorksheetResult) -> dict[str, object]:
     }
 
 
-def receipt_table(receipt: Receipt) -> Table:
+def receipt_table(receipt: Receipt) -> RenderableType:
+    """The receipt, and under it the cache table when any call read or wrote the cache."""
+    from rich.console import Group
+
+    money = receipt_money_table(receipt)
+    if not receipt.total.usage.cache_read_tokens and not _cache_writes(receipt.total):
+        return money
+    return Group(money, receipt_cache_table(receipt))
+
+
+def _cache_writes(line: ReceiptLine) -> int:
+    return line.usage.cache_write_5m_tokens + line.usage.cache_write_1h_tokens
+
+
+def receipt_cache_table(receipt: Receipt) -> Table:
+    """Per workload: cache reads, 5 m and 1 h writes, the hit rate, and the saving split into
+    the cache discount and the batch discount."""
+    table = FitTable(
+        title="Cache",
+        show_footer=True,
+        caption=(
+            "Hit rate: cache-read tokens / all prompt tokens. Real-time without the cache"
+            " → with it (cache discount) → paid (batch discount); the two add up to the saving."
+        ),
+    )
+    total = receipt.total
+    table.add_column("workload", footer="total")
+    for label, footer in _cache_cells(total).items():
+        table.add_column(label, footer=footer, justify="right")
+    for line in receipt.lines:
+        table.add_row(line.workload, *_cache_cells(line).values())
+    return table
+
+
+def _cache_cells(line: ReceiptLine) -> dict[str, str]:
+    usage = line.usage
+    return {
+        "reads": f"{usage.cache_read_tokens:,}",
+        "5m writes": f"{usage.cache_write_5m_tokens:,}",
+        "1h writes": f"{usage.cache_write_1h_tokens:,}",
+        "hit rate": "-" if line.hit_rate is None else percent(line.hit_rate),
+        "cache discount": usd(line.cache_discount, 4),
+        "batch discount": usd(line.batch_discount, 4),
+    }
+
+
+def receipt_money_table(receipt: Receipt) -> Table:
     """Per workload: requests by tier, tokens, list price (all real-time), paid, saved."""
     caption = "\n".join([*receipt.deadlines.lines(), *receipt.notes]) or None
     table = FitTable(title="Receipt", show_footer=True, caption=caption)
@@ -279,6 +325,12 @@ def receipt_json(receipt: Receipt) -> dict[str, object]:
             "list_price": money_json(x.list_price),
             "paid": money_json(x.paid),
             "saved": money_json(x.saved),
+            "cache": {
+                "hit_rate": money_json(x.hit_rate),
+                "uncached_list_price": money_json(x.uncached),
+                "cache_discount": money_json(x.cache_discount),
+                "batch_discount": money_json(x.batch_discount),
+            },
         }
 
     return {

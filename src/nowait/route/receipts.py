@@ -1,4 +1,11 @@
-"""What a run cost and saved: list price (everything real-time) against what was paid."""
+"""What a run cost and saved: list price (everything real-time) against what was paid, and
+what prompt caching did.
+
+The saving is split in the order the receipt reads: the same calls real-time *without* the
+cache (`uncached`) → real-time as they ran, cache included (`list_price`) → what was paid.
+The first step is the cache discount, the second the batch discount; they add up to the whole
+saving. The hit rate is token-weighted, as the analyzer's cache share: cache-read tokens over
+every prompt token (uncached input + cache writes + cache reads)."""
 
 from __future__ import annotations
 
@@ -19,6 +26,8 @@ class ReceiptLine:
     usage: Usage = field(default_factory=Usage)
     list_price: Decimal | None = Decimal(0)
     paid: Decimal | None = Decimal(0)
+    uncached: Decimal | None = Decimal(0)
+    """The same calls real-time with every prompt token billed as fresh input."""
 
     @property
     def realtime_requests(self) -> int:
@@ -30,6 +39,37 @@ class ReceiptLine:
         if self.list_price is None or self.paid is None:
             return None
         return self.list_price - self.paid
+
+    @property
+    def batch_discount(self) -> Decimal | None:
+        """What the batch tier saved on these calls as they ran (the `saved` column)."""
+        return self.saved
+
+    @property
+    def cache_discount(self) -> Decimal | None:
+        """What the cache saved against the same calls uncached, at real-time price (negative
+        when writes cost more than reads paid back)."""
+        if self.uncached is None or self.list_price is None:
+            return None
+        return self.uncached - self.list_price
+
+    @property
+    def hit_rate(self) -> Decimal | None:
+        """Cache-read tokens over all prompt tokens; None without any prompt token."""
+        return hit_rate(self.usage)
+
+
+def hit_rate(usage: Usage) -> Decimal | None:
+    """Cache-read tokens / (uncached input + cache writes + cache reads): the share of the
+    prompt served from the cache (the analyzer's cache share). None for no prompt at all."""
+    if usage.prompt_tokens == 0:
+        return None
+    return Decimal(usage.cache_read_tokens) / Decimal(usage.prompt_tokens)
+
+
+def uncached_usage(usage: Usage) -> Usage:
+    """The same prompt with nothing from or into the cache: every token fresh input."""
+    return Usage(input_tokens=usage.prompt_tokens, output_tokens=usage.output_tokens)
 
 
 @dataclass(frozen=True)
@@ -101,12 +141,13 @@ def build_receipt(
     for row in rows:
         name = row.workload or "(none)"
         line = lines.setdefault(name, ReceiptLine(name))
-        listed, paid = _priced(row, table)
+        listed, paid, uncached = _priced(row, table)
         for target in (line, total):
             target.requests[row.tier] = target.requests.get(row.tier, 0) + row.requests
             target.usage = target.usage + row.usage
             target.list_price = _add(target.list_price, listed)
             target.paid = _add(target.paid, paid)
+            target.uncached = _add(target.uncached, uncached)
     return Receipt(
         sorted(lines.values(), key=lambda x: x.workload),
         total,
@@ -150,10 +191,15 @@ def _duration(seconds: float) -> str:
     return f"{whole.total_seconds() / 3600:.1f} h"
 
 
-def _priced(row: UsageRow, table: PriceTable | None) -> tuple[Decimal | None, Decimal | None]:
-    listed = cost_of_totals(row.usage, row.requests, row.model, Tier.STANDARD, table)
-    paid = cost_of_totals(row.usage, row.requests, row.model, row.tier, table)
-    return (
-        listed.total if listed is not None else None,
-        paid.total if paid is not None else None,
+def _priced(
+    row: UsageRow, table: PriceTable | None
+) -> tuple[Decimal | None, Decimal | None, Decimal | None]:
+    """List price, paid and uncached list price of one row (None: unknown)."""
+    priced = (
+        (row.usage, Tier.STANDARD),
+        (row.usage, row.tier),
+        (uncached_usage(row.usage), Tier.STANDARD),
     )
+    costs = [cost_of_totals(u, row.requests, row.model, tier, table) for u, tier in priced]
+    listed, paid, uncached = (c.total if c is not None else None for c in costs)
+    return listed, paid, uncached  # one call site: an unknown model is warned about once

@@ -1,5 +1,7 @@
 """Traces for the simulator: one request a line, `t` (seconds from the start), `model`,
-`input_tokens`, `output_tokens`, `awaited`, and `deadline` (seconds after arrival, or null).
+`input_tokens`, `output_tokens`, `awaited`, and `deadline` (seconds after arrival, or null);
+optionally `prefix` (an id naming a cacheable prompt prefix the request shares) with
+`prefix_tokens` (its size, part of `input_tokens`).
 `generate_trace` and `write_trace` make a seeded, realistic mix (`MIXES`: `default`, and
 `deadlines`, a mix of the deadlines a team meets in practice)."""
 
@@ -24,6 +26,10 @@ class TraceRequest:
     output_tokens: int
     awaited: bool
     deadline: float | None  # seconds after arrival
+    prefix: str | None = None
+    """The shared prompt prefix this request starts with (None: none)."""
+    prefix_tokens: int = 0
+    """Its size in tokens, counted in `input_tokens`."""
 
 
 MAX_TRACE_SECONDS = MAX_DURATION.total_seconds()
@@ -96,7 +102,22 @@ def _parse(path: Path, number: int, row: object) -> TraceRequest:
     if given is not None and deadline is None:
         expected = "seconds after arrival (> 0, at most 400 days), or null"
         raise _bad(path, number, "deadline", given, expected)
-    return TraceRequest(t, model, tokens[0], tokens[1], awaited, deadline)
+    prefix, prefix_tokens = _prefix(path, number, row, tokens[0])
+    return TraceRequest(t, model, tokens[0], tokens[1], awaited, deadline, prefix, prefix_tokens)
+
+
+def _prefix(path: Path, number: int, row: dict[str, object], inputs: int) -> tuple[str | None, int]:
+    """`prefix` and `prefix_tokens`: both or neither; the prefix is part of the input."""
+    prefix, given = row.get("prefix"), row.get("prefix_tokens")
+    if prefix is None and given is None:
+        return None, 0
+    if not isinstance(prefix, str) or not prefix:
+        raise _bad(path, number, "prefix", prefix, "an id of the shared prompt prefix (text)")
+    count = _tokens(given)
+    if count is None or count > inputs:
+        expected = f"a whole number, 0 to the request's input_tokens ({inputs:,})"
+        raise _bad(path, number, "prefix_tokens", given, expected)
+    return prefix, count
 
 
 MIX = (
@@ -127,21 +148,32 @@ DEADLINES_MIX = (
     ("50-minute SLA", 0.10, "claude-haiku-5-5", 3_000, 500, False, 50 * 60.0, (8, 19)),
     ("backlog", 0.25, "claude-haiku-5-5", 2_000, 200, False, 48 * 3600.0, (0, 24)),
 )
-MIXES = {"default": MIX, "deadlines": DEADLINES_MIX}
+CACHE_MIX = (
+    # The deadlines of `MIX` with the prompt prefixes teams share: a ticket tagger's system
+    # prompt and tools (4,000 tokens before a 300-token ticket), a nightly digest's
+    # instructions (7,200 tokens). For `nowait simulate`'s cache policies.
+    ("awaited chat", 0.30, "claude-sonnet-5-5", 900, 350, True, 60.0, (8, 19)),
+    ("ticket tagging", 0.45, "claude-haiku-5-5", 300, 100, False, 24 * 3600.0, (0, 24)),
+    ("nightly digest", 0.25, "claude-sonnet-5-5", 4_800, 900, False, "08:00", (1, 2)),
+)
+PREFIXES = {"ticket tagging": ("tagger", 4_000), "nightly digest": ("digest", 7_200)}
+"""The shared prefix (id, tokens) of a kind of work; its `input` is then the unique tail."""
+MIXES = {"default": MIX, "deadlines": DEADLINES_MIX, "cache": CACHE_MIX}
 """The generator's named mixes (`nowait simulate --generate N --mix NAME`)."""
 
+Row = tuple[float, str, int, int, bool, float | None, str | None, int]
+"""(t, model, in, out, awaited, deadline, prefix, prefix tokens)."""
 
-def _rows(
-    requests: int, days: int, seed: int, mix: str = "default"
-) -> list[tuple[float, str, int, int, bool, float | None]]:
-    """The generated requests as (t, model, in, out, awaited, deadline), in arrival order."""
+
+def _rows(requests: int, days: int, seed: int, mix: str = "default") -> list[Row]:
+    """The generated requests, in arrival order."""
     rng = random.Random(seed)
-    rows: list[tuple[float, str, int, int, bool, float | None]] = []
+    rows: list[Row] = []
     kinds = MIXES[mix]
     cumulative = list(itertools.accumulate(m[1] for m in kinds))
     choices, randrange, uniform, gauss = rng.choices, rng.randrange, rng.uniform, rng.gauss
     for _ in range(requests):
-        _, _, model, tin, tout, awaited, deadline, (lo, hi) = choices(
+        name, _, model, tin, tout, awaited, deadline, (lo, hi) = choices(
             kinds, cum_weights=cumulative
         )[0]
         day = randrange(days)
@@ -152,7 +184,10 @@ def _rows(
             due = round(float(deadline), 3) if deadline is not None else None
         tokens_in = max(1, int(gauss(tin, tin / 4)))
         tokens_out = max(1, int(gauss(tout, tout / 4)))
-        rows.append((round(t, 3), model, tokens_in, tokens_out, awaited, due))
+        prefix, shared = PREFIXES.get(name, (None, 0))
+        rows.append(
+            (round(t, 3), model, tokens_in + shared, tokens_out, awaited, due, prefix, shared)
+        )
     rows.sort(key=lambda r: r[0])
     return rows
 
@@ -161,8 +196,10 @@ def generate_trace(
     requests: int, *, days: int = 7, seed: int = 1, mix: str = "default"
 ) -> Iterator[dict[str, object]]:
     """A seeded mix of the kinds of work in `MIXES[mix]`, in arrival order."""
-    for t, model, tokens_in, tokens_out, awaited, due in _rows(requests, days, seed, mix):
-        yield {
+    for t, model, tokens_in, tokens_out, awaited, due, prefix, shared in _rows(
+        requests, days, seed, mix
+    ):
+        row: dict[str, object] = {
             "t": t,
             "model": model,
             "input_tokens": tokens_in,
@@ -170,6 +207,9 @@ def generate_trace(
             "awaited": awaited,
             "deadline": due,
         }
+        if prefix is not None:
+            row.update(prefix=prefix, prefix_tokens=shared)
+        yield row
 
 
 def write_trace(
@@ -177,12 +217,15 @@ def write_trace(
 ) -> int:
     with path.open("w", encoding="utf-8") as out:
         count = 0
-        for t, model, tokens_in, tokens_out, awaited, due in _rows(requests, days, seed, mix):
+        for t, model, tokens_in, tokens_out, awaited, due, prefix, shared in _rows(
+            requests, days, seed, mix
+        ):
             # What json.dumps(row) writes for `generate_trace`'s rows, a few times faster.
+            cached = "" if prefix is None else f', "prefix": "{prefix}", "prefix_tokens": {shared}'
             out.write(
                 f'{{"t": {t!r}, "model": "{model}", "input_tokens": {tokens_in}, '
                 f'"output_tokens": {tokens_out}, "awaited": {"true" if awaited else "false"}, '
-                f'"deadline": {"null" if due is None else repr(due)}}}\n'
+                f'"deadline": {"null" if due is None else repr(due)}{cached}}}\n'
             )
             count += 1
     return count
