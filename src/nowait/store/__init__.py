@@ -28,6 +28,10 @@ class StoreBusyError(StoreError):
     exit_code = 2  # a setup problem the user fixes, like a bad option
 
 
+class NoSuchJob(StoreError):
+    """An operation named a job id the store does not hold."""
+
+
 class BatchState(StrEnum):
     PLANNED = "planned"  # intent recorded; the create call may or may not have happened
     CREATED = "created"  # the API acknowledged it; its id is stored
