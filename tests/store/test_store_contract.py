@@ -525,3 +525,14 @@ def test_jobs_are_listed_in_pages_by_id_whatever_the_filter(store: Store) -> Non
     store.add_jobs([job(f"k{i:04}", run_id="r" if i % 2 else None) for i in range(2500)], NOW)
     listed = [j.key for j in store.jobs(run_id="r", state=JobState.QUEUED)]
     assert listed == [f"k{i:04}" for i in range(1, 2500, 2)]
+
+
+def test_a_plan_that_fails_first_leaves_the_next_one_working(store: Store) -> None:
+    """The first set-based write of a store rolled back (its staging included), then more."""
+    a = store.add_job(job("a"), NOW)[0].id
+    with pytest.raises(StoreError, match="no longer queued"):
+        store.plan_batch([(a, "ja-a1"), (a + 1000, "jx-a1")], 10, "m", NOW)
+    batch = store.plan_batch([(a, "ja-a1")], 10, "m", NOW)
+    assert [c for c, _ in store.batch_members(batch.id)] == ["ja-a1"]
+    b = store.add_job(job("b"), NOW)[0].id
+    assert store.plan_batch([(b, "jb-a1")], 10, "m", NOW).request_count == 1

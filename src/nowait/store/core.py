@@ -123,9 +123,11 @@ def sources(target: JobState) -> tuple[JobState, ...]:
 
 
 def in_states(states: Iterable[JobState | BatchState], column: str = "state") -> str:
-    """`state IN ('a', 'b')`: literals (from the enums, never input), so a partial index on the
-    state serves the query."""
-    return f"{column} IN ({', '.join(repr(str(s.value)) for s in states)})"
+    """`state IN ('a', 'b')`, or `state = 'a'` for one: literals (from the enums, never input),
+    spelled as the partial indexes are, so that SQLite's planner matches them (it does not
+    read `IN ('a')` as `= 'a'`)."""
+    found = [repr(str(s.value)) for s in states]
+    return f"{column} = {found[0]}" if len(found) == 1 else f"{column} IN ({', '.join(found)})"
 
 
 def checked(moves: Iterable[JobState], target: JobState) -> str:
@@ -163,6 +165,8 @@ JOB_SELECT = (
     + ", ".join(f"jobs.{c}" for c in JOB_COLUMNS)
     + ", results.result_json FROM jobs LEFT JOIN results ON results.job_id = jobs.id"
 )
+QUEUED_SELECT = f"SELECT {', '.join(f'jobs.{c}' for c in JOB_COLUMNS)}, NULL FROM jobs"
+"""`JOB_SELECT` for queued jobs: only a succeeded job has a result, and it never queues again."""
 BATCH_COLUMNS = (
     "id", "api_id", "state", "request_count", "body_bytes", "model", "planned_at",
     "submit_started_at", "created_at", "ended_at", "next_poll_at", "poll_interval",
@@ -267,7 +271,7 @@ class CoreStore:
 
     def due_jobs(self, route: Route, now: datetime, limit: int) -> list[Job]:
         rows = self.d.read(
-            JOB_SELECT
+            QUEUED_SELECT
             + f""" WHERE {in_states([JobState.QUEUED], "jobs.state")} AND jobs.route = ?
                    AND jobs.not_before <= ?
                ORDER BY jobs.awaited DESC, jobs.deadline IS NULL, jobs.deadline, jobs.id
@@ -776,28 +780,13 @@ class CoreStore:
          attempts, not_before, batch_ref, custom_id, tier, *counts, error, run_id, created_at,
          result_json) = row  # fmt: skip
         dt = self.d.dt
-        return Job(
-            id=id_,
-            key=key,
-            workload=workload,
-            params_json=params_json,
-            model=model,
-            route=_ROUTES[route],
-            reasons=reasons,
-            deadline=dt(deadline),
-            awaited=bool(awaited),
-            state=_STATES[state],
-            attempts=attempts,
-            not_before=dt(not_before) or datetime.min,
-            batch_ref=batch_ref,
-            custom_id=custom_id,
-            tier=_TIERS[tier] if tier is not None else None,
-            usage=Usage(*(int(c or 0) for c in counts)) if tier is not None else None,
-            result_json=result_json,
-            error=error,
-            run_id=run_id,
-            created_at=dt(created_at) or datetime.min,
-        )
+        return Job(  # by position too: keywords cost a dict per job
+            id_, key, workload, params_json, model, _ROUTES[route], reasons, dt(deadline),
+            bool(awaited), _STATES[state], attempts, dt(not_before) or datetime.min, batch_ref,
+            custom_id, _TIERS[tier] if tier is not None else None,
+            Usage(*[c or 0 for c in counts]) if tier is not None else None, result_json, error,
+            run_id, dt(created_at) or datetime.min,
+        )  # fmt: skip
 
     def _batch(self, row: Row) -> BatchRecord:
         (id_, api_id, state, request_count, body_bytes, model, planned_at, submit_started_at,

@@ -110,7 +110,8 @@ MIGRATIONS = (
     # 5: the schema both stores end with (one store core): SQLite's indexes, which a job's
     # state moves do not rewrite (the queue and the undelivered results are partial indexes,
     # entered and left once; the run index does not carry the state), and result lines
-    # applied by custom_id alone.
+    # applied by custom_id alone; a batch's members are read in pages by id, which
+    # (batch_ref, id) serves without a sort.
     """
     DROP INDEX jobs_due;
     CREATE INDEX jobs_due ON jobs (route, not_before) WHERE state = 'queued';
@@ -119,6 +120,8 @@ MIGRATIONS = (
     DROP INDEX jobs_in_batch;
     CREATE INDEX jobs_custom ON jobs (custom_id);
     CREATE INDEX jobs_undelivered ON jobs (id) WHERE state IN ('succeeded', 'failed');
+    DROP INDEX jobs_batch;
+    CREATE INDEX jobs_batch ON jobs (batch_ref, id);
     """,
 )
 
@@ -178,8 +181,11 @@ def native(sql: str) -> str:
 class PostgresTx:
     """One transaction on the dialect's connection."""
 
-    def __init__(self, cur: psycopg.Cursor[Any]) -> None:
+    def __init__(self, cur: psycopg.Cursor[Any], made: set[str]) -> None:
         self.cur = cur
+        self.made = made  # temporary tables this connection holds, committed
+        self.making: set[str] = set()
+        self.staged: set[str] = set()
 
     def run(self, sql: str, args: Sequence[object] = ()) -> int:
         self.cur.execute(native(sql), args)
@@ -190,13 +196,15 @@ class PostgresTx:
         return self.cur.fetchall()
 
     def stage(self, staged: Staged) -> str:
-        """A temporary table emptied at each commit, filled by COPY (one round trip)."""
+        """A temporary table, emptied at each commit, filled by COPY (one round trip)."""
         table = staged.table
-        columns = ", ".join(f"{c} {_KINDS[k]}" for c, k in staged.columns)
-        self.cur.execute(
-            f"CREATE TEMP TABLE IF NOT EXISTS {table} ({columns}) ON COMMIT DELETE ROWS"
-        )
-        self.cur.execute(f"TRUNCATE {table}")
+        if table not in self.made and table not in self.making:
+            columns = ", ".join(f"{c} {_KINDS[k]}" for c, k in staged.columns)
+            self.cur.execute(f"CREATE TEMP TABLE {table} ({columns}) ON COMMIT DELETE ROWS")
+            self.making.add(table)
+        if table in self.staged:  # staged twice in one transaction: start afresh
+            self.cur.execute(f"TRUNCATE {table}")
+        self.staged.add(table)
         names = ", ".join(c for c, _ in staged.columns)
         with self.cur.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
             for row in staged.rows:
@@ -222,6 +230,7 @@ class PostgresDialect:
         self._pg = psycopg
         self.lock = threading.RLock()
         self._claimed = False
+        self._made: set[str] = set()
         self.schema = ""
         self._key = 0
         options: dict[str, Any] = {"autocommit": True}
@@ -260,8 +269,11 @@ class PostgresDialect:
 
     @contextmanager
     def tx(self) -> Iterator[PostgresTx]:
-        with self._guard(), self.db.transaction(), self.db.cursor() as cur:
-            yield PostgresTx(cur)
+        with self._guard():
+            with self.db.transaction(), self.db.cursor() as cur:
+                tx = PostgresTx(cur, self._made)
+                yield tx
+            self._made |= tx.making  # committed: the tables now outlive the transaction
 
     def read(self, sql: str, args: Sequence[object] = ()) -> list[Row]:
         with self._guard(), self.db.cursor() as cur:
@@ -284,7 +296,7 @@ class PostgresDialect:
     def migrate(self) -> None:
         try:
             with self.lock, self.db.transaction(), self.db.cursor() as cur:
-                self.schema = self._migrate(PostgresTx(cur))
+                self.schema = self._migrate(PostgresTx(cur, self._made))
         except self._pg.Error as exc:
             raise StoreError(
                 f"{self.where}: not a usable nowait store ({self._say(exc)})"

@@ -109,9 +109,12 @@ MIGRATIONS = (
         seen_at TEXT NOT NULL
     );
     """,
-    # 7: the schema both stores end with (one store core): the meta table's name.
+    # 7: the schema both stores end with (one store core): the meta table's name; a batch's
+    # members are read in pages by id, which (batch_ref, id) serves without a sort.
     """
     ALTER TABLE meta RENAME TO nowait_meta;
+    DROP INDEX jobs_batch;
+    CREATE INDEX jobs_batch ON jobs (batch_ref, id);
     """,
 )
 
