@@ -4,7 +4,7 @@ The SQL here is the common subset SQLite (3.35+) and PostgreSQL speak: `?` place
 PostgreSQL dialect rewrites them), `INSERT … ON CONFLICT`, `UPDATE … FROM`, `RETURNING`.
 What differs lives in a dialect (`nowait.store.sqlite`, `nowait.store.postgres`): the
 connection and its transactions, how timestamps are stored, how a set of rows reaches the
-server (`Tx.stage`: a temporary table both databases join), the store lock (`claim`) and the
+server (`Tx.bulk`: a set-based statement over rows), the store lock (`claim`) and the
 migrations. Job state checks derive from `nowait.types.TRANSITIONS`, batch state checks
 from `BATCH_MOVES`: each guarded `WHERE state IN (…)` is generated from those tables, so the
 state machine is written once.
@@ -46,6 +46,10 @@ from nowait.store import (
 from nowait.types import TRANSITIONS, USAGE_FIELDS, JobState, Route, Tier, Usage, transition
 
 PAGE = 1000
+ROWS = "<<rows>>"
+"""The FROM item of a set-based statement (`Tx.bulk`), always written `FROM <<rows>>` or
+`FROM table, <<rows>>`; the statement names the rows' columns `alias.column`, nothing else
+(SQLite binds those references per row; PostgreSQL joins a temporary table)."""
 """Rows per read when a result may be large (a batch's members, every job of a run)."""
 
 Row = Sequence[Any]
@@ -76,9 +80,9 @@ class Tx(Protocol):
 
     def rows(self, sql: str, args: Sequence[object] = ()) -> list[Row]: ...
 
-    def stage(self, staged: Staged) -> str:
-        """Put `staged.rows` where this transaction's statements can join them; returns the
-        FROM item naming them `staged.name`."""
+    def bulk(self, sql: str, staged: Staged, args: Sequence[object] = ()) -> int:
+        """Execute `sql` over the rows of `staged`, which it names `staged.name` in the FROM
+        item `ROWS` stands for; `args` fill its other placeholders. The rows changed."""
         ...
 
 
@@ -234,8 +238,7 @@ class CoreStore:
             first.setdefault(j.key, j)
             run_of[j.key] = j.run_id if j.run_id is not None else run_of.get(j.key)
         ts = self.d.ts
-        source = tx.stage(
-            Staged(
+        staged = Staged(
                 "u",
                 (("key", "text"), ("workload", "text"), ("params_json", "text"),
                  ("model", "text"), ("route", "text"), ("reasons", "text"), ("deadline", "time"),
@@ -245,23 +248,24 @@ class CoreStore:
                      ts(j.deadline), j.awaited, run_of[j.key])
                     for j in first.values()
                 ],
-            )
         )  # fmt: skip
         stamp = ts(now)
-        new = tx.run(
+        new = tx.bulk(
             f"""INSERT INTO jobs (key, workload, params_json, model, route, reasons, deadline,
                     awaited, state, not_before, run_id, created_at, updated_at)
                 SELECT u.key, u.workload, u.params_json, u.model, u.route, u.reasons,
                     u.deadline, u.awaited, '{JobState.QUEUED.value}', ?, u.run_id, ?, ?
-                FROM {source} WHERE true
+                FROM {ROWS} WHERE true
                 ON CONFLICT (key) DO NOTHING""",
+            staged,
             (stamp, stamp, stamp),
         )
         if new < len(first):  # keys seen before join this run
-            tx.run(
-                f"""UPDATE jobs SET run_id = u.run_id FROM {source}
+            tx.bulk(
+                f"""UPDATE jobs SET run_id = u.run_id FROM {ROWS}
                     WHERE jobs.key = u.key AND u.run_id IS NOT NULL
-                      AND (jobs.run_id IS NULL OR jobs.run_id <> u.run_id)"""
+                      AND (jobs.run_id IS NULL OR jobs.run_id <> u.run_id)""",
+                staged,
             )
         return new
 
@@ -361,11 +365,11 @@ class CoreStore:
         if not job_ids:
             return 0
         with self.d.tx() as tx:
-            source = tx.stage(Staged("u", (("id", "int"),), [(i,) for i in dict.fromkeys(job_ids)]))
-            return tx.run(
+            return tx.bulk(
                 f"""UPDATE jobs SET route = ?, reasons = reasons || '; ' || ?, updated_at = ?
-                    WHERE id IN (SELECT u.id FROM {source})
+                    WHERE id IN (SELECT u.id FROM {ROWS})
                       AND {in_states([JobState.QUEUED])}""",
+                Staged("u", (("id", "int"),), [(i,) for i in dict.fromkeys(job_ids)]),
                 (route.value, reason, self.d.ts(now)),
             )
 
@@ -404,11 +408,11 @@ class CoreStore:
         if not job_ids:
             return
         with self.d.tx() as tx:
-            source = tx.stage(Staged("u", (("id", "int"),), [(i,) for i in job_ids]))
-            done = tx.run(
+            done = tx.bulk(
                 f"""UPDATE jobs SET state = '{JobState.DELIVERED.value}', updated_at = ?
-                    WHERE id IN (SELECT u.id FROM {source})
+                    WHERE id IN (SELECT u.id FROM {ROWS})
                       AND {checked(DELIVERABLE, JobState.DELIVERED)}""",
+                Staged("u", (("id", "int"),), [(i,) for i in dict.fromkeys(job_ids)]),
                 (self.d.ts(now),),
             )
             if done != len(job_ids):
@@ -467,11 +471,11 @@ class CoreStore:
                     RETURNING {", ".join(BATCH_COLUMNS)}""",
                 (len(members), body_bytes, model, stamp),
             )
-            source = tx.stage(Staged("m", (("id", "int"), ("custom_id", "text")), members))
-            moved = tx.run(
+            moved = tx.bulk(
                 f"""UPDATE jobs SET state = '{JobState.SUBMITTING.value}', batch_ref = ?,
                     custom_id = m.custom_id, attempts = attempts + 1, updated_at = ?
-                    FROM {source} WHERE jobs.id = m.id AND jobs.{guard}""",
+                    FROM {ROWS} WHERE jobs.id = m.id AND jobs.{guard}""",
+                Staged("m", (("id", "int"), ("custom_id", "text")), members),
                 (row[0], stamp),
             )
             if moved != len(members):
@@ -574,8 +578,8 @@ class CoreStore:
     def apply_batch_outcomes(
         self, batch_id: int, outcomes: Sequence[Outcome], now: datetime
     ) -> int:
-        """Set-based: the lines are staged once, then one statement stores the results and
-        one moves the jobs, both joined by custom_id to jobs still in a batch."""
+        """Set-based: one statement stores the results and one moves the jobs, both joined
+        by custom_id to jobs still in a batch."""
         lines = list({o.custom_id: o for o in reversed(outcomes)}.values())  # first line wins
         if not lines:
             return 0
@@ -586,48 +590,44 @@ class CoreStore:
         with self.d.tx() as tx:
             ok = [(o.custom_id, o.result_json or "{}") for o in lines if o.kind == "succeeded"]
             if ok:  # results first: once the jobs move, the join no longer finds them
-                results = tx.stage(
-                    Staged("r", (("custom_id", "text"), ("result_json", "text")), ok)
-                )
-                tx.run(
+                tx.bulk(
                     f"""INSERT INTO results (job_id, result_json)
-                        SELECT jobs.id, r.result_json FROM {results}
-                        JOIN jobs ON jobs.custom_id = r.custom_id AND {in_batch} WHERE true
-                        ON CONFLICT (job_id) DO UPDATE SET result_json = excluded.result_json"""
+                        SELECT jobs.id, r.result_json FROM jobs, {ROWS}
+                        WHERE jobs.custom_id = r.custom_id AND {in_batch}
+                        ON CONFLICT (job_id) DO UPDATE SET result_json = excluded.result_json""",
+                    Staged("r", (("custom_id", "text"), ("result_json", "text")), ok),
                 )
             final = [o for o in lines if o.kind != "retry"]
             retried = [o for o in lines if o.kind == "retry"]
             moved = 0
             if final:
-                source = tx.stage(
-                    Staged(
-                        "u",
-                        (("custom_id", "text"), ("state", "text"), ("tier", "text"),
-                         ("error", "text"), *((c, "int") for c in USAGE_FIELDS)),
-                        [_final_row(o) for o in final],
-                    )
+                staged = Staged(
+                    "u",
+                    (("custom_id", "text"), ("state", "text"), ("tier", "text"),
+                     ("error", "text"), *((c, "int") for c in USAGE_FIELDS)),
+                    [_final_row(o) for o in final],
                 )  # fmt: skip
                 # Final outcomes leave batch_ref and custom_id alone: an UPDATE that does not
                 # set an indexed column does not rewrite that index, and these are most lines.
-                moved += tx.run(
+                moved += tx.bulk(
                     f"""UPDATE jobs SET state = u.state, tier = u.tier, error = u.error,
                         updated_at = ?, {USAGE_SETS}
-                        FROM {source} WHERE jobs.custom_id = u.custom_id AND {in_batch}""",
+                        FROM {ROWS} WHERE jobs.custom_id = u.custom_id AND {in_batch}""",
+                    staged,
                     (ts(now),),
                 )
             if retried:
-                source = tx.stage(
-                    Staged(
-                        "q",
-                        (("custom_id", "text"), ("error", "text"), ("not_before", "time")),
-                        [(o.custom_id, o.error, ts(o.not_before)) for o in retried],
-                    )
+                staged = Staged(
+                    "q",
+                    (("custom_id", "text"), ("error", "text"), ("not_before", "time")),
+                    [(o.custom_id, o.error, ts(o.not_before)) for o in retried],
                 )
-                moved += tx.run(
+                moved += tx.bulk(
                     f"""UPDATE jobs SET state = '{JobState.QUEUED.value}', tier = NULL,
                         error = q.error, not_before = coalesce(q.not_before, jobs.not_before),
                         updated_at = ?, batch_ref = NULL, custom_id = NULL, {NO_USAGE}
-                        FROM {source} WHERE jobs.custom_id = q.custom_id AND {in_batch}""",
+                        FROM {ROWS} WHERE jobs.custom_id = q.custom_id AND {in_batch}""",
+                    staged,
                     (ts(now),),
                 )
             return moved

@@ -27,7 +27,7 @@ from urllib.parse import unquote, unquote_plus
 
 from nowait.errors import ConfigError, StoreError
 from nowait.store import StoreBusyError
-from nowait.store.core import CoreStore, Row, Staged
+from nowait.store.core import ROWS, CoreStore, Row, Staged
 
 if TYPE_CHECKING:
     import psycopg
@@ -185,7 +185,7 @@ class PostgresTx:
         self.cur = cur
         self.made = made  # temporary tables this connection holds, committed
         self.making: set[str] = set()
-        self.staged: set[str] = set()
+        self.filled: dict[str, Staged] = {}
 
     def run(self, sql: str, args: Sequence[object] = ()) -> int:
         self.cur.execute(native(sql), args)
@@ -195,21 +195,27 @@ class PostgresTx:
         self.cur.execute(native(sql), args)
         return self.cur.fetchall()
 
-    def stage(self, staged: Staged) -> str:
-        """A temporary table, emptied at each commit, filled by COPY (one round trip)."""
+    def bulk(self, sql: str, staged: Staged, args: Sequence[object] = ()) -> int:
+        return self.run(sql.replace(ROWS, f"pg_temp.{self._fill(staged)} AS {staged.name}"), args)
+
+    def _fill(self, staged: Staged) -> str:
+        """The rows in a temporary table (made once per connection, emptied at each commit),
+        sent by COPY: one round trip, however many rows."""
         table = staged.table
+        if self.filled.get(table) is staged:  # a second statement over the same rows
+            return table
         if table not in self.made and table not in self.making:
             columns = ", ".join(f"{c} {_KINDS[k]}" for c, k in staged.columns)
             self.cur.execute(f"CREATE TEMP TABLE {table} ({columns}) ON COMMIT DELETE ROWS")
             self.making.add(table)
-        if table in self.staged:  # staged twice in one transaction: start afresh
+        if table in self.filled:  # other rows under the same name in one transaction
             self.cur.execute(f"TRUNCATE {table}")
-        self.staged.add(table)
+        self.filled[table] = staged
         names = ", ".join(c for c, _ in staged.columns)
         with self.cur.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
             for row in staged.rows:
                 copy.write_row(row)
-        return f"pg_temp.{table} AS {staged.name}"
+        return table
 
 
 class PostgresDialect:

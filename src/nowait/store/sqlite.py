@@ -1,26 +1,29 @@
 """The embedded store: one SQLite file (WAL, mode 0600), migrations as code.
 
 `SQLiteStore` is the one store core (`nowait.store.core`) over `SQLiteDialect`: one connection
-shared by the threads of one process under a lock, timestamps as ISO 8601 text, sets of rows
-staged in temporary tables (in memory), `claim()` an `flock` on a file beside the database.
+shared by the threads of one process under a lock, timestamps as ISO 8601 text, set-based
+statements run once per row in one prepared loop (`SQLiteTx.bulk`), `claim()` an `flock` on a
+file beside the database.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import re
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from nowait.errors import StoreError
 from nowait.files import make_private_dir
 from nowait.store import StoreBusyError
-from nowait.store.core import CoreStore, Row, Staged
+from nowait.store.core import ROWS, CoreStore, Row, Staged
 
 MIGRATIONS = (
     """
@@ -119,7 +122,6 @@ MIGRATIONS = (
 )
 
 OLDEST_SQLITE = (3, 35)  # UPDATE … FROM (3.33), RETURNING (3.35)
-_KINDS = {"text": "TEXT", "int": "INTEGER", "float": "REAL", "bool": "INTEGER", "time": "TEXT"}
 
 
 class SQLiteTx:
@@ -127,7 +129,6 @@ class SQLiteTx:
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
-        self.staged: set[str] = set()
 
     def run(self, sql: str, args: Sequence[object] = ()) -> int:
         return self.db.execute(sql, args).rowcount
@@ -135,20 +136,46 @@ class SQLiteTx:
     def rows(self, sql: str, args: Sequence[object] = ()) -> list[Row]:
         return self.db.execute(sql, args).fetchall()
 
-    def stage(self, staged: Staged) -> str:
-        table = staged.table
-        columns = ", ".join(f"{c} {_KINDS[k]}" for c, k in staged.columns)
-        self.db.execute(f"CREATE TEMP TABLE IF NOT EXISTS {table} ({columns})")
-        self.db.execute(f"DELETE FROM temp.{table}")
-        marks = ", ".join("?" for _ in staged.columns)
-        self.db.executemany(f"INSERT INTO temp.{table} VALUES ({marks})", staged.rows)
-        self.staged.add(table)
-        return f"temp.{table} AS {staged.name}"
+    def bulk(self, sql: str, staged: Staged, args: Sequence[object] = ()) -> int:
+        """The statement once per row, with its `alias.column` references bound as that row's
+        values: one prepared statement looped in C (executemany), as a hand-written per-row
+        statement would be. In-process that beats any staging: a temporary table or a VALUES
+        list is copied once more and joined, which cost 2-3× on 20,000 result lines."""
+        statement, plan = _per_row(sql, staged)
+        fixed = tuple(args)
+        done = self.db.executemany(
+            statement, ([fixed[i] if arg else row[i] for arg, i in plan] for row in staged.rows)
+        )
+        return done.rowcount
 
-    def clear(self) -> None:
-        """Empty the staged rows before the commit: they would only hold memory."""
-        for table in self.staged:
-            self.db.execute(f"DELETE FROM temp.{table}")
+
+@lru_cache(maxsize=256)
+def _per_row_cached(
+    sql: str, name: str, columns: tuple[str, ...]
+) -> tuple[str, tuple[tuple[bool, int], ...]]:
+    without = sql.replace(f", {ROWS}", "").replace(f"FROM {ROWS}", "")
+    if ROWS in without:
+        raise StoreError(f"a set-based statement names its rows in an unknown way: {sql!r}")
+    plan: list[tuple[bool, int]] = []
+    args = 0
+
+    def bind(match: re.Match[str]) -> str:
+        nonlocal args
+        if match.group(0) == "?":
+            plan.append((True, args))
+            args += 1
+        else:
+            plan.append((False, columns.index(match.group(1))))
+        return "?"
+
+    statement = re.sub(rf"\?|(?<![\w.]){name}\.(\w+)", bind, without)
+    return statement, tuple(plan)
+
+
+def _per_row(sql: str, staged: Staged) -> tuple[str, tuple[tuple[bool, int], ...]]:
+    """`sql` as a per-row statement, and where each of its parameters comes from: (True, i)
+    the i-th fixed argument, (False, j) the row's j-th column."""
+    return _per_row_cached(sql, staged.name, tuple(c for c, _ in staged.columns))
 
 
 class SQLiteDialect:
@@ -181,7 +208,6 @@ class SQLiteDialect:
             # Fewer, larger checkpoints: collecting 100,000 results writes ~100 MB of WAL.
             self.db.execute("PRAGMA wal_autocheckpoint=16384")
             self.db.execute("PRAGMA foreign_keys=ON")
-            self.db.execute("PRAGMA temp_store=MEMORY")  # staged rows never touch the disk
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{path}: not a usable nowait store ({exc})") from None
 
@@ -189,10 +215,8 @@ class SQLiteDialect:
     def tx(self) -> Iterator[SQLiteTx]:
         with self.lock:
             self.db.execute("BEGIN IMMEDIATE")
-            tx = SQLiteTx(self.db)
             try:
-                yield tx
-                tx.clear()
+                yield SQLiteTx(self.db)
             except BaseException:
                 self.db.execute("ROLLBACK")
                 raise
