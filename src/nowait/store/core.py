@@ -62,7 +62,8 @@ class Staged:
 
     name: str
     columns: tuple[tuple[str, str], ...]
-    rows: Sequence[Sequence[object]]
+    rows: Iterable[Sequence[object]]
+    """Read once per statement: a statement run twice over the same rows needs a sequence."""
 
     @property
     def table(self) -> str:
@@ -580,7 +581,7 @@ class CoreStore:
     ) -> int:
         """Set-based: one statement stores the results and one moves the jobs, both joined
         by custom_id to jobs still in a batch."""
-        lines = list({o.custom_id: o for o in reversed(outcomes)}.values())  # first line wins
+        lines = _first_lines(outcomes)
         if not lines:
             return 0
         in_batch = in_states([JobState.IN_BATCH], "jobs.state")
@@ -588,24 +589,33 @@ class CoreStore:
             transition(JobState.IN_BATCH, target)
         ts = self.d.ts
         with self.d.tx() as tx:
-            ok = [(o.custom_id, o.result_json or "{}") for o in lines if o.kind == "succeeded"]
-            if ok:  # results first: once the jobs move, the join no longer finds them
+            if any(
+                o.kind == "succeeded" for o in lines
+            ):  # results first: once the jobs move, the join no longer finds them
                 tx.bulk(
                     f"""INSERT INTO results (job_id, result_json)
                         SELECT jobs.id, r.result_json FROM jobs, {ROWS}
                         WHERE jobs.custom_id = r.custom_id AND {in_batch}
                         ON CONFLICT (job_id) DO UPDATE SET result_json = excluded.result_json""",
-                    Staged("r", (("custom_id", "text"), ("result_json", "text")), ok),
+                    Staged(
+                        "r",
+                        (("custom_id", "text"), ("result_json", "text")),
+                        (
+                            (o.custom_id, o.result_json or "{}")
+                            for o in lines
+                            if o.kind == "succeeded"
+                        ),
+                    ),
                 )
-            final = [o for o in lines if o.kind != "retry"]
-            retried = [o for o in lines if o.kind == "retry"]
+            final = any(o.kind != "retry" for o in lines)
+            retried = any(o.kind == "retry" for o in lines)
             moved = 0
             if final:
                 staged = Staged(
                     "u",
                     (("custom_id", "text"), ("state", "text"), ("tier", "text"),
                      ("error", "text"), *((c, "int") for c in USAGE_FIELDS)),
-                    [_final_row(o) for o in final],
+                    (_final_row(o) for o in lines if o.kind != "retry"),
                 )  # fmt: skip
                 # Final outcomes leave batch_ref and custom_id alone: an UPDATE that does not
                 # set an indexed column does not rewrite that index, and these are most lines.
@@ -620,7 +630,7 @@ class CoreStore:
                 staged = Staged(
                     "q",
                     (("custom_id", "text"), ("error", "text"), ("not_before", "time")),
-                    [(o.custom_id, o.error, ts(o.not_before)) for o in retried],
+                    ((o.custom_id, o.error, ts(o.not_before)) for o in lines if o.kind == "retry"),
                 )
                 moved += tx.bulk(
                     f"""UPDATE jobs SET state = '{JobState.QUEUED.value}', tier = NULL,
@@ -809,6 +819,14 @@ class CoreStore:
             cancel_requested=bool(cancel_requested),
             waiting_for=tuple(filter(None, (waiting_for or "").split(","))),
         )
+
+
+def _first_lines(outcomes: Sequence[Outcome]) -> Sequence[Outcome]:
+    """The lines, each custom_id once (its first line wins): the API never repeats one, so
+    this copies only when a stray file did."""
+    if len({o.custom_id for o in outcomes}) == len(outcomes):
+        return outcomes
+    return list({o.custom_id: o for o in reversed(outcomes)}.values())
 
 
 def _final_row(o: Outcome) -> tuple[object, ...]:
