@@ -254,16 +254,23 @@ def check_params(params: Mapping[str, Any]) -> None:
         raise _type_error(exc, ()) from None
 
 
+_LEAVES = frozenset({str, int, float, bool, type(None)})
+
+
 def _drain(value: Any, source: Any, path: tuple[str | int, ...]) -> None:
     """Walk a validated request beside its source: the SDK types some fields `Iterable`,
     which pydantic checks lazily, item by item, as they are iterated, and which any iterable
-    passes, an object's keys included; in JSON only a list is one."""
+    passes, an object's keys included; in JSON only a list is one. (Leaves, nearly every
+    value, are skipped before their path is built.)"""
     if isinstance(value, Mapping):
         for key, item in value.items():
-            _drain(item, source.get(key) if isinstance(source, Mapping) else None, (*path, key))
+            if type(item) not in _LEAVES:
+                inner = source.get(key) if isinstance(source, Mapping) else None
+                _drain(item, inner, (*path, key))
     elif isinstance(value, list | tuple):
         for index, item in enumerate(value):
-            _drain(item, _at(source, index), (*path, index))
+            if type(item) not in _LEAVES:
+                _drain(item, _at(source, index), (*path, index))
     elif hasattr(value, "__next__"):
         if not isinstance(source, list | tuple):
             raise InputError(
