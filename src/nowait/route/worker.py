@@ -126,8 +126,8 @@ class WorkerConfig:
     max_batch_bytes: int = BATCH_MAX_BYTES
     retry: RetryConfig = field(default_factory=RetryConfig)
     poll: PollConfig = field(default_factory=PollConfig)
-    apply_chunk: int = 5000
-    """Result lines applied per transaction while collecting."""
+    apply_chunk: int = 1000
+    """Result lines applied per transaction while collecting (the most held in memory)."""
     clock_skew: float = 5.0
     """Seconds the API's clock may lag ours: an API batch created up to this long before a
     create call started can still be that call's."""
@@ -758,21 +758,26 @@ class Worker:
         self.store.lose_batch(batch.id, error, now, now, max_attempts=0)
 
     def _collect(self, batch: BatchRecord) -> None:
-        members, legacy = list[int](), set[str]()
-        for cid, _ in self.store.batch_members(batch.id):
-            members.append(_job_id_of(cid))
-            if not self._namespaced(cid):
-                legacy.add(cid)  # sent before this store had a namespace
+        """Stream the batch's results into the store, `apply_chunk` lines a transaction: memory
+        stays flat in the batch's size (no list of its lines, outcomes or members is built)."""
+        # The guard's fallback reroutes what the batch left unanswered: its members, read
+        # before `close_batch` releases them (a batch it did not cancel needs none).
+        members = self._member_ids(batch) if batch.cancel_requested else []
+        legacy: set[str] | None = None  # read once a line is not namespaced (rare)
         chunk: list[Outcome] = []
         lines: Counter[str] = Counter()  # by line kind: succeeded, errored, ...
         kinds: Counter[str] = Counter()  # by outcome: succeeded, retry, failed
         applied = 0
         checkpoint = self.checkpoint  # a local: this loop runs once per result line
         for line in self.backend.batch_results(batch.api_id or ""):
-            if not (self._namespaced(line.custom_id) or line.custom_id in legacy):
-                log.warning("batch %s: ignored a result line with custom_id %r: not one of"
-                            " this store's requests", batch.api_id, line.custom_id)  # fmt: skip
-                continue
+            if not self._namespaced(line.custom_id):
+                if legacy is None:
+                    legacy = self._legacy_ids(batch)
+                if line.custom_id not in legacy:
+                    log.warning("batch %s: ignored a result line with custom_id %r: not one"
+                                " of this store's requests", batch.api_id,
+                                line.custom_id)  # fmt: skip
+                    continue
             outcome = self._safe_outcome(line)
             chunk.append(outcome)
             lines[line.kind] += 1
@@ -789,6 +794,13 @@ class Worker:
         )  # the jobs no line answered
         self._log_collected(batch, lines, +kinds, applied)
         self._fall_back(batch, members)
+
+    def _member_ids(self, batch: BatchRecord) -> list[int]:
+        return [_job_id_of(cid) for cid, _ in self.store.batch_members(batch.id)]
+
+    def _legacy_ids(self, batch: BatchRecord) -> set[str]:
+        """The batch's custom_ids sent before this store had a namespace."""
+        return {cid for cid, _ in self.store.batch_members(batch.id) if not self._namespaced(cid)}
 
     @staticmethod
     def _log_collected(
@@ -825,7 +837,7 @@ class Worker:
         """The API refuses to show this batch for good (404, ...): its unanswered jobs are
         sent again (the attempt counted) or failed at the cap, so the worker never stops on
         it at every restart."""
-        members = [_job_id_of(c) for c, _ in self.store.batch_members(batch.id)]
+        members = self._member_ids(batch) if batch.cancel_requested else []
         reason = f"batch {batch.api_id} lost: {error}"
         now = self.clock.now()
         requeued = self.store.lose_batch(
