@@ -199,7 +199,8 @@ def check_request(
     Raises `InputError` naming the field."""
     if not isinstance(params, Mapping):
         raise InputError(f"got {type(params).__name__}", field="params", expected="an object")
-    check_json_values(dict(params), "params")
+    params = params if type(params) is dict else dict(params)  # one copy of a mapping, if any
+    check_json_values(params, "params")
     for name, text in (("key", key), ("workload", workload)):
         if text is not None:
             check_json_values(text, name)
@@ -216,7 +217,7 @@ def check_request(
     if deadline is not None and deadline.tzinfo is None:
         raise InputError("deadline needs a timezone", field="deadline")
     check_params(params)
-    params_json = json.dumps(dict(params), allow_nan=False)
+    params_json = json.dumps(params, allow_nan=False)
     check_limits(model, max_tokens, params_json)
     return CheckedRequest(params_json, model, max_tokens, key, workload, deadline, awaited)
 
