@@ -445,11 +445,29 @@ class Router:
             "run %s: %s pending, %s to deliver",
             self.run_id, f"{self.pending():,}", f"{self.store.undelivered_count():,}",
         )  # fmt: skip
-        while True:
-            report = self.worker.run_once()
+
+        def deliver() -> None:
             done = self.deliver(sink, run_id=run_id) if sink is not None else 0
             if on_progress is not None and done:
                 on_progress(done)
+
+        self.worker.on_results_applied = deliver  # a large batch's results, as they land
+        try:
+            self._passes(deliver, idle, on_pass, forever, run_id)
+        finally:
+            self.worker.on_results_applied = None
+
+    def _passes(
+        self,
+        deliver: Callable[[], None],
+        idle: float,
+        on_pass: Callable[[bool], None] | None,
+        forever: bool,
+        run_id: str | None,
+    ) -> None:
+        while True:
+            report = self.worker.run_once()
+            deliver()
             finished = not forever and self.pending(run_id) == 0
             if on_pass is not None:
                 on_pass(report.busy and not finished)

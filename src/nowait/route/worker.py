@@ -116,6 +116,15 @@ CACHE_WINDOW = 10_000
 """Due jobs cache planning groups at once, at least (`Worker.plan_batches`)."""
 
 
+class _NotTheBatch(Exception):
+    """What failed while a batch was collected that is not the batch's fault (delivering its
+    results): raised on as it is, never quarantining the batch."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 def no_checkpoint(name: CheckpointName) -> None:
     """The default checkpoint: nothing happens."""
 
@@ -188,6 +197,9 @@ class Worker:
         self.config = config or WorkerConfig()
         self.checkpoint = checkpoint
         self.on_batch_planned: Callable[[BatchRecord], None] | None = None
+        self.on_results_applied: Callable[[], None] | None = None
+        """Called after each chunk of result lines is committed while a batch is collected:
+        the router delivers them there, while the rest of the results file streams in."""
         self._status: dict[int, str] = {}
         """The API status each batch had at its last poll, to log changes only."""
         self._latencies: Latencies | None = None
@@ -737,6 +749,8 @@ class Worker:
         for batch in self.store.batches(BatchState.ENDED):
             try:
                 self._collect(batch)
+            except _NotTheBatch as failed:
+                raise failed.error from failed.error.__cause__
             except RetryableBackendError:
                 continue
             except PermanentBackendError as exc:
@@ -787,6 +801,7 @@ class Worker:
                 applied += self.store.apply_batch_outcomes(batch.id, chunk, self.clock.now())
                 checkpoint("results_chunk_applied")
                 chunk = []
+                self._results_applied()
         applied += self.store.apply_batch_outcomes(batch.id, chunk, self.clock.now())
         now = self.clock.now()
         kinds["retry"] += self.store.close_batch(
@@ -794,6 +809,13 @@ class Worker:
         )  # the jobs no line answered
         self._log_collected(batch, lines, +kinds, applied)
         self._fall_back(batch, members)
+
+    def _results_applied(self) -> None:
+        if self.on_results_applied is not None:
+            try:
+                self.on_results_applied()
+            except Exception as exc:  # the sink's failure, not the batch's: no quarantine
+                raise _NotTheBatch(exc) from exc
 
     def _member_ids(self, batch: BatchRecord) -> list[int]:
         return [_job_id_of(cid) for cid, _ in self.store.batch_members(batch.id)]
