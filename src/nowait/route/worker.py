@@ -135,8 +135,10 @@ class WorkerConfig:
     max_batch_bytes: int = BATCH_MAX_BYTES
     retry: RetryConfig = field(default_factory=RetryConfig)
     poll: PollConfig = field(default_factory=PollConfig)
-    apply_chunk: int = 1000
-    """Result lines applied per transaction while collecting (the most held in memory)."""
+    apply_chunk: int = 5000
+    """Result lines applied per transaction while collecting, the most held in memory (about
+    5 MB). Smaller chunks cost CPU: SQLite writes the same index pages to its log again at
+    every commit (1,000: +0.7 s at 100,000 lines)."""
     clock_skew: float = 5.0
     """Seconds the API's clock may lag ours: an API batch created up to this long before a
     create call started can still be that call's."""
