@@ -302,12 +302,13 @@ class Router:
         and latencies planned once per (model, max_tokens), as `route` plans them for one."""
         now = self.clock.now()
         forecast = self.forecast
-        plans: dict[tuple[str, int], tuple[Capacity, GuardConfig]] = {}
+        plans: dict[tuple[str, int], _Plan] = {}
         for request in requests:
             model, max_tokens = request.model, request.max_tokens
             plan = plans.get((model, max_tokens))
             if plan is None:
-                plan = plans[model, max_tokens] = self._plan(model, max_tokens)
+                chance = _chance(forecast, model, now)
+                plan = plans[model, max_tokens] = (*self._plan(model, max_tokens), chance)
             route_request = RouteRequest(
                 request.awaited,
                 request.deadline,
@@ -315,7 +316,7 @@ class Router:
                 prompt_tokens_estimate(request.params_json),
                 max_tokens,
             )
-            decision = decide_route(route_request, now, *plan, _chance(forecast, model, now))
+            decision = decide_route(route_request, now, *plan)
             yield NewJob(
                 key=request.key or uuid.uuid4().hex,
                 params_json=request.params_json,
@@ -477,6 +478,10 @@ class Router:
             if not report.busy:
                 wake = self.worker.next_wake(idle)
                 self.clock.sleep(max(0.0, (wake - self.clock.now()).total_seconds()))
+
+
+_Plan = tuple[Capacity, GuardConfig, Callable[[float], float]]
+"""What a deadline is routed with: capacity, guard and the forecast's chance (`decide_route`)."""
 
 
 def _chance(forecast: Forecast, model: str, now: datetime) -> Callable[[float], float]:
