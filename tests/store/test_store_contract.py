@@ -15,7 +15,15 @@ from nowait.errors import IllegalTransition, StoreError
 from nowait.limits import CUSTOM_ID_PATTERN
 from nowait.ratelimits import Limit, RateLimits
 from nowait.route.custom_ids import custom_id
-from nowait.store import BatchState, NewJob, ObservedLimits, Outcome, Store, StoreBusyError
+from nowait.store import (
+    BatchState,
+    NewJob,
+    NoSuchJob,
+    ObservedLimits,
+    Outcome,
+    Store,
+    StoreBusyError,
+)
 from nowait.store.sqlite import SQLiteStore
 from nowait.types import JobState, Route, Tier, Usage
 
@@ -433,3 +441,98 @@ def test_rate_limits_keep_the_latest_per_model_class(store: Store) -> None:
     assert haiku == ObservedLimits("haiku", RateLimits(requests=Limit(1000)), NOW)
     assert sonnet.model_class == "sonnet" and sonnet.seen_at == later
     assert sonnet.limits == RateLimits(Limit(60, 12, later), full.input_tokens, full.output_tokens)
+
+
+# ---- the cases the two stores once drifted on (issue 17): one core, one behaviour -------------
+def test_an_outcome_reported_twice_never_replaces_the_stored_result(store: Store) -> None:
+    a = store.add_job(job("a", Route.REALTIME), NOW)[0].id
+    assert store.start_realtime(a, NOW)
+    first = Outcome(None, "succeeded", '{"n": 1}', Usage(1, 1), Tier.STANDARD)
+    store.finish_realtime(a, first, NOW)
+    late = Outcome(None, "succeeded", '{"n": 2}', Usage(9, 9), Tier.STANDARD)
+    store.finish_realtime(a, late, NOW + timedelta(seconds=5))  # the job no longer runs
+    done = store.get_job("a")
+    assert done is not None and done.result_json == '{"n": 1}' and done.usage == Usage(1, 1)
+
+
+def test_delivering_a_job_the_store_does_not_hold_raises_no_such_job(store: Store) -> None:
+    with pytest.raises(NoSuchJob, match="no job 4242"):
+        store.mark_delivered(4242, NOW)
+    assert issubclass(NoSuchJob, StoreError)
+    with pytest.raises(IllegalTransition):
+        store.mark_delivered_many([4242], NOW)
+
+
+def test_a_queued_job_cannot_be_delivered(store: Store) -> None:
+    a = store.add_job(job("a"), NOW)[0].id
+    with pytest.raises(IllegalTransition, match="queued"):
+        store.mark_delivered(a, NOW)
+    assert store.job_counts() == {JobState.QUEUED: 1}
+
+
+def test_requeue_running_moves_running_jobs_only(store: Store) -> None:
+    ids = [store.add_job(job(k, Route.REALTIME), NOW)[0].id for k in "abc"]
+    assert store.start_realtime(ids[0], NOW) and store.start_realtime(ids[1], NOW)
+    store.finish_realtime(ids[1], Outcome(None, "failed", error="x"), NOW)
+    assert store.requeue_running(NOW) == 1
+    assert store.job_counts() == {JobState.QUEUED: 2, JobState.FAILED: 1}
+    assert store.requeue_running(NOW) == 0
+
+
+def test_a_key_repeated_in_one_call_is_one_job_of_the_last_run_named(store: Store) -> None:
+    batch = [job("a", run_id="r1"), job("a"), job("a", run_id="r2"), job("b")]
+    assert store.add_jobs(batch, NOW) == 2
+    a = store.get_job("a")
+    assert a is not None and a.run_id == "r2"
+    assert store.add_jobs([], NOW) == 0
+
+
+def test_usage_rows_sort_the_same_on_every_store(store: Store) -> None:
+    for key, workload, model in [("a", "b", "m2"), ("b", None, "m1"), ("c", "B", "m1")]:
+        new = NewJob(key, "{}", model, Route.REALTIME, "r", workload=workload)
+        job_id = store.add_job(new, NOW)[0].id
+        assert store.start_realtime(job_id, NOW)
+        store.finish_realtime(
+            job_id, Outcome(None, "succeeded", "{}", Usage(1), Tier.STANDARD), NOW
+        )
+    assert [(r.workload, r.model) for r in store.usage_rows()] == [
+        (None, "m1"), ("B", "m1"), ("b", "m2"),
+    ]  # fmt: skip
+
+
+def test_batch_members_are_read_a_page_at_a_time(store: Store) -> None:
+    """A 5,000-request batch of 4 KB bodies (20 MB): reading its first member holds one page
+    in memory, not the batch."""
+    import tracemalloc
+
+    body = '{"pad": "' + "x" * 4000 + '"}'
+    jobs = [NewJob(f"k{i}", body, "m", Route.BATCH, "r") for i in range(5000)]
+    store.add_jobs(jobs, NOW)
+    members = [(j.id, f"c{j.id}") for j in store.jobs()]
+    batch = store.plan_batch(members, 20_000_000, "m", NOW)
+    tracemalloc.start()
+    try:
+        reader = store.batch_members(batch.id)
+        assert next(reader) == (members[0][1], body)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 10_000_000
+    assert sum(1 for _ in reader) == 4999  # and every member still comes, in order of id
+
+
+def test_jobs_are_listed_in_pages_by_id_whatever_the_filter(store: Store) -> None:
+    store.add_jobs([job(f"k{i:04}", run_id="r" if i % 2 else None) for i in range(2500)], NOW)
+    listed = [j.key for j in store.jobs(run_id="r", state=JobState.QUEUED)]
+    assert listed == [f"k{i:04}" for i in range(1, 2500, 2)]
+
+
+def test_a_plan_that_fails_first_leaves_the_next_one_working(store: Store) -> None:
+    """The first set-based write of a store rolled back (its staging included), then more."""
+    a = store.add_job(job("a"), NOW)[0].id
+    with pytest.raises(StoreError, match="no longer queued"):
+        store.plan_batch([(a, "ja-a1"), (a + 1000, "jx-a1")], 10, "m", NOW)
+    batch = store.plan_batch([(a, "ja-a1")], 10, "m", NOW)
+    assert [c for c, _ in store.batch_members(batch.id)] == ["ja-a1"]
+    b = store.add_job(job("b"), NOW)[0].id
+    assert store.plan_batch([(b, "jb-a1")], 10, "m", NOW).request_count == 1

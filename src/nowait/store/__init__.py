@@ -1,9 +1,11 @@
 """Durable state of the route side: jobs (one per request) and batches.
 
-`Store` is the one protocol; `SQLiteStore` the embedded default, `PostgresStore`
+`Store` is the one protocol, implemented once by `nowait.store.core.CoreStore` over a thin
+dialect per database: `SQLiteStore` the embedded default, `PostgresStore`
 (`nowait.store.postgres`, needs `nowait[postgres]`) the server one. Every method is one
 transaction, so a crash between two calls leaves a state the worker can reconcile. Moves of
-a job's state are checked by `nowait.types.transition` and guarded in SQL by the state they leave.
+a job's state are checked by `nowait.types.transition` and guarded in SQL by the states they
+leave, generated from `nowait.types.TRANSITIONS`.
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ class StoreBusyError(StoreError):
     """Another nowait process is working on this store."""
 
     exit_code = 2  # a setup problem the user fixes, like a bad option
+
+
+class NoSuchJob(StoreError):
+    """An operation named a job id the store does not hold."""
 
 
 class BatchState(StrEnum):

@@ -1,4 +1,5 @@
-"""`Store` on PostgreSQL: one connection, one transaction per method, migrations as code.
+"""`Store` on PostgreSQL: the one store core (`nowait.store.core`) over `PostgresDialect`: one
+connection, one transaction per method, migrations as code.
 
 Optional: `pip install 'nowait[postgres]'` brings psycopg 3, which only this module imports
 (lazily, when a store is opened). Timestamps are `timestamptz`, read back in UTC.
@@ -20,30 +21,13 @@ import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import datetime
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, unquote_plus
 
-from nowait.errors import ConfigError, IllegalTransition, StoreError
-from nowait.ratelimits import RateLimits
-from nowait.store import (
-    KEEP_UNSTATED,
-    LIMIT_COLUMNS,
-    OUTCOME_STATE,
-    BatchRecord,
-    BatchState,
-    DeadlineRow,
-    Job,
-    NewJob,
-    ObservedLimits,
-    Outcome,
-    StoreBusyError,
-    UsageRow,
-    gave_up,
-    limit_values,
-    limits_of,
-    new_namespace,
-)
-from nowait.types import JobState, Route, Tier, Usage, transition
+from nowait.errors import ConfigError, StoreError
+from nowait.store import StoreBusyError
+from nowait.store.core import CoreStore, Row, Staged
 
 if TYPE_CHECKING:
     import psycopg
@@ -123,26 +107,32 @@ MIGRATIONS = (
         seen_at timestamptz NOT NULL
     );
     """,
+    # 5: the schema both stores end with (one store core): SQLite's indexes, which a job's
+    # state moves do not rewrite (the queue and the undelivered results are partial indexes,
+    # entered and left once; the run index does not carry the state), and result lines
+    # applied by custom_id alone; a batch's members are read in pages by id, which
+    # (batch_ref, id) serves without a sort.
+    """
+    DROP INDEX jobs_due;
+    CREATE INDEX jobs_due ON jobs (route, not_before) WHERE state = 'queued';
+    DROP INDEX jobs_run;
+    CREATE INDEX jobs_run ON jobs (run_id);
+    DROP INDEX jobs_in_batch;
+    CREATE INDEX jobs_custom ON jobs (custom_id);
+    CREATE INDEX jobs_undelivered ON jobs (id) WHERE state IN ('succeeded', 'failed');
+    DROP INDEX jobs_batch;
+    CREATE INDEX jobs_batch ON jobs (batch_ref, id);
+    """,
 )
+
 
 # Advisory lock keys: (class, hash of the schema), so two stores in one database don't collide.
 CLAIM_LOCK = 0x6E6F7761  # "nowa"
 MIGRATE_LOCK = 0x6E6F776D  # "nowm"
-
-JOB_SELECT = (
-    "SELECT jobs.*, results.result_json AS result_json FROM jobs"
-    " LEFT JOIN results ON results.job_id = jobs.id"
-)
-USAGE_COLUMNS = (
-    "input_tokens",
-    "output_tokens",
-    "cache_write_5m_tokens",
-    "cache_write_1h_tokens",
-    "cache_read_tokens",
-)
-PAGE = 1000
-
-Row = dict[str, Any]
+_KINDS = {
+    "text": "text", "int": "bigint", "float": "double precision", "bool": "boolean",
+    "time": "timestamptz",
+}  # fmt: skip
 
 
 _KEYWORD_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]+)", flags=re.IGNORECASE)
@@ -182,9 +172,51 @@ def _passwords(dsn: str) -> set[str]:
     return {p for p in found if len(p) >= 3}  # shorter: scrubbing would garble the text
 
 
-class PostgresStore:
-    """`Store` on a PostgreSQL database (the schema first on the `search_path`). Safe to share
-    between threads of one process: one connection, used under a lock."""
+@lru_cache(maxsize=512)
+def native(sql: str) -> str:
+    """The core's SQL with psycopg's placeholders: `?` → `%s`, a literal `%` doubled."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+class PostgresTx:
+    """One transaction on the dialect's connection."""
+
+    def __init__(self, cur: psycopg.Cursor[Any], made: set[str]) -> None:
+        self.cur = cur
+        self.made = made  # temporary tables this connection holds, committed
+        self.making: set[str] = set()
+        self.staged: set[str] = set()
+
+    def run(self, sql: str, args: Sequence[object] = ()) -> int:
+        self.cur.execute(native(sql), args)
+        return self.cur.rowcount
+
+    def rows(self, sql: str, args: Sequence[object] = ()) -> list[Row]:
+        self.cur.execute(native(sql), args)
+        return self.cur.fetchall()
+
+    def stage(self, staged: Staged) -> str:
+        """A temporary table, emptied at each commit, filled by COPY (one round trip)."""
+        table = staged.table
+        if table not in self.made and table not in self.making:
+            columns = ", ".join(f"{c} {_KINDS[k]}" for c, k in staged.columns)
+            self.cur.execute(f"CREATE TEMP TABLE {table} ({columns}) ON COMMIT DELETE ROWS")
+            self.making.add(table)
+        if table in self.staged:  # staged twice in one transaction: start afresh
+            self.cur.execute(f"TRUNCATE {table}")
+        self.staged.add(table)
+        names = ", ".join(c for c, _ in staged.columns)
+        with self.cur.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+            for row in staged.rows:
+                copy.write_row(row)
+        return f"pg_temp.{table} AS {staged.name}"
+
+
+class PostgresDialect:
+    """How the store core talks to one PostgreSQL database (the schema first on the
+    `search_path`). One connection, in autocommit between transactions, used under a lock."""
+
+    name = "postgresql"
 
     def __init__(self, dsn: str) -> None:
         self.where = mask(dsn)
@@ -196,30 +228,28 @@ class PostgresStore:
                 "the PostgreSQL store needs psycopg: pip install 'nowait[postgres]'"
             ) from None
         self._pg = psycopg
-        self._lock = threading.RLock()
+        self.lock = threading.RLock()
         self._claimed = False
+        self._made: set[str] = set()
+        self.schema = ""
+        self._key = 0
         options: dict[str, Any] = {"autocommit": True}
         for name, value in (("application_name", "nowait"), ("connect_timeout", 10)):
             if name not in dsn:  # the DSN's own setting wins
                 options[name] = value
         try:
-            self._db: psycopg.Connection[Any] = psycopg.connect(dsn, **options)
+            self.db: psycopg.Connection[Any] = psycopg.connect(dsn, **options)
         except psycopg.Error as exc:
             raise ConfigError(
                 f"cannot connect to PostgreSQL at {self.where}: {self._say(exc)}"
             ) from None
         try:
-            self._db.execute("SET TIME ZONE 'UTC'")
-            self.schema = self._migrate()
+            self.db.execute("SET TIME ZONE 'UTC'")
         except psycopg.Error as exc:
-            self._db.close()
+            self.db.close()
             raise StoreError(
                 f"{self.where}: not a usable nowait store ({self._say(exc)})"
             ) from None
-        except BaseException:
-            self._db.close()
-            raise
-        self._key = _crc(self.schema)
 
     def _say(self, exc: BaseException) -> str:
         """A psycopg error as one line, without the password."""
@@ -228,73 +258,71 @@ class PostgresStore:
             text = text.replace(secret, "***")
         return text
 
-    def _migrate(self) -> str:
-        with self._tx() as cur:
-            cur.execute("SELECT current_schema() AS schema")
-            schema = _one(cur)["schema"]
-            if schema is None:
-                raise StoreError(f"{self.where}: no schema on the search_path to create tables in")
-            cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", (MIGRATE_LOCK, _crc(schema)))
-            cur.execute(
-                """CREATE TABLE IF NOT EXISTS nowait_migrations (
-                       version integer PRIMARY KEY,
-                       applied_at timestamptz NOT NULL DEFAULT now())"""
-            )
-            cur.execute("SELECT coalesce(max(version), 0) AS version FROM nowait_migrations")
-            version = int(_one(cur)["version"])
-            if version > len(MIGRATIONS):
-                raise StoreError(
-                    f"{self.where} (schema {schema}) was written by a newer nowait"
-                    f" (schema version {version})"
-                )
-            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-                cur.execute(script)  # several statements: no parameters
-                cur.execute("INSERT INTO nowait_migrations (version) VALUES (%s)", (number,))
-            cur.execute(
-                """INSERT INTO nowait_meta (name, value) VALUES ('namespace', %s)
-                   ON CONFLICT (name) DO NOTHING""",
-                (new_namespace(),),
-            )
-            cur.execute("SELECT value FROM nowait_meta WHERE name = 'namespace'")
-            self._namespace = str(_one(cur)["value"])
-            return str(schema)
-
-    @property
-    def namespace(self) -> str:
-        return self._namespace
-
     @contextmanager
     def _guard(self) -> Iterator[None]:
         """Under the lock; a database error (a lost connection included) is a `StoreError`."""
-        with self._lock:
+        with self.lock:
             try:
                 yield
             except self._pg.Error as exc:
                 raise StoreError(f"PostgreSQL at {self.where}: {self._say(exc)}") from None
 
     @contextmanager
-    def _tx(self) -> Iterator[psycopg.Cursor[Row]]:
-        """One transaction: committed when the block ends, rolled back if it raises."""
-        from psycopg.rows import dict_row
+    def tx(self) -> Iterator[PostgresTx]:
+        with self._guard():
+            with self.db.transaction(), self.db.cursor() as cur:
+                tx = PostgresTx(cur, self._made)
+                yield tx
+            self._made |= tx.making  # committed: the tables now outlive the transaction
 
-        with (
-            self._guard(),
-            self._db.transaction(),
-            self._db.cursor(row_factory=dict_row) as cur,
-        ):
-            yield cur
-
-    def _read(self, sql: str, args: Sequence[object] = ()) -> list[Row]:
-        """One statement, its own transaction (the connection is in autocommit)."""
-        from psycopg.rows import dict_row
-
-        with self._guard(), self._db.cursor(row_factory=dict_row) as cur:
-            cur.execute(sql, args)
+    def read(self, sql: str, args: Sequence[object] = ()) -> list[Row]:
+        with self._guard(), self.db.cursor() as cur:
+            cur.execute(native(sql), args)
             return cur.fetchall()
 
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
+    def ts(self, moment: datetime | None) -> datetime | None:
+        return moment
+
+    def dt(self, value: Any) -> datetime | None:
+        return value  # type: ignore[no-any-return]  # timestamptz: a datetime in UTC already
+
+    def json_int(self, column: str, key: str) -> str:
+        # json, not jsonb: it reads only the key asked for and accepts any escaped text
+        return (
+            f"CASE WHEN json_typeof({column}::json -> '{key}') = 'number'"
+            f" THEN ({column}::json ->> '{key}')::numeric ELSE 0 END"
+        )
+
+    def migrate(self) -> None:
+        try:
+            with self.lock, self.db.transaction(), self.db.cursor() as cur:
+                self.schema = self._migrate(PostgresTx(cur, self._made))
+        except self._pg.Error as exc:
+            raise StoreError(
+                f"{self.where}: not a usable nowait store ({self._say(exc)})"
+            ) from None
+        self._key = _crc(self.schema)
+
+    def _migrate(self, tx: PostgresTx) -> str:
+        [(schema,)] = tx.rows("SELECT current_schema()")
+        if schema is None:
+            raise StoreError(f"{self.where}: no schema on the search_path to create tables in")
+        tx.run("SELECT pg_advisory_xact_lock(?, ?)", (MIGRATE_LOCK, _crc(schema)))
+        tx.run(
+            """CREATE TABLE IF NOT EXISTS nowait_migrations (
+                   version integer PRIMARY KEY,
+                   applied_at timestamptz NOT NULL DEFAULT now())"""
+        )
+        [(version,)] = tx.rows("SELECT coalesce(max(version), 0) FROM nowait_migrations")
+        if version > len(MIGRATIONS):
+            raise StoreError(
+                f"{self.where} (schema {schema}) was written by a newer nowait"
+                f" (schema version {version})"
+            )
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            tx.cur.execute(script)  # several statements: no parameters
+            tx.run("INSERT INTO nowait_migrations (version) VALUES (?)", (number,))
+        return str(schema)
 
     @contextmanager
     def claim(self) -> Iterator[None]:
@@ -303,603 +331,43 @@ class PostgresStore:
             f"another nowait process is working on {self.where} (schema {self.schema});"
             " stop it first, or start this one again once that one is gone (a standby)"
         )
-        with self._lock:
+        with self.lock:
             if self._claimed:
                 raise busy
-            with self._tx() as cur:
-                cur.execute("SELECT pg_try_advisory_lock(%s, %s) AS got", (CLAIM_LOCK, self._key))
-                if not _one(cur)["got"]:
+            with self.tx() as tx:
+                [(got,)] = tx.rows("SELECT pg_try_advisory_lock(?, ?)", (CLAIM_LOCK, self._key))
+                if not got:
                     raise busy
             self._claimed = True
         try:
             yield
         finally:
-            with self._lock:
+            with self.lock:
                 self._claimed = False
-                if not self._db.closed:
+                if not self.db.closed:
                     with suppress(self._pg.Error):  # the connection is gone, and the lock too
-                        self._db.execute(
+                        self.db.execute(
                             "SELECT pg_advisory_unlock(%s, %s)", (CLAIM_LOCK, self._key)
                         )
 
-    # ---- jobs -------------------------------------------------------------------------------
-    def add_job(self, job: NewJob, now: datetime) -> tuple[Job, bool]:
-        with self._tx() as cur:
-            new = _add(cur, [job], now) == 1
-            cur.execute(JOB_SELECT + " WHERE key = %s", (job.key,))
-            return _job(_one(cur)), new
+    def close(self) -> None:
+        with self.lock:
+            self.db.close()
 
-    def add_jobs(self, jobs: Sequence[NewJob], now: datetime) -> int:
-        with self._tx() as cur:
-            return _add(cur, jobs, now)
 
-    def get_job(self, key: str) -> Job | None:
-        rows = self._read(JOB_SELECT + " WHERE key = %s", (key,))
-        return _job(rows[0]) if rows else None
+class PostgresStore(CoreStore):
+    """`Store` on a PostgreSQL database (the schema first on the `search_path`). Safe to share
+    between threads of one process: one connection, used under a lock."""
 
-    def due_jobs(self, route: Route, now: datetime, limit: int) -> list[Job]:
-        rows = self._read(
-            JOB_SELECT
-            + """ WHERE state = 'queued' AND route = %s AND not_before <= %s
-               ORDER BY awaited DESC, deadline IS NULL, deadline, id LIMIT %s""",
-            (route.value, now, limit),
-        )
-        return [_job(r) for r in rows]
+    def __init__(self, dsn: str) -> None:
+        self.dialect = PostgresDialect(dsn)
+        self.where = self.dialect.where
+        super().__init__(self.dialect)
+        self.schema = self.dialect.schema
 
-    def _move(
-        self,
-        cur: psycopg.Cursor[Row],
-        job_id: int,
-        source: JobState,
-        target: JobState,
-        *extra: str,
-        **cols: object,
-    ) -> bool:
-        """One guarded move; `extra` are SET clauses without parameters."""
-        transition(source, target)
-        sets = [f"{c} = %s" for c in cols] + list(extra)
-        sql = f"UPDATE jobs SET state = %s{', ' + ', '.join(sets) if sets else ''}"
-        cur.execute(
-            sql + " WHERE id = %s AND state = %s",
-            (target.value, *cols.values(), job_id, source.value),
-        )
-        return cur.rowcount > 0
-
-    def start_realtime(self, job_id: int, now: datetime) -> bool:
-        with self._tx() as cur:
-            return self._move(
-                cur, job_id, JobState.QUEUED, JobState.RUNNING, "attempts = attempts + 1",
-                updated_at=now, call_started_at=now,
-            )  # fmt: skip
-
-    def finish_realtime(self, job_id: int, outcome: Outcome, now: datetime) -> None:
-        with self._tx() as cur:
-            if self._apply(cur, job_id, JobState.RUNNING, outcome, now) and (
-                outcome.kind == "succeeded"
-            ):
-                cur.execute(
-                    """UPDATE jobs SET call_seconds =
-                       greatest(0, extract(epoch FROM %s::timestamptz - call_started_at))
-                       WHERE id = %s AND call_started_at IS NOT NULL""",
-                    (now, job_id),
-                )
-
-    def _apply(
-        self,
-        cur: psycopg.Cursor[Row],
-        job_id: int,
-        source: JobState,
-        outcome: Outcome,
-        now: datetime,
-    ) -> bool:
-        if outcome.kind == "succeeded":
-            usage = outcome.usage or Usage()
-            cols = {c: getattr(usage, c) for c in USAGE_COLUMNS}
-            moved = self._move(
-                cur, job_id, source, JobState.SUCCEEDED,
-                tier=outcome.tier.value if outcome.tier else None, error=None, updated_at=now,
-                **cols,
-            )  # fmt: skip
-            if moved:
-                cur.execute(
-                    """INSERT INTO results (job_id, result_json) VALUES (%s, %s)
-                       ON CONFLICT (job_id) DO UPDATE SET result_json = EXCLUDED.result_json""",
-                    (job_id, outcome.result_json or "{}"),
-                )
-            return moved
-        if outcome.kind == "failed":
-            return self._move(
-                cur, job_id, source, JobState.FAILED, error=outcome.error, updated_at=now
-            )
-        return self._move(
-            cur, job_id, source, JobState.QUEUED, error=outcome.error, batch_ref=None,
-            custom_id=None, not_before=outcome.not_before or now, updated_at=now,
-        )  # fmt: skip
-
-    def release_realtime(self, job_id: int, now: datetime) -> None:
-        with self._tx() as cur:
-            self._move(
-                cur, job_id, JobState.RUNNING, JobState.QUEUED,
-                "attempts = greatest(0, attempts - 1)", updated_at=now,
-            )  # fmt: skip
-
-    def requeue_running(self, now: datetime) -> int:
-        transition(JobState.RUNNING, JobState.QUEUED)
-        with self._tx() as cur:
-            cur.execute(
-                "UPDATE jobs SET state = 'queued', updated_at = %s WHERE state = 'running'", (now,)
-            )
-            return cur.rowcount
-
-    def reroute(self, job_ids: Sequence[int], route: Route, reason: str, now: datetime) -> int:
-        with self._tx() as cur:
-            cur.execute(
-                """UPDATE jobs SET route = %s, reasons = reasons || '; ' || %s, updated_at = %s
-                   WHERE id = ANY(%s::bigint[]) AND state = 'queued'""",
-                (route.value, reason, now, list(job_ids)),
-            )
-            return cur.rowcount
-
-    def undelivered(self, limit: int, run_id: str | None = None) -> list[Job]:
-        run = "" if run_id is None else " AND run_id = %s"
-        rows = self._read(
-            JOB_SELECT + f" WHERE state IN ('succeeded', 'failed'){run} ORDER BY jobs.id LIMIT %s",
-            (limit,) if run_id is None else (run_id, limit),
-        )
-        return [_job(r) for r in rows]
-
-    def undelivered_count(self, run_id: str | None = None) -> int:
-        run = "" if run_id is None else " AND run_id = %s"
-        [row] = self._read(
-            f"SELECT count(*) AS n FROM jobs WHERE state IN ('succeeded', 'failed'){run}",
-            () if run_id is None else (run_id,),
-        )
-        return int(row["n"])
-
-    def mark_delivered(self, job_id: int, now: datetime) -> None:
-        with self._tx() as cur:
-            cur.execute("SELECT state FROM jobs WHERE id = %s", (job_id,))
-            row = cur.fetchone()
-            if row is None:
-                raise IllegalTransition(f"no job {job_id} to deliver")
-            self._move(cur, job_id, JobState(row["state"]), JobState.DELIVERED, updated_at=now)
-
-    def mark_delivered_many(self, job_ids: Sequence[int], now: datetime) -> None:
-        transition(JobState.SUCCEEDED, JobState.DELIVERED)
-        transition(JobState.FAILED, JobState.DELIVERED)
-        with self._tx() as cur:
-            cur.execute(
-                """UPDATE jobs SET state = 'delivered', updated_at = %s
-                   WHERE id = ANY(%s::bigint[]) AND state IN ('succeeded', 'failed')""",
-                (now, list(job_ids)),
-            )
-            if cur.rowcount != len(job_ids):
-                raise IllegalTransition("only succeeded or failed jobs can be delivered, once")
-
-    def jobs(self, *, run_id: str | None = None, state: JobState | None = None) -> Iterator[Job]:
-        sql, args = JOB_SELECT + " WHERE true", list[object]()
-        if run_id is not None:
-            sql, args = sql + " AND run_id = %s", [*args, run_id]
-        if state is not None:
-            sql, args = sql + " AND state = %s", [*args, state.value]
-        last = 0
-        while True:  # pages, so a million jobs never sit in memory at once
-            page = [
-                _job(r)
-                for r in self._read(
-                    sql + " AND jobs.id > %s ORDER BY jobs.id LIMIT %s", (*args, last, PAGE)
-                )
-            ]
-            if not page:
-                return
-            yield from page
-            last = page[-1].id
-
-    def job_counts(self, run_id: str | None = None) -> dict[JobState, int]:
-        where = "WHERE run_id = %s" if run_id is not None else ""
-        rows = self._read(
-            f"SELECT state, count(*) AS n FROM jobs {where} GROUP BY state",
-            (run_id,) if run_id is not None else (),
-        )
-        return {JobState(r["state"]): int(r["n"]) for r in rows}
-
-    def usage_rows(self, run_id: str | None = None) -> list[UsageRow]:
-        where = "AND run_id = %s" if run_id is not None else ""
-        sums = ", ".join(f"sum({c}) AS {c}" for c in USAGE_COLUMNS)
-        rows = self._read(
-            f"""SELECT workload, model, tier, {sums}, count(*) AS n FROM jobs
-                WHERE tier IS NOT NULL {where} GROUP BY workload, model, tier
-                ORDER BY workload COLLATE "C" NULLS FIRST, model COLLATE "C", tier""",
-            (run_id,) if run_id is not None else (),
-        )
-        return [
-            UsageRow(
-                r["workload"],
-                r["model"],
-                Tier(r["tier"]),
-                Usage(*(int(r[c] or 0) for c in USAGE_COLUMNS)),
-                int(r["n"]),
-            )
-            for r in rows
-        ]
-
-    # ---- batches ----------------------------------------------------------------------------
-    def plan_batch(
-        self, members: Sequence[tuple[int, str]], body_bytes: int, model: str, now: datetime
-    ) -> BatchRecord:
-        transition(JobState.QUEUED, JobState.SUBMITTING)
-        with self._tx() as cur:
-            cur.execute(
-                """INSERT INTO batches (state, request_count, body_bytes, model, planned_at)
-                   VALUES ('planned', %s, %s, %s, %s) RETURNING *""",
-                (len(members), body_bytes, model, now),
-            )
-            batch = _one(cur)
-            cur.execute(
-                """UPDATE jobs SET state = 'submitting', batch_ref = %s, custom_id = m.custom_id,
-                   attempts = attempts + 1, updated_at = %s
-                   FROM unnest(%s::bigint[], %s::text[]) AS m(id, custom_id)
-                   WHERE jobs.id = m.id AND jobs.state = 'queued'""",
-                (batch["id"], now, [m[0] for m in members], [m[1] for m in members]),
-            )
-            if cur.rowcount != len(members):
-                raise StoreError("a planned job is no longer queued; batch plan rolled back")
-            return _batch(batch)
-
-    def submit_started(self, batch_id: int, now: datetime) -> None:
-        with self._tx() as cur:
-            cur.execute(
-                "UPDATE batches SET submit_started_at = %s WHERE id = %s AND state = 'planned'",
-                (now, batch_id),
-            )
-            if not cur.rowcount:
-                raise StoreError(f"batch {batch_id} is not planned; not sending it")
-
-    def batch_created(
-        self, batch_id: int, api_id: str, created_at: datetime, next_poll_at: datetime
-    ) -> None:
-        transition(JobState.SUBMITTING, JobState.IN_BATCH)
-        with self._tx() as cur:
-            cur.execute(
-                """UPDATE batches SET state = 'created', api_id = %s, created_at = %s,
-                   next_poll_at = %s, waiting_for = NULL WHERE id = %s AND state = 'planned'""",
-                (api_id, created_at, next_poll_at, batch_id),
-            )
-            if not cur.rowcount:  # e.g. another process abandoned the plan: its jobs are elsewhere
-                raise StoreError(f"batch {batch_id} is no longer planned; {api_id} not recorded")
-            cur.execute(
-                "UPDATE jobs SET state = 'in_batch' WHERE batch_ref = %s AND state = 'submitting'",
-                (batch_id,),
-            )
-
-    def wait_for(self, batch_id: int, api_ids: Sequence[str]) -> None:
-        with self._tx() as cur:
-            cur.execute(
-                "UPDATE batches SET waiting_for = %s WHERE id = %s AND state = 'planned'",
-                (",".join(api_ids) or None, batch_id),
-            )
-
-    def abandon_batch(self, batch_id: int, now: datetime) -> int:
-        transition(JobState.SUBMITTING, JobState.QUEUED)
-        with self._tx() as cur:
-            cur.execute(
-                """UPDATE batches SET state = 'abandoned', waiting_for = NULL
-                   WHERE id = %s AND state = 'planned'""",
-                (batch_id,),
-            )
-            cur.execute(
-                """UPDATE jobs SET state = 'queued', batch_ref = NULL, custom_id = NULL,
-                   updated_at = %s WHERE batch_ref = %s AND state = 'submitting'""",
-                (now, batch_id),
-            )
-            return cur.rowcount
-
-    def batches(self, *states: BatchState) -> list[BatchRecord]:
-        rows = self._read(
-            "SELECT * FROM batches WHERE state = ANY(%s::text[]) ORDER BY id",
-            ([s.value for s in states],),
-        )
-        return [_batch(r) for r in rows]
-
-    def batch_members(self, batch_id: int) -> Iterator[tuple[str, str]]:
-        last = 0
-        while True:  # pages: a batch of 100,000 requests never sits in memory at once
-            rows = self._read(
-                """SELECT id, custom_id, params_json FROM jobs
-                   WHERE batch_ref = %s AND id > %s ORDER BY id LIMIT %s""",
-                (batch_id, last, PAGE),
-            )
-            if not rows:
-                return
-            for row in rows:
-                yield row["custom_id"], row["params_json"]
-            last = rows[-1]["id"]
-
-    def schedule_poll(self, batch_id: int, next_poll_at: datetime, interval: float) -> None:
-        with self._tx() as cur:
-            cur.execute(
-                "UPDATE batches SET next_poll_at = %s, poll_interval = %s WHERE id = %s",
-                (next_poll_at, interval, batch_id),
-            )
-
-    def request_cancel(self, batch_id: int, now: datetime | None = None) -> None:
-        with self._tx() as cur:
-            cur.execute(
-                """UPDATE batches SET cancel_requested = true,
-                   cancel_requested_at = coalesce(cancel_requested_at, %s) WHERE id = %s""",
-                (now, batch_id),
-            )
-
-    def batch_ended(self, batch_id: int, ended_at: datetime) -> None:
-        with self._tx() as cur:
-            cur.execute(
-                """UPDATE batches SET state = 'ended', ended_at = %s
-                   WHERE id = %s AND state = 'created'""",
-                (ended_at, batch_id),
-            )
-
-    def apply_batch_outcomes(
-        self, batch_id: int, outcomes: Sequence[Outcome], now: datetime
-    ) -> int:
-        for target in OUTCOME_STATE.values():
-            transition(JobState.IN_BATCH, target)
-        lines = list({o.custom_id: o for o in reversed(outcomes)}.values())  # first line wins
-        ok = [o for o in lines if o.kind == "succeeded"]
-        sets = ", ".join(f"{c} = u.{c}" for c in USAGE_COLUMNS)
-        usage = ", ".join(USAGE_COLUMNS)
-        columns = list(zip(*(_outcome_row(o) for o in lines), strict=True)) or [()] * 11
-        with self._tx() as cur:
-            cur.execute(  # results live in their own table: appends, not row growth
-                """INSERT INTO results (job_id, result_json)
-                   SELECT jobs.id, u.result_json
-                   FROM unnest(%s::text[], %s::text[]) AS u(custom_id, result_json)
-                   JOIN jobs ON jobs.custom_id = u.custom_id AND jobs.state = 'in_batch'
-                   ON CONFLICT (job_id) DO UPDATE SET result_json = EXCLUDED.result_json""",
-                ([o.custom_id for o in ok], [o.result_json for o in ok]),
-            )
-            cur.execute(
-                f"""UPDATE jobs SET state = u.state, tier = u.tier, error = u.error,
-                    not_before = coalesce(u.not_before, jobs.not_before), updated_at = %s,
-                    batch_ref = CASE WHEN u.retry THEN NULL ELSE jobs.batch_ref END,
-                    custom_id = CASE WHEN u.retry THEN NULL ELSE jobs.custom_id END, {sets}
-                    FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[],
-                                %s::timestamptz[], %s::boolean[], %s::bigint[], %s::bigint[],
-                                %s::bigint[], %s::bigint[], %s::bigint[])
-                      AS u(custom_id, state, tier, error, not_before, retry, {usage})
-                    WHERE jobs.custom_id = u.custom_id AND jobs.state = 'in_batch'""",
-                (now, *(list(c) for c in columns)),
-            )
-            return cur.rowcount
-
-    def batch_history(self, limit: int = 5000) -> list[tuple[str, int, datetime, datetime]]:
-        rows = self._read(
-            """SELECT model, request_count, created_at, ended_at FROM batches
-               WHERE state IN ('ended', 'collected') AND NOT cancel_requested
-                 AND created_at IS NOT NULL AND ended_at IS NOT NULL
-               ORDER BY id DESC LIMIT %s""",
-            (limit,),
-        )
-        return [(r["model"], r["request_count"], r["created_at"], r["ended_at"]) for r in rows]
-
-    def cancel_history(self, limit: int = 1000) -> list[float]:
-        rows = self._read(
-            """SELECT greatest(0, extract(epoch FROM ended_at - cancel_requested_at)) AS s
-               FROM batches WHERE cancel_requested_at IS NOT NULL AND ended_at IS NOT NULL
-               ORDER BY id DESC LIMIT %s""",
-            (limit,),
-        )
-        return [float(r["s"]) for r in rows]
-
-    def call_history(self, limit: int = 5000) -> list[tuple[str, int, float]]:
-        rows = self._read(
-            """SELECT model, coalesce(output_tokens, 0) AS out, call_seconds FROM jobs
-               WHERE call_seconds IS NOT NULL ORDER BY id DESC LIMIT %s""",
-            (limit,),
-        )
-        return [(r["model"], int(r["out"]), float(r["call_seconds"])) for r in rows]
-
-    def deadline_rows(self, run_id: str | None = None) -> list[DeadlineRow]:
-        where = "AND jobs.run_id = %s" if run_id is not None else ""
-        rows = self._read(
-            f"""SELECT jobs.deadline,
-                      coalesce(jobs.call_started_at + jobs.call_seconds * interval '1 second',
-                               batches.ended_at) AS finished_at,
-                      jobs.reasons LIKE '%%deadline guard:%%' AS fell_back
-               FROM jobs LEFT JOIN batches ON batches.id = jobs.batch_ref
-               WHERE jobs.deadline IS NOT NULL
-                 AND jobs.state IN ('succeeded', 'failed', 'delivered') {where}""",
-            (run_id,) if run_id is not None else (),
-        )
-        return [DeadlineRow(r["deadline"], r["finished_at"], r["fell_back"]) for r in rows]
-
-    def batch_work(self, batch_id: int) -> tuple[datetime | None, int, int, int]:
-        # json, not jsonb: it reads only the key asked for and accepts any escaped text
-        [row] = self._read(
-            """SELECT min(deadline) AS deadline, count(*) AS n,
-                      sum(length(params_json)) / 4 AS tokens_in,
-                      sum(CASE WHEN json_typeof(params_json::json -> 'max_tokens') = 'number'
-                               THEN (params_json::json ->> 'max_tokens')::numeric
-                               ELSE 0 END) AS tokens_out
-               FROM jobs WHERE batch_ref = %s AND state IN ('in_batch', 'submitting')""",
-            (batch_id,),
-        )
-        return (
-            row["deadline"], int(row["n"] or 0), int(row["tokens_in"] or 0),
-            int(row["tokens_out"] or 0),
-        )  # fmt: skip
-
-    def record_rate_limits(self, model_class: str, limits: RateLimits, now: datetime) -> None:
-        with self._tx() as cur:
-            cur.execute(
-                f"""INSERT INTO rate_limits (model_class, {", ".join(LIMIT_COLUMNS)}, seen_at)
-                    VALUES ({", ".join(["%s"] * (len(LIMIT_COLUMNS) + 2))})
-                    ON CONFLICT (model_class) DO UPDATE SET {KEEP_UNSTATED},
-                        seen_at = excluded.seen_at""",
-                (model_class, *limit_values(limits), now),
-            )
-
-    def observed_limits(self) -> list[ObservedLimits]:
-        rows = self._read(
-            f"SELECT model_class, {', '.join(LIMIT_COLUMNS)}, seen_at FROM rate_limits"
-            " ORDER BY model_class"
-        )
-        return [
-            ObservedLimits(r["model_class"], limits_of([r[c] for c in LIMIT_COLUMNS]), r["seen_at"])
-            for r in rows
-        ]
-
-    def close_batch(
-        self, batch_id: int, retry_at: datetime, now: datetime, max_attempts: int
-    ) -> int:
-        with self._tx() as cur:
-            requeued = _release_unanswered(
-                cur, batch_id, "missing from the batch results", retry_at, now, max_attempts
-            )
-            cur.execute(
-                "UPDATE batches SET state = 'collected' WHERE id = %s AND state = 'ended'",
-                (batch_id,),
-            )
-            return requeued
-
-    def lose_batch(
-        self, batch_id: int, reason: str, retry_at: datetime, now: datetime, max_attempts: int
-    ) -> int:
-        with self._tx() as cur:
-            requeued = _release_unanswered(cur, batch_id, reason, retry_at, now, max_attempts)
-            cur.execute(
-                """UPDATE batches SET state = 'lost'
-                   WHERE id = %s AND state IN ('created', 'ended')""",
-                (batch_id,),
-            )
-            return requeued
+    # fleet: operations the fleet adds delegate here, one line each (see nowait.store.core)
 
 
 def _crc(text: str) -> int:
     """A stable int4 for a name, as the two-key advisory lock functions take."""
     return zlib.crc32(text.encode()) - 2**31
-
-
-def _one(cur: psycopg.Cursor[Row]) -> Row:
-    row = cur.fetchone()
-    if row is None:
-        raise StoreError("the database returned no row where one was expected")
-    return row
-
-
-def _add(cur: psycopg.Cursor[Row], jobs: Sequence[NewJob], now: datetime) -> int:
-    """Insert new keys in one statement; existing keys (and repeats) join their run. Returns
-    how many were new."""
-    first: dict[str, NewJob] = {}
-    run_of: dict[str, str | None] = {}
-    for j in jobs:
-        first.setdefault(j.key, j)
-        run_of[j.key] = j.run_id if j.run_id is not None else run_of.get(j.key)
-    fresh = list(first.values())
-    cur.execute(
-        """INSERT INTO jobs (key, workload, params_json, model, route, reasons, deadline,
-               awaited, state, not_before, run_id, created_at, updated_at)
-           SELECT u.key, u.workload, u.params_json, u.model, u.route, u.reasons, u.deadline,
-               u.awaited, 'queued', %s, u.run_id, %s, %s
-           FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],
-                       %s::timestamptz[], %s::boolean[], %s::text[])
-             AS u(key, workload, params_json, model, route, reasons, deadline, awaited, run_id)
-           ON CONFLICT (key) DO NOTHING
-           RETURNING key""",
-        (
-            now, now, now, [j.key for j in fresh], [j.workload for j in fresh],
-            [j.params_json for j in fresh], [j.model for j in fresh],
-            [j.route.value for j in fresh], [j.reasons for j in fresh],
-            [j.deadline for j in fresh], [j.awaited for j in fresh],
-            [run_of[j.key] for j in fresh],
-        ),
-    )  # fmt: skip
-    inserted = {r["key"] for r in cur.fetchall()}
-    joining = [(k, run_of[k]) for k in first if run_of[k] is not None and k not in inserted]
-    if joining:  # keys seen before join this run, so its receipt counts them
-        cur.execute(
-            """UPDATE jobs SET run_id = u.run_id
-               FROM unnest(%s::text[], %s::text[]) AS u(key, run_id) WHERE jobs.key = u.key""",
-            ([k for k, _ in joining], [r for _, r in joining]),
-        )
-    return len(inserted)
-
-
-def _release_unanswered(
-    cur: psycopg.Cursor[Row],
-    batch_id: int,
-    reason: str,
-    retry_at: datetime,
-    now: datetime,
-    max_attempts: int,
-) -> int:
-    """Jobs a batch never answered: failed once their attempts are used up (each plan counted
-    one), else back to the queue. Returns how many were re-queued."""
-    transition(JobState.IN_BATCH, JobState.FAILED)
-    cur.execute(
-        """UPDATE jobs SET state = 'failed', error = %s, updated_at = %s
-           WHERE batch_ref = %s AND state = 'in_batch' AND attempts >= %s""",
-        (gave_up(reason, max_attempts), now, batch_id, max_attempts),
-    )
-    transition(JobState.IN_BATCH, JobState.QUEUED)
-    cur.execute(
-        """UPDATE jobs SET state = 'queued', batch_ref = NULL, custom_id = NULL,
-           not_before = %s, error = %s, updated_at = %s
-           WHERE batch_ref = %s AND state = 'in_batch'""",
-        (retry_at, reason, now, batch_id),
-    )
-    return cur.rowcount
-
-
-def _outcome_row(o: Outcome) -> tuple[object, ...]:
-    ok = o.kind == "succeeded"
-    usage = o.usage or Usage()
-    return (
-        o.custom_id, OUTCOME_STATE[o.kind].value, o.tier.value if ok and o.tier else None, o.error,
-        o.not_before, o.kind == "retry",
-        *(getattr(usage, c) if ok else None for c in USAGE_COLUMNS),
-    )  # fmt: skip
-
-
-def _job(row: Row) -> Job:
-    has_usage = row["tier"] is not None
-    return Job(
-        id=row["id"],
-        key=row["key"],
-        workload=row["workload"],
-        params_json=row["params_json"],
-        model=row["model"],
-        route=Route(row["route"]),
-        reasons=row["reasons"],
-        deadline=row["deadline"],
-        awaited=row["awaited"],
-        state=JobState(row["state"]),
-        attempts=row["attempts"],
-        not_before=row["not_before"],
-        batch_ref=row["batch_ref"],
-        custom_id=row["custom_id"],
-        tier=Tier(row["tier"]) if has_usage else None,
-        usage=Usage(*(int(row[c] or 0) for c in USAGE_COLUMNS)) if has_usage else None,
-        result_json=row["result_json"],
-        error=row["error"],
-        run_id=row["run_id"],
-        created_at=row["created_at"],
-    )
-
-
-def _batch(row: Row) -> BatchRecord:
-    return BatchRecord(
-        id=row["id"],
-        api_id=row["api_id"],
-        state=BatchState(row["state"]),
-        request_count=row["request_count"],
-        body_bytes=row["body_bytes"],
-        model=row["model"],
-        planned_at=row["planned_at"],
-        submit_started_at=row["submit_started_at"],
-        created_at=row["created_at"],
-        ended_at=row["ended_at"],
-        next_poll_at=row["next_poll_at"],
-        poll_interval=row["poll_interval"],
-        cancel_requested=row["cancel_requested"],
-        waiting_for=tuple(filter(None, (row["waiting_for"] or "").split(","))),
-    )
