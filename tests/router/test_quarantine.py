@@ -105,9 +105,10 @@ def test_a_job_left_running_by_a_crash_on_a_bad_row_is_not_a_crash_at_every_rest
 def test_a_batch_that_cannot_be_collected_fails_its_requests_and_the_rest_go_on(
     tmp_path: Path, emulator_server: Any, fake_clock: FakeClock
 ) -> None:
-    """A member row of a batch in flight made bad (its custom_id): collecting that batch
-    raises, so its unanswered requests fail `internal`; the other batch and the real-time
-    job complete, and the next start has nothing left to trip on."""
+    """A member row of a batch the deadline guard cancelled made bad (its custom_id): the
+    fallback needs every member, so collecting that batch raises, and its unanswered requests
+    fail `internal`; the other batch and the real-time job complete, and the next start has
+    nothing left to trip on."""
     path = tmp_path / "nowait.db"
     router = open_router(path, emulator_server, fake_clock)
     router.submit(ask(0), key="rt", awaited=True)
@@ -115,6 +116,9 @@ def test_a_batch_that_cannot_be_collected_fails_its_requests_and_the_rest_go_on(
     router.submit(ask(2), key="a2")
     router.submit(ask(3, model="claude-sonnet-5-5"), key="other")  # a batch of its own
     router.worker.run_once()  # both batches created
+    job = router.store.get_job("a2")
+    assert job is not None and job.batch_ref is not None
+    router.store.request_cancel(job.batch_ref, fake_clock.now())
     with sqlite3.connect(path) as db:
         db.execute("UPDATE jobs SET custom_id = 'garbage' WHERE key = 'a2'")
     received = {d.key: d for d in run_all(router)}
@@ -128,6 +132,27 @@ def test_a_batch_that_cannot_be_collected_fails_its_requests_and_the_rest_go_on(
         BatchState.COLLECTED,
         BatchState.LOST,
     ]
+    shut(router)
+    again = open_router(path, emulator_server, fake_clock)
+    assert run_all(again) == []
+    shut(again)
+
+
+def test_a_member_row_made_bad_in_a_batch_misses_its_line_and_is_sent_again(
+    tmp_path: Path, emulator_server: Any, fake_clock: FakeClock
+) -> None:
+    """Collecting streams the lines and reads no member row: a line whose row lost its
+    custom_id lands nowhere, so that job is left unanswered and sent again; the rest land."""
+    path = tmp_path / "nowait.db"
+    router = open_router(path, emulator_server, fake_clock)
+    router.submit(ask(1), key="a1")
+    router.submit(ask(2), key="a2")
+    router.worker.run_once()  # the batch created
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE jobs SET custom_id = 'garbage' WHERE key = 'a2'")
+    received = {d.key: d for d in run_all(router)}
+    assert received["a1"].ok and received["a2"].ok
+    assert emulator_server.emulator.batch_create_requests == 3  # both, then a2 alone again
     shut(router)
     again = open_router(path, emulator_server, fake_clock)
     assert run_all(again) == []

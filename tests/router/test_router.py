@@ -14,7 +14,11 @@ import pytest
 from nowait.clock import FakeClock
 from nowait.emulator import EmulatorConfig, EmulatorServer
 from nowait.errors import InputError
-from nowait.route.router import Delivery
+from nowait.guard.latency import MIN_CALLS, CallSample, learn
+from nowait.guard.policy import Capacity, RouteRequest, decide_route
+from nowait.ratelimits import Limit, RateLimits
+from nowait.route.params import prompt_tokens_estimate
+from nowait.route.router import CheckedRequest, Delivery, check_request
 from nowait.store import BatchState
 from nowait.types import JobState, Route, Tier
 from router_helpers import ask
@@ -215,3 +219,59 @@ def test_a_jsonl_line_is_the_delivery_as_json(message_json: str | None, error: s
     delivery = Delivery('k"1', "w", ok, "batch", "batch", message_json, error)
     line = delivery.to_json_line()
     assert "\n" not in line and json.loads(line) == delivery.to_json()
+
+
+def per_request_route(router: Any, request: CheckedRequest) -> tuple[Route, str]:
+    """Routing as it was planned before `route_many`: capacity and latencies for each request."""
+    now = router.clock.now()
+    model = request.model
+    capacity, guard = router.worker.latencies.plan(
+        router.worker.capacity_in_use(model).capacity, router.config.guard, model,
+        request.max_tokens,
+    )  # fmt: skip
+    asked = RouteRequest(
+        request.awaited, request.deadline, model,
+        prompt_tokens_estimate(request.params_json), request.max_tokens,
+    )  # fmt: skip
+
+    def chance(seconds: float) -> float:
+        return router.forecast.probability_within(seconds, model, 1, now)
+
+    decision = decide_route(asked, now, capacity, guard, chance)
+    return decision.route, "; ".join(decision.reasons)
+
+
+def test_routing_many_plans_once_a_model_and_routes_as_planning_each_request(
+    emulator_server: Any, make_router: Any, fake_clock: FakeClock
+) -> None:
+    """Mixed input: awaited, no deadline, deadlines from minutes to a day, two models (one with
+    stated rate limits, so their capacities differ), outputs and prompts of several sizes, on
+    a small account where the real-time run of a request decides some routes."""
+    router = make_router(
+        emulator_server,
+        capacity=Capacity(requests_per_minute=2, output_tokens_per_minute=3_000, concurrency=1),
+    )
+    now = fake_clock.now()
+    router.store.record_rate_limits("haiku", RateLimits(requests=Limit(1, 1, now)), now)
+    calls = [  # learned call durations that differ by output size (`route` plans with them)
+        CallSample(model, output, output / 20)
+        for model in ("claude-haiku-5-5", "claude-sonnet-5-5")
+        for output in (16, 900, 8_000, 60_000)
+        for _ in range(MIN_CALLS)
+    ]
+    router.worker._latencies = learn([], calls, router.config.capacity, router.config.guard)
+    requests = []
+    for i in range(240):
+        model = ("claude-haiku-5-5", "claude-sonnet-5-5")[i % 2]
+        params = {
+            **ask(i, model),
+            "max_tokens": (16, 900, 8_000, 60_000)[i % 4],
+            "messages": [{"role": "user", "content": "x" * (40 * (i % 7) ** 4)}],
+        }
+        deadline = None if i % 5 == 0 else now + timedelta(minutes=2 * 1.04**i)
+        requests.append(check_request(params, key=f"k{i}", deadline=deadline, awaited=i % 11 == 0))
+    many = [(job.route, job.reasons) for job in router.route_many(requests)]
+    assert many == [per_request_route(router, r) for r in requests]
+    assert many == [(job.route, job.reasons) for job in map(router.route, requests)]
+    assert len({route for route, _ in many}) == 2
+    assert len({reasons for _, reasons in many}) >= 4  # every branch of the policy is met

@@ -289,3 +289,52 @@ def test_a_plan_waiting_on_another_stores_batch_falls_back_before_its_deadline(
     assert not a.store.batches(BatchState.PLANNED)
     a.store.close()
     b.store.close()
+
+
+def test_a_large_batch_is_delivered_chunk_by_chunk_while_it_is_collected(
+    make: MakeRouter,
+) -> None:
+    steps = CheckpointLog()
+    router = make(steps, apply_chunk=4)
+    for i in range(10):
+        router.submit(ask(i), key=f"b{i}")
+    received = run_all(router)
+    assert sorted(received) == [f"b{i}" for i in range(10)]
+    passed = [s for s in steps.passed if s in ("result_line", "result_written")]
+    assert (
+        passed
+        == ["result_line"] * 4
+        + ["result_written"] * 4
+        + ["result_line"] * 4
+        + ["result_written"] * 4
+        + ["result_line"] * 2
+        + ["result_written"] * 2
+    )
+
+
+class SinkFull(Exception):
+    pass
+
+
+def test_a_sink_failing_while_a_batch_is_collected_stops_the_run_and_fails_no_job(
+    make: MakeRouter,
+) -> None:
+    """The sink's failure is not the batch's: no quarantine, nothing failed; the next run
+    collects the rest and delivers every result once."""
+    router = make(apply_chunk=4)
+    for i in range(10):
+        router.submit(ask(i), key=f"b{i}")
+    received: list[Delivery] = []
+
+    def sink(delivery: Delivery) -> None:
+        if len(received) == 5:
+            raise SinkFull("no space left")
+        received.append(delivery)
+
+    with pytest.raises(SinkFull):
+        router.run(sink)
+    assert JobState.FAILED not in router.store.job_counts()
+    assert [b.state for b in router.store.batches(*BatchState)] == [BatchState.ENDED]
+    router.run(received.append)
+    assert sorted(d.key for d in received) == [f"b{i}" for i in range(10)]
+    assert all(d.ok for d in received)

@@ -69,7 +69,7 @@ def submit_command(
     checked, _ = _check_all(requests, default)  # before the store is opened
     router = _router(ctx, settings, base_url, default_level="WARNING", calls_api=False)
     with closing(router):
-        jobs = [router.route(request) for request in checked]
+        jobs = list(router.route_many(checked))
         router.submit_many(jobs)
     if json_out:
         typer.echo(json.dumps({"run": router.run_id, "requests": len(jobs)}))

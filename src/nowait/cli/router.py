@@ -207,7 +207,7 @@ def run_command(
     router = _router(ctx, settings, base_url, default_level="WARNING")  # a clean display
     run_id = router.run_id
     with closing(router), router.claim():  # a refused second run leaves no trace
-        jobs = [router.route(request) for request in checked]
+        jobs = list(router.route_many(checked))
         log.info(
             "run %s: routing %d requests from %s", run_id, len(jobs), requests.name,
             extra={"requests": len(jobs), "home": str(settings.home)},

@@ -16,8 +16,10 @@ from functools import cache
 from typing import Any, Literal, Protocol, TypeVar
 
 import anthropic
+import httpx2
 import orjson
 from anthropic.types.message_create_params import MessageCreateParamsNonStreaming
+from anthropic.types.messages import MessageBatch
 from pydantic import TypeAdapter, ValidationError
 
 from nowait.errors import ConfigError, InputError, PermanentBackendError, RetryableBackendError
@@ -133,10 +135,19 @@ class AnthropicBackend:
         return _outcome(orjson.loads(raw.http_response.content), read_rate_limits(raw.headers))
 
     def create_batch(self, requests: Iterable[tuple[str, str]]) -> BatchInfo:
-        body = [{"custom_id": cid, "params": batch_params(params)} for cid, params in requests]
-        batches = self._client.messages.batches.with_raw_response
-        raw = _call(lambda: batches.create(requests=body))  # type: ignore[arg-type]
-        return _info(raw.parse(), read_rate_limits(raw.headers))
+        # The SDK's `batches.create` would copy and serialize 100,000 parsed requests again;
+        # its client posts the stored JSON as it is (`batch_body`), its errors unchanged.
+        body = batch_body(requests)
+        response = _call(
+            lambda: self._client.post(
+                "/v1/messages/batches",
+                cast_to=httpx2.Response,
+                content=body,
+                options={"headers": {"Content-Type": "application/json"}},
+            )
+        )
+        batch = MessageBatch.construct(**orjson.loads(response.content))  # as the SDK parses it
+        return _info(batch, read_rate_limits(response.headers))
 
     def retrieve_batch(self, batch_id: str) -> BatchInfo:
         raw = _call(lambda: self._client.messages.batches.with_raw_response.retrieve(batch_id))
@@ -184,6 +195,25 @@ def batch_params(params_json: str) -> dict[str, Any]:
     params: dict[str, Any] = orjson.loads(params_json)
     extra = params.pop(EXTRA_BODY, None)
     return {**params, **extra} if extra else params
+
+
+def batch_body(requests: Iterable[tuple[str, str]]) -> bytes:
+    """The create call's JSON body from (custom_id, params_json) pairs. Each stored request is
+    read (what is not a JSON object raises, for the worker's quarantine to name) and spliced
+    in as stored; only one with extras is serialized again, merged (`batch_params`)."""
+    body = bytearray(b'{"requests":[')
+    for index, (custom_id, params_json) in enumerate(requests):
+        params = orjson.loads(params_json)
+        if not isinstance(params, dict):
+            raise TypeError(f"the stored request of {custom_id} is not a JSON object")
+        spliced = (
+            batch_params(params_json) if EXTRA_BODY in params else orjson.Fragment(params_json)
+        )
+        if index:
+            body += b","
+        body += orjson.dumps({"custom_id": custom_id, "params": spliced})
+    body += b"]}"
+    return bytes(body)
 
 
 def _read_line(text: str) -> Iterator[ResultLine]:
@@ -237,16 +267,23 @@ def check_params(params: Mapping[str, Any]) -> None:
         raise _type_error(exc, ()) from None
 
 
+_LEAVES = frozenset({str, int, float, bool, type(None)})
+
+
 def _drain(value: Any, source: Any, path: tuple[str | int, ...]) -> None:
     """Walk a validated request beside its source: the SDK types some fields `Iterable`,
     which pydantic checks lazily, item by item, as they are iterated, and which any iterable
-    passes, an object's keys included; in JSON only a list is one."""
+    passes, an object's keys included; in JSON only a list is one. (Leaves, nearly every
+    value, are skipped before their path is built.)"""
     if isinstance(value, Mapping):
         for key, item in value.items():
-            _drain(item, source.get(key) if isinstance(source, Mapping) else None, (*path, key))
+            if type(item) not in _LEAVES:
+                inner = source.get(key) if isinstance(source, Mapping) else None
+                _drain(item, inner, (*path, key))
     elif isinstance(value, list | tuple):
         for index, item in enumerate(value):
-            _drain(item, _at(source, index), (*path, index))
+            if type(item) not in _LEAVES:
+                _drain(item, _at(source, index), (*path, index))
     elif hasattr(value, "__next__"):
         if not isinstance(source, list | tuple):
             raise InputError(

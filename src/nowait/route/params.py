@@ -6,6 +6,7 @@ nesting, text keys."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from nowait.errors import InputError
@@ -17,6 +18,64 @@ INT_LIMIT = 2**63
 
 def check_json_values(value: Any, field: str, depth: int = 0) -> None:
     """Raise `InputError` at the first value that would not survive strict JSON."""
+    if not _plainly_json(value, depth):  # rare: walk again, naming the field
+        _check_json_values(value, field, depth)
+
+
+def _plainly_json(value: Any, depth: int) -> bool:
+    """Whether `value` surely passes `_check_json_values`, without building field names (the
+    door's hot path). Exact built-in types only: any other (a subclass, a bad value) answers
+    False, and the naming walk decides."""
+    plain = _PLAIN.get(type(value))
+    return plain is not None and depth <= NESTING_MAX_DEPTH and plain(value, depth)
+
+
+def _plain_text(text: str, _depth: int = 0) -> bool:
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _plain_object(value: dict[Any, Any], depth: int) -> bool:
+    return all(
+        type(key) is str and _plain_text(key) and _plainly_json(item, depth + 1)
+        for key, item in value.items()
+    )
+
+
+def _plain_array(value: list[Any] | tuple[Any, ...], depth: int) -> bool:
+    return all(_plainly_json(item, depth + 1) for item in value)
+
+
+def _plain_int(value: int, _depth: int) -> bool:
+    return -INT_LIMIT <= value < INT_LIMIT
+
+
+def _plain_float(value: float, _depth: int) -> bool:
+    return math.isfinite(value)
+
+
+def _plain_constant(_value: object, _depth: int) -> bool:
+    return True
+
+
+_PLAIN: dict[type, Callable[[Any, int], bool]] = {
+    str: _plain_text,
+    dict: _plain_object,
+    list: _plain_array,
+    tuple: _plain_array,
+    int: _plain_int,
+    float: _plain_float,
+    bool: _plain_constant,
+    type(None): _plain_constant,
+}
+
+
+def _check_json_values(value: Any, field: str, depth: int = 0) -> None:
     if depth > NESTING_MAX_DEPTH:
         raise InputError(
             f"nested deeper than {NESTING_MAX_DEPTH} levels", field=field, expected="less nesting"
@@ -26,10 +85,10 @@ def check_json_values(value: Any, field: str, depth: int = 0) -> None:
             if not isinstance(key, str):
                 raise InputError(f"key {key!r} is not text", field=field, expected="text keys")
             _check_text(key, f"{field}.{key!r}")
-            check_json_values(item, f"{field}.{key}", depth + 1)
+            _check_json_values(item, f"{field}.{key}", depth + 1)
     elif isinstance(value, list | tuple):
         for index, item in enumerate(value):
-            check_json_values(item, f"{field}.{index}", depth + 1)
+            _check_json_values(item, f"{field}.{index}", depth + 1)
     else:
         _check_scalar(value, field)
 

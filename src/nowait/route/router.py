@@ -30,7 +30,7 @@ from nowait.clock import Clock, SystemClock
 from nowait.errors import InputError
 from nowait.files import open_private_append
 from nowait.guard.forecast import BatchSample, Forecast, fit
-from nowait.guard.policy import RouteRequest, decide_route
+from nowait.guard.policy import Capacity, GuardConfig, RouteRequest, decide_route
 from nowait.route.backend import Backend, check_params
 from nowait.route.params import check_json_values, check_limits, prompt_tokens_estimate
 from nowait.route.worker import Checkpoint, Worker, WorkerConfig, n_jobs, no_checkpoint
@@ -199,7 +199,8 @@ def check_request(
     Raises `InputError` naming the field."""
     if not isinstance(params, Mapping):
         raise InputError(f"got {type(params).__name__}", field="params", expected="an object")
-    check_json_values(dict(params), "params")
+    params = params if type(params) is dict else dict(params)  # one copy of a mapping, if any
+    check_json_values(params, "params")
     for name, text in (("key", key), ("workload", workload)):
         if text is not None:
             check_json_values(text, name)
@@ -216,7 +217,7 @@ def check_request(
     if deadline is not None and deadline.tzinfo is None:
         raise InputError("deadline needs a timezone", field="deadline")
     check_params(params)
-    params_json = json.dumps(dict(params), allow_nan=False)
+    params_json = json.dumps(params, allow_nan=False)
     check_limits(model, max_tokens, params_json)
     return CheckedRequest(params_json, model, max_tokens, key, workload, deadline, awaited)
 
@@ -294,35 +295,45 @@ class Router:
 
     def route(self, request: CheckedRequest) -> NewJob:
         """Route a checked request (real time or batch, with the reasons) without storing it."""
+        return next(self.route_many([request]))
+
+    def route_many(self, requests: Iterable[CheckedRequest]) -> Iterator[NewJob]:
+        """`route` for many requests in one pass: one moment, one forecast, and the capacity
+        and latencies planned once per (model, max_tokens), as `route` plans them for one."""
         now = self.clock.now()
-        model, max_tokens = request.model, request.max_tokens
-        route_request = RouteRequest(
-            request.awaited,
-            request.deadline,
-            model,
-            prompt_tokens_estimate(request.params_json),
-            max_tokens,
-        )
         forecast = self.forecast
+        plans: dict[tuple[str, int], _Plan] = {}
+        for request in requests:
+            model, max_tokens = request.model, request.max_tokens
+            plan = plans.get((model, max_tokens))
+            if plan is None:
+                chance = _chance(forecast, model, now)
+                plan = plans[model, max_tokens] = (*self._plan(model, max_tokens), chance)
+            route_request = RouteRequest(
+                request.awaited,
+                request.deadline,
+                model,
+                prompt_tokens_estimate(request.params_json),
+                max_tokens,
+            )
+            decision = decide_route(route_request, now, *plan)
+            yield NewJob(
+                key=request.key or uuid.uuid4().hex,
+                params_json=request.params_json,
+                model=model,
+                route=decision.route,
+                reasons="; ".join(decision.reasons),
+                workload=request.workload,
+                deadline=request.deadline,
+                awaited=request.awaited,
+                run_id=self.run_id,
+            )
 
-        def chance(seconds: float) -> float:
-            return forecast.probability_within(seconds, model, 1, now)
-
-        capacity, guard = self.worker.latencies.plan(  # the API's limits, if stated
-            self.worker.capacity_in_use(model).capacity, self.config.guard, model, max_tokens
-        )
-        decision = decide_route(route_request, now, capacity, guard, chance)
-        return NewJob(
-            key=request.key or uuid.uuid4().hex,
-            params_json=request.params_json,
-            model=model,
-            route=decision.route,
-            reasons="; ".join(decision.reasons),
-            workload=request.workload,
-            deadline=request.deadline,
-            awaited=request.awaited,
-            run_id=self.run_id,
-        )
+    def _plan(self, model: str, max_tokens: int) -> tuple[Capacity, GuardConfig]:
+        """The capacity and guard a deadline is planned with: the API's limits, if stated,
+        and the learned latencies."""
+        capacity = self.worker.capacity_in_use(model).capacity
+        return self.worker.latencies.plan(capacity, self.config.guard, model, max_tokens)
 
     def result(self, key: str) -> Delivery | None:
         """The outcome of `key` once it has one (delivered or not); None while pending."""
@@ -435,11 +446,29 @@ class Router:
             "run %s: %s pending, %s to deliver",
             self.run_id, f"{self.pending():,}", f"{self.store.undelivered_count():,}",
         )  # fmt: skip
-        while True:
-            report = self.worker.run_once()
+
+        def deliver() -> None:
             done = self.deliver(sink, run_id=run_id) if sink is not None else 0
             if on_progress is not None and done:
                 on_progress(done)
+
+        self.worker.on_results_applied = deliver  # a large batch's results, as they land
+        try:
+            self._passes(deliver, idle, on_pass, forever, run_id)
+        finally:
+            self.worker.on_results_applied = None
+
+    def _passes(
+        self,
+        deliver: Callable[[], None],
+        idle: float,
+        on_pass: Callable[[bool], None] | None,
+        forever: bool,
+        run_id: str | None,
+    ) -> None:
+        while True:
+            report = self.worker.run_once()
+            deliver()
             finished = not forever and self.pending(run_id) == 0
             if on_pass is not None:
                 on_pass(report.busy and not finished)
@@ -449,6 +478,19 @@ class Router:
             if not report.busy:
                 wake = self.worker.next_wake(idle)
                 self.clock.sleep(max(0.0, (wake - self.clock.now()).total_seconds()))
+
+
+_Plan = tuple[Capacity, GuardConfig, Callable[[float], float]]
+"""What a deadline is routed with: capacity, guard and the forecast's chance (`decide_route`)."""
+
+
+def _chance(forecast: Forecast, model: str, now: datetime) -> Callable[[float], float]:
+    """The chance a batch of one `model` request ends within so many seconds of `now`."""
+
+    def chance(seconds: float) -> float:
+        return forecast.probability_within(seconds, model, 1, now)
+
+    return chance
 
 
 def default_home() -> Path:
