@@ -8,12 +8,21 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nowait.clock import FakeClock
 from nowait.emulator import Turnaround
 from nowait.errors import InputError
 from nowait.route.backend import AnthropicBackend, BatchInfo
-from nowait.route.cacheplan import MAX_BREAKPOINTS, blocks, breakpoints
+from nowait.route.cacheplan import (
+    CACHE_MIN_TOKENS,
+    MAX_BREAKPOINTS,
+    blocks,
+    breakpoints,
+    cuts,
+    too_short,
+)
 from nowait.route.router import Delivery, Router
 from nowait.route.worker import WorkerConfig
 from nowait.settings import load_settings
@@ -379,3 +388,53 @@ def test_a_failed_count_falls_back_to_the_estimate(
     received = run(router, [image_ticket(i) for i in range(6)])
     assert [len(items) for items in backend.sent] == [6]  # the estimate: too short to cache
     assert all(d.ok for d in received)
+
+
+_text = st.one_of(
+    st.text(alphabet=st.characters(min_codepoint=1, max_codepoint=0x2FF), max_size=3000),
+    st.integers(3800, 4100).map(lambda n: "x" * n),  # near the gate's edge
+)
+_block = st.one_of(
+    _text,
+    st.builds(lambda t: {"type": "text", "text": t}, _text),
+    st.builds(
+        lambda d: {"type": "image", "source": {"type": "base64", "data": d}},
+        st.text(alphabet="abc+/=", max_size=3000),
+    ),
+)
+_message = st.builds(
+    lambda role, blocks: {"role": role, "content": blocks[0] if len(blocks) == 1 else blocks},
+    st.sampled_from(["user", "assistant"]),
+    st.lists(_block, min_size=1, max_size=4),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    system=st.one_of(
+        st.none(),
+        _text,
+        st.lists(st.builds(lambda t: {"type": "text", "text": t}, _text), max_size=3),
+    ),
+    messages=st.lists(_message, min_size=1, max_size=6),
+    pretty=st.booleans(),
+)
+def test_a_request_too_short_to_parse_has_no_prefix_worth_caching(
+    system: Any, messages: list[dict[str, Any]], pretty: bool
+) -> None:
+    """The gate that skips parsing short requests never skips one the estimate would cache."""
+    import json
+
+    params: dict[str, Any] = {"model": MODEL, "max_tokens": 8, "messages": messages}
+    if system is not None:
+        params["system"] = system
+    text = json.dumps(params, ensure_ascii=False) if pretty else orjson.dumps(params).decode()
+    if too_short(text):
+        assert all(cut.tokens < CACHE_MIN_TOKENS for cut in cuts(params))
+
+
+def test_tools_or_escaped_text_are_parsed_however_short() -> None:
+    tools = {"model": MODEL, "tools": [{"name": f"t{i}"} for i in range(60)], "messages": []}
+    assert not too_short(orjson.dumps(tools).decode())
+    assert max(cut.tokens for cut in cuts(tools)) >= CACHE_MIN_TOKENS  # why tools are parsed
+    assert not too_short(orjson.dumps({"model": MODEL, "system": "é"}).decode())

@@ -193,6 +193,19 @@ def group(requests: Sequence[Mapping[str, Any]]) -> list[Group]:
     return group_cuts(models, [cuts(r) for r in requests])
 
 
+def too_short(params_json: str) -> bool:
+    """Whether no prefix of a request can reach `CACHE_MIN_TOKENS` by the estimate, told from
+    its JSON text alone (no parse): ASCII JSON shorter than the minimum at four characters a
+    token, with no tools. Each block's estimate is at most its own JSON text over four plus
+    the per-block slack the JSON around it pays for, except a tool's fixed 20 tokens (hence no
+    tools) and a non-ASCII character a canonical key escapes to six (hence ASCII)."""
+    return (
+        len(params_json) < CACHE_MIN_TOKENS * 4
+        and params_json.isascii()
+        and '"tools"' not in params_json
+    )
+
+
 def cuts(params: Mapping[str, Any]) -> list[Cut]:
     """Where a request's prefix could end: after each of its blocks but the last."""
     return _cuts(str(params.get("model", "")), blocks(params))

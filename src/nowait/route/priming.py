@@ -35,6 +35,7 @@ from nowait.route.cacheplan import (
     group_cuts,
     levels,
     mark,
+    too_short,
 )
 from nowait.route.packing import Member
 from nowait.settings import CacheMode
@@ -140,9 +141,13 @@ class Priming:
         if self.mode == "off" or len(pairs) < 2:
             return Arranged([], [m for _, m in pairs], set())
         self._restore(now)
+        arranged = Arranged([], [], set())
+        if self.count is None:  # sized by the estimate: a short request is never worth parsing
+            arranged.ready.extend(m for _, m in pairs if too_short(m.params_json))
+            pairs = [(job, m) for job, m in pairs if not too_short(m.params_json)]
         known = {job.id: self._known.get(job.id) or self._read(m) for job, m in pairs}
         # What cannot be read goes out as it is: the submit's quarantine finds the culprit.
-        arranged = Arranged([], [m for job, m in pairs if known[job.id] is None], set())
+        arranged.ready.extend(m for job, m in pairs if known[job.id] is None)
         pairs = [(job, m) for job, m in pairs if known[job.id] is not None]
         read = [k for job, _ in pairs if (k := known[job.id]) is not None]
         for g in group_cuts([model for model, _ in read], [c for _, c in read]):

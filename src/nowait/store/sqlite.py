@@ -203,7 +203,9 @@ class SQLiteDialect:
             # never corrupt the file. The crash-safety guarantees are about process crashes.
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.execute("PRAGMA cache_size=-65536")  # 64 MiB: a 100,000-job batch's rows
+            # 8 MiB: collect memory stays flat in N (64 MiB filled up at 100,000 results and
+            # was no faster on the routing bench).
+            self.db.execute("PRAGMA cache_size=-8192")
             self.db.execute("PRAGMA busy_timeout=10000")
             # Fewer, larger checkpoints: collecting 100,000 results writes ~100 MB of WAL.
             self.db.execute("PRAGMA wal_autocheckpoint=16384")
