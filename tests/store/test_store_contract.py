@@ -558,3 +558,41 @@ def test_a_plan_that_fails_first_leaves_the_next_one_working(store: Store) -> No
     assert [c for c, _ in store.batch_members(batch.id)] == ["ja-a1"]
     b = store.add_job(job("b"), NOW)[0].id
     assert store.plan_batch([(b, "jb-a1")], 10, "m", NOW).request_count == 1
+
+
+def test_batch_custom_ids_come_in_pages_in_member_order(store: Store) -> None:
+    store.add_jobs([job(f"k{i}") for i in range(2500)], NOW)  # more than one page
+    members = [(j.id, f"c{j.id}") for j in store.jobs()]
+    batch = store.plan_batch(members, 1000, "m", NOW)
+    other = store.plan_batch([], 0, "m", NOW)
+    assert list(store.batch_custom_ids(batch.id)) == [c for _, c in members]
+    assert list(store.batch_custom_ids(other.id)) == []
+
+
+def test_undelivered_results_carry_what_a_delivery_needs(store: Store) -> None:
+    deadline = NOW + timedelta(hours=1)
+    ok = store.add_job(job("ok", Route.REALTIME, deadline=deadline, workload="w"), NOW)[0].id
+    bad = store.add_job(job("bad", Route.REALTIME, awaited=True, run_id="r"), NOW)[0].id
+    store.add_job(job("waiting", Route.REALTIME), NOW)
+    for job_id in (ok, bad):
+        assert store.start_realtime(job_id, NOW)
+    store.finish_realtime(
+        ok, Outcome(None, "succeeded", '{"id": 1}', Usage(1, 1), Tier.STANDARD), NOW
+    )
+    store.finish_realtime(bad, Outcome(None, "failed", error="400 no"), NOW)
+    found = store.undelivered_results(10)
+    assert [(f.key, f.result_json, f.error, f.tier) for f in found] == [
+        ("ok", '{"id": 1}', None, Tier.STANDARD),
+        ("bad", None, "400 no", None),
+    ]
+    full = {j.key: j for j in store.undelivered(10)}
+    for f in found:  # the same values the full read gives
+        j = full[f.key]
+        assert (f.id, f.workload, f.route, f.awaited, f.deadline, f.created_at) == (
+            j.id, j.workload, j.route, j.awaited, j.deadline, j.created_at,
+        )  # fmt: skip
+    assert found[0].deadline == deadline and found[0].workload == "w" and found[1].awaited
+    assert [f.key for f in store.undelivered_results(10, run_id="r")] == ["bad"]
+    assert [f.key for f in store.undelivered_results(1)] == ["ok"]
+    store.mark_delivered_many([ok, bad], NOW)
+    assert store.undelivered_results(10) == []

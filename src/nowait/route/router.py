@@ -34,7 +34,7 @@ from nowait.guard.policy import Capacity, GuardConfig, RouteRequest, decide_rout
 from nowait.route.backend import Backend, check_params
 from nowait.route.params import check_json_values, check_limits, prompt_tokens_estimate
 from nowait.route.worker import Checkpoint, Worker, WorkerConfig, n_jobs, no_checkpoint
-from nowait.store import Job, NewJob, Store
+from nowait.store import Finished, Job, NewJob, Store
 from nowait.types import PENDING_STATES, JobState, Route
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ class Delivery:
         }
 
 
-def delivery_of(job: Job) -> Delivery:
+def delivery_of(job: Job | Finished) -> Delivery:
     ok = job.result_json is not None
     return Delivery(
         key=job.key,
@@ -362,7 +362,7 @@ class Router:
         delivered = 0
         flush = getattr(sink, "flush", None)
         checkpoint = self.checkpoint
-        while chunk := self.store.undelivered(limit, run_id):
+        while chunk := self.store.undelivered_results(limit, run_id):
             if flush is None:
                 for job in chunk:
                     sink(delivery_of(job))

@@ -287,7 +287,7 @@ class Worker:
         owners = {
             cid: plan
             for plan in started
-            for cid, _ in self.store.batch_members(plan.id)
+            for cid in self.store.batch_custom_ids(plan.id)
             if self._namespaced(cid)
         }
         for remote in {r.id: r for rs in candidates.values() for r in rs}.values():
@@ -546,7 +546,7 @@ class Worker:
             moment = self.fallback_moment(plan, open_work)
             if moment is None or now < moment:
                 continue
-            members = [_job_id_of(c) for c, _ in self.store.batch_members(plan.id)]
+            members = [_job_id_of(c) for c in self.store.batch_custom_ids(plan.id)]
             self.store.wait_for(plan.id, [])
             self.store.abandon_batch(plan.id, now)
             reason = (
@@ -735,7 +735,7 @@ class Worker:
             self._quarantine_plan(batch, exc)
             return 0
         self.checkpoint("batch_created")
-        self.priming.sent(cid for cid, _ in self.store.batch_members(batch.id))
+        self.priming.sent(self.store.batch_custom_ids(batch.id))
         self.observe(batch.model, info.limits)
         poll_at = self.clock.now() + timedelta(seconds=self.config.poll.first)
         self.store.batch_created(batch.id, info.id, info.created_at, poll_at)
@@ -749,7 +749,7 @@ class Worker:
     def _reject_plan(self, batch: BatchRecord, error: str) -> None:
         """The API refused the whole batch. A 400 naming `requests.N` fails request N alone
         and re-queues the rest; any other refusal fails every request with the API's reason."""
-        ids = [_job_id_of(custom_id) for custom_id, _ in self.store.batch_members(batch.id)]
+        ids = [_job_id_of(custom_id) for custom_id in self.store.batch_custom_ids(batch.id)]
         named = re.search(r"requests\.(\d+)\.", error)
         culprits = [ids[int(named.group(1))]] if named and int(named.group(1)) < len(ids) else ids
         log.warning(
@@ -904,11 +904,11 @@ class Worker:
                 raise _NotTheBatch(exc) from exc
 
     def _member_ids(self, batch: BatchRecord) -> list[int]:
-        return [_job_id_of(cid) for cid, _ in self.store.batch_members(batch.id)]
+        return [_job_id_of(cid) for cid in self.store.batch_custom_ids(batch.id)]
 
     def _legacy_ids(self, batch: BatchRecord) -> set[str]:
         """The batch's custom_ids sent before this store had a namespace."""
-        return {cid for cid, _ in self.store.batch_members(batch.id) if not self._namespaced(cid)}
+        return {cid for cid in self.store.batch_custom_ids(batch.id) if not self._namespaced(cid)}
 
     @staticmethod
     def _log_collected(

@@ -56,7 +56,7 @@ class NewJob:
     run_id: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a planning pass may hold 100,000 at once
 class Job:
     id: int
     key: str
@@ -77,6 +77,23 @@ class Job:
     result_json: str | None
     error: str | None
     run_id: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """What delivering a finished job needs (`Store.undelivered_results`): a `Job` without
+    its request, attempts and usage."""
+
+    id: int
+    key: str
+    workload: str | None
+    route: Route
+    awaited: bool
+    deadline: datetime | None
+    tier: Tier | None
+    result_json: str | None
+    error: str | None
     created_at: datetime
 
 
@@ -250,6 +267,10 @@ class Store(Protocol):
         """Finished jobs not yet delivered (of one run, when given), oldest first."""
         ...
 
+    def undelivered_results(self, limit: int, run_id: str | None = None) -> list[Finished]:
+        """`undelivered`, only what a delivery needs (the delivery loop's read)."""
+        ...
+
     def undelivered_count(self, run_id: str | None = None) -> int: ...
 
     def mark_delivered(self, job_id: int, now: datetime) -> None: ...
@@ -293,6 +314,10 @@ class Store(Protocol):
 
     def batch_members(self, batch_id: int) -> Iterator[tuple[str, str]]:
         """(custom_id, params_json) of the jobs planned into a batch."""
+        ...
+
+    def batch_custom_ids(self, batch_id: int) -> Iterator[str]:
+        """The custom_ids of the jobs planned into a batch, in pages, without their params."""
         ...
 
     def schedule_poll(self, batch_id: int, next_poll_at: datetime, interval: float) -> None: ...

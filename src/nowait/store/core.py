@@ -32,6 +32,7 @@ from nowait.store import (
     BatchRecord,
     BatchState,
     DeadlineRow,
+    Finished,
     Job,
     NewJob,
     NoSuchJob,
@@ -383,6 +384,17 @@ class CoreStore:
         )
         return [self._job(r) for r in rows]
 
+    def undelivered_results(self, limit: int, run_id: str | None = None) -> list[Finished]:
+        run = "" if run_id is None else " AND jobs.run_id = ?"
+        rows = self.d.read(
+            f"""SELECT jobs.id, jobs.key, jobs.workload, jobs.route, jobs.awaited, jobs.deadline,
+                       jobs.tier, results.result_json, jobs.error, jobs.created_at
+                FROM jobs LEFT JOIN results ON results.job_id = jobs.id
+                WHERE {in_states(DELIVERABLE, "jobs.state")}{run} ORDER BY jobs.id LIMIT ?""",
+            (limit,) if run_id is None else (run_id, limit),
+        )
+        return [self._finished_row(r) for r in rows]
+
     def undelivered_count(self, run_id: str | None = None) -> int:
         run = "" if run_id is None else " AND run_id = ?"
         [(count,)] = self.d.read(
@@ -549,6 +561,20 @@ class CoreStore:
             )
             for row in rows:
                 yield row[1], row[2]
+            if len(rows) < PAGE:
+                return
+            last = rows[-1][0]
+
+    def batch_custom_ids(self, batch_id: int) -> Iterator[str]:
+        last = 0
+        while True:  # pages by id, as batch_members, without the params
+            rows = self.d.read(
+                """SELECT id, custom_id FROM jobs
+                   WHERE batch_ref = ? AND id > ? ORDER BY id LIMIT ?""",
+                (batch_id, last, PAGE),
+            )
+            for row in rows:
+                yield row[1]
             if len(rows) < PAGE:
                 return
             last = rows[-1][0]
@@ -806,6 +832,15 @@ class CoreStore:
             custom_id, _TIERS[tier] if tier is not None else None,
             Usage(*[c or 0 for c in counts]) if tier is not None else None, result_json, error,
             run_id, dt(created_at) or datetime.min,
+        )  # fmt: skip
+
+    def _finished_row(self, row: Row) -> Finished:
+        """An `undelivered_results` row, by position (hot: every delivery)."""
+        id_, key, workload, route, awaited, deadline, tier, result_json, error, created_at = row
+        return Finished(
+            id_, key, workload, _ROUTES[route], bool(awaited), self.d.dt(deadline),
+            _TIERS[tier] if tier is not None else None, result_json, error,
+            self.d.dt(created_at) or datetime.min,
         )  # fmt: skip
 
     def _batch(self, row: Row) -> BatchRecord:
