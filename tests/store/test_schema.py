@@ -157,8 +157,17 @@ def test_a_postgres_store_of_schema_4_upgrades_and_keeps_its_work(pg_database: s
                VALUES ('planned', 1, 10, 'm', %s)""",
             (NOW,),
         )
+        db.execute(
+            """INSERT INTO jobs (key, params_json, model, route, awaited, state, not_before,
+                                 created_at, updated_at, tier)
+               VALUES ('done', '{}', 'm', 'batch', false, 'succeeded', %s, %s, %s, 'batch')""",
+            (NOW, NOW, NOW),
+        )
+        db.execute("""INSERT INTO results (job_id, result_json) VALUES (1, '{"ok": 1}')""")
     store = PostgresStore(pg_database)
     assert store.namespace == "feedfacecafe0001"
+    done = store.get_job("done")
+    assert done is not None and done.result_json == '{"ok": 1}'  # results kept their rows
     [planned] = store.batches(BatchState.PLANNED)
     job = store.add_job(NewJob("k", "{}", "m", Route.BATCH, "r"), NOW)[0]
     assert store.due_jobs(Route.BATCH, NOW, 5)[0].id == job.id

@@ -119,6 +119,20 @@ MIGRATIONS = (
     DROP INDEX jobs_batch;
     CREATE INDEX jobs_batch ON jobs (batch_ref, id);
     """,
+    # 8: results stored in arrival order (their own rowid), found by a unique job_id: a
+    # batch's lines come in any order, and keyed by job_id each one landed on a page of its
+    # own (a 1,000-line chunk rewrote ~1,000 pages; appended, ~200).
+    """
+    CREATE TABLE results_by_arrival (
+        id INTEGER PRIMARY KEY,
+        job_id INTEGER NOT NULL UNIQUE REFERENCES jobs(id),
+        result_json TEXT NOT NULL
+    );
+    INSERT INTO results_by_arrival (job_id, result_json)
+        SELECT job_id, result_json FROM results ORDER BY job_id;
+    DROP TABLE results;
+    ALTER TABLE results_by_arrival RENAME TO results;
+    """,
 )
 
 OLDEST_SQLITE = (3, 35)  # UPDATE … FROM (3.33), RETURNING (3.35)
