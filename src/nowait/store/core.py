@@ -423,8 +423,8 @@ class CoreStore:
         with self.d.tx() as tx:
             done = tx.bulk(
                 f"""UPDATE jobs SET state = '{JobState.DELIVERED.value}', updated_at = ?
-                    WHERE id IN (SELECT u.id FROM {ROWS})
-                      AND {checked(DELIVERABLE, JobState.DELIVERED)}""",
+                    FROM {ROWS} WHERE jobs.id = u.id
+                      AND jobs.{checked(DELIVERABLE, JobState.DELIVERED)}""",
                 Staged("u", (("id", "int"),), [(i,) for i in dict.fromkeys(job_ids)]),
                 (self.d.ts(now),),
             )
