@@ -284,7 +284,14 @@ class CoreStore:
                LIMIT ?""",
             (route.value, self.d.ts(now), limit),
         )
-        return [self._job(r) for r in rows]
+        # A planning pass reads up to 100,000: each row is dropped once it is a Job (popped
+        # from the end), and the texts most rows repeat are kept once.
+        rows.reverse()
+        same: dict[str, str] = {}
+        jobs = []
+        while rows:
+            jobs.append(self._job(rows.pop(), same))
+        return jobs
 
     def _move(
         self, tx: Tx, job_id: int, source: JobState, target: JobState, sets: str, *args: object
@@ -820,11 +827,16 @@ class CoreStore:
     def _when(self, value: Any) -> datetime:
         return self.d.dt(value) or datetime.min
 
-    def _job(self, row: Row) -> Job:
-        """A `JOB_SELECT` row. Hot (every due job and every delivery), so by position."""
+    def _job(self, row: Row, same: dict[str, str] | None = None) -> Job:
+        """A `JOB_SELECT` row. Hot (every due job and every delivery), so by position. `same`:
+        one copy of each model, reasons, workload and run_id text across the rows read."""
         (id_, key, workload, params_json, model, route, reasons, deadline, awaited, state,
          attempts, not_before, batch_ref, custom_id, tier, *counts, error, run_id, created_at,
          result_json) = row  # fmt: skip
+        if same is not None:
+            model, reasons = same.setdefault(model, model), same.setdefault(reasons, reasons)
+            workload = workload and same.setdefault(workload, workload)
+            run_id = run_id and same.setdefault(run_id, run_id)
         dt = self.d.dt
         return Job(  # by position too: keywords cost a dict per job
             id_, key, workload, params_json, model, _ROUTES[route], reasons, dt(deadline),
