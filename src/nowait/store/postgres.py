@@ -18,7 +18,7 @@ import re
 import threading
 import zlib
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, unquote_plus
@@ -43,6 +43,7 @@ from nowait.store import (
     limits_of,
     new_namespace,
 )
+from nowait.store import fleet as fleet_sql
 from nowait.types import JobState, Route, Tier, Usage, transition
 
 if TYPE_CHECKING:
@@ -123,6 +124,8 @@ MIGRATIONS = (
         seen_at timestamptz NOT NULL
     );
     """,
+    # 5: many workers on one store: leases, owners, the shared real-time budget.
+    fleet_sql.POSTGRES_MIGRATION,
 )
 
 # Advisory lock keys: (class, hash of the schema), so two stores in one database don't collide.
@@ -772,6 +775,86 @@ class PostgresStore:
                 (batch_id,),
             )
             return requeued
+
+    # fleet: thin delegates to `nowait.store.fleet`, each one transaction
+    fleet = True
+
+    def join_fleet(self, worker: str, now: datetime, lease: float) -> None:
+        with self._tx() as cur:
+            fleet_sql.join(cur, worker, now, lease)
+
+    def heartbeat(self, worker: str, now: datetime, lease: float) -> bool:
+        with self._tx() as cur:
+            return fleet_sql.heartbeat(cur, worker, now, lease)
+
+    def leave_fleet(self, worker: str, now: datetime) -> None:
+        with self._tx() as cur:
+            fleet_sql.leave(cur, worker, now)
+
+    def reap(self, worker: str, now: datetime) -> tuple[int, int]:
+        with self._tx() as cur:
+            return fleet_sql.reap(cur, worker, now)
+
+    def claim_realtime(self, worker: str, now: datetime, limit: int) -> list[Job]:
+        with self._tx() as cur:
+            return [_job(r) for r in fleet_sql.claim_realtime(cur, worker, now, limit, JOB_SELECT)]
+
+    def plan_lock(self) -> AbstractContextManager[bool]:
+        return self._session_lock(*fleet_sql.plan_lock_key(self.schema))
+
+    def own_batch(self, batch_id: int, worker: str) -> bool:
+        with self._tx() as cur:
+            return fleet_sql.own_batch(cur, batch_id, worker)
+
+    def take_batches(self, worker: str, limit: int) -> set[int]:
+        with self._tx() as cur:
+            return fleet_sql.take_batches(cur, worker, limit)
+
+    def claim_deliveries(self, worker: str, limit: int, run_id: str | None = None) -> list[Job]:
+        with self._tx() as cur:
+            rows = fleet_sql.claim_deliveries(cur, worker, limit, run_id, JOB_SELECT)
+            return [_job(r) for r in rows]
+
+    def deliver_claimed(self, job_ids: Sequence[int], worker: str, now: datetime) -> int:
+        with self._tx() as cur:
+            return fleet_sql.delivered(cur, job_ids, worker, now)
+
+    def take_budget(
+        self, model_class: str, sizes: fleet_sql.Sizes, wants: fleet_sql.Sizes, now: datetime
+    ) -> float:
+        with self._tx() as cur:
+            return fleet_sql.take_budget(cur, model_class, sizes, wants, now)
+
+    def adjust_budget(
+        self, model_class: str, sizes: fleet_sql.Sizes, charges: fleet_sql.Sizes, now: datetime
+    ) -> None:
+        with self._tx() as cur:
+            fleet_sql.adjust_budget(cur, model_class, sizes, charges, now)
+
+    def lower_budget(
+        self,
+        model_class: str,
+        sizes: fleet_sql.Sizes,
+        levels: tuple[float | None, float | None, float | None],
+        now: datetime,
+    ) -> None:
+        with self._tx() as cur:
+            fleet_sql.lower_budget(cur, model_class, sizes, levels, now)
+
+    def pause_budget(self, model_class: str, until: datetime) -> None:
+        with self._tx() as cur:
+            fleet_sql.pause_budget(cur, model_class, until)
+
+    @contextmanager
+    def _session_lock(self, key: int, schema_key: int) -> Iterator[bool]:
+        """Try a session advisory lock (a lost connection drops it); yield whether it is held."""
+        [row] = self._read("SELECT pg_try_advisory_lock(%s, %s) AS got", (key, schema_key))
+        try:
+            yield bool(row["got"])
+        finally:
+            if row["got"] and not self._db.closed:
+                with suppress(self._pg.Error), self._lock:
+                    self._db.execute("SELECT pg_advisory_unlock(%s, %s)", (key, schema_key))
 
 
 def _crc(text: str) -> int:

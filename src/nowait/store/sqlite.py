@@ -7,7 +7,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from nowait.store import (
     limits_of,
     new_namespace,
 )
+from nowait.store import fleet as fleet_sql
 from nowait.types import USAGE_FIELDS, JobState, Route, Tier, Usage, transition
 
 MIGRATIONS = (
@@ -122,6 +123,8 @@ MIGRATIONS = (
         seen_at TEXT NOT NULL
     );
     """,
+    # 7: many workers on one store (PostgreSQL only; the same tables here, unused).
+    fleet_sql.SQLITE_MIGRATION,
 )
 
 _JOB_COLUMNS = (
@@ -661,6 +664,61 @@ class SQLiteStore:
                 (batch_id,),
             )
             return requeued
+
+    # fleet: one process owns a SQLite store (`claim`), so it holds every lease and claim
+    fleet = False
+
+    def join_fleet(self, worker: str, now: datetime, lease: float) -> None:
+        pass
+
+    def heartbeat(self, worker: str, now: datetime, lease: float) -> bool:
+        return True
+
+    def leave_fleet(self, worker: str, now: datetime) -> None:
+        pass
+
+    def reap(self, worker: str, now: datetime) -> tuple[int, int]:
+        return self.requeue_running(now), 0
+
+    def claim_realtime(self, worker: str, now: datetime, limit: int) -> list[Job]:
+        return fleet_sql.claim_one_by_one(self, now, limit)
+
+    def plan_lock(self) -> AbstractContextManager[bool]:
+        return nullcontext(True)
+
+    def own_batch(self, batch_id: int, worker: str) -> bool:
+        return True
+
+    def take_batches(self, worker: str, limit: int) -> set[int]:
+        return {b.id for b in self.batches(*map(BatchState, fleet_sql.OPEN_BATCHES))}
+
+    def claim_deliveries(self, worker: str, limit: int, run_id: str | None = None) -> list[Job]:
+        return self.undelivered(limit, run_id)
+
+    def deliver_claimed(self, job_ids: Sequence[int], worker: str, now: datetime) -> int:
+        return fleet_sql.deliver_all(self, job_ids, now)
+
+    def take_budget(
+        self, model_class: str, sizes: fleet_sql.Sizes, wants: fleet_sql.Sizes, now: datetime
+    ) -> float:
+        return 0.0  # the worker's in-process pacer keeps the budget
+
+    def adjust_budget(
+        self, model_class: str, sizes: fleet_sql.Sizes, charges: fleet_sql.Sizes, now: datetime
+    ) -> None:
+        pass
+
+    def lower_budget(
+        self,
+        model_class: str,
+        sizes: fleet_sql.Sizes,
+        levels: tuple[float | None, float | None, float | None],
+        now: datetime,
+    ) -> None:
+        pass
+
+    def pause_budget(self, model_class: str, until: datetime) -> None:
+        pass
 
 
 _INSERT_JOB = """INSERT INTO jobs (key, workload, params_json, model, route, reasons, deadline,
