@@ -362,9 +362,9 @@ class Store(Protocol):
         """Whether several worker processes may work this store at once."""
         ...
 
-    def join_fleet(self, worker: str, now: datetime, lease: float) -> None:
+    def join_fleet(self, worker: str, now: datetime, lease: float) -> bool:
         """Register `worker` with a lease of `lease` seconds (again after a restart: what it
-        held before is its own again)."""
+        held before is its own again); False when a live process works under that name."""
         ...
 
     def heartbeat(self, worker: str, now: datetime, lease: float) -> bool:
@@ -375,15 +375,20 @@ class Store(Protocol):
         """A clean stop: what `worker` held is free at once."""
         ...
 
-    def reap(self, worker: str, now: datetime) -> tuple[int, int]:
-        """Free what workers whose lease expired held, and what `worker` held before it
-        restarted: their running jobs go back to the queue, their batches and deliveries to
-        whoever takes them. Returns (jobs re-queued, batches freed)."""
+    def reap(self, now: datetime, restarted: str | None = None) -> tuple[int, int]:
+        """Free what workers whose lease expired held: their running jobs go back to the
+        queue, their batches and deliveries to whoever takes them. `restarted`: a worker
+        starting (again), whose own running calls never reported back, and calls no live
+        worker owns (on SQLite: every running call, as `requeue_running`). Returns (jobs
+        re-queued, batches freed)."""
         ...
 
-    def claim_realtime(self, worker: str, now: datetime, limit: int) -> list[Job]:
+    def claim_realtime(
+        self, worker: str, now: datetime, limit: int, only: int | None = None
+    ) -> list[Job]:
         """Due real-time jobs (the order of `due_jobs`), queued → running for `worker`, the
-        attempt counted; a job another worker is claiming is skipped, never taken twice."""
+        attempt counted; a job another worker is claiming is skipped, never taken twice.
+        `only`: that one queued job, due or not (an awaited call run at once)."""
         ...
 
     def plan_lock(self) -> AbstractContextManager[bool]:

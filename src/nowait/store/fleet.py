@@ -1,10 +1,14 @@
 """Many workers on one PostgreSQL store: leases, claims, the planning lock, the shared budget.
 
-Every worker registers in `workers` with a lease (`lease_until`) that a heartbeat renews. What a
-worker holds carries its id in an `owner` column: the real-time jobs it runs (claimed with
-`FOR UPDATE SKIP LOCKED`, so two workers never take one job), the batches it submits, polls
-and collects (one owner at a time), and the finished results it is delivering. Once a
-worker's lease has expired (it was killed, or its host is gone) any other worker reaps it:
+Every worker registers in `workers` and holds a session advisory lock of its own while it
+lives: a worker whose lock is free is dead (killed: the server drops a session's locks when
+its connection ends), and so is one whose lease (`lease_until`, renewed by a heartbeat) has
+expired (a hung process, or a host cut off while its connection lingers). What a
+worker holds carries its id: the real-time jobs it runs (`jobs.owner`, claimed with
+`FOR UPDATE SKIP LOCKED`, so two workers never take one job; meaningful while `running`), the
+batches it submits, polls and collects (`batches.owner`, one at a time), and the finished
+results it is delivering (`jobs.deliverer`). Any other
+worker reaps a dead one:
 its running jobs go back to the queue (the move `transition` allows), its batches and
 deliveries lose their owner and are taken by whoever asks next. Packing runs under a session
 advisory lock (`plan_lock`), so two workers never plan one job into two batches.
@@ -34,15 +38,18 @@ if TYPE_CHECKING:
 Row = dict[str, Any]
 
 PLAN_LOCK = 0x6E6F7770  # "nowp": advisory lock class of the planning lock
+WORKER_LOCK = 0x6E6F7777  # "noww": advisory lock class of a live worker
 
 POSTGRES_MIGRATION = """
     CREATE TABLE workers (
         id text PRIMARY KEY,
+        lock_key bigint NOT NULL,
         started_at timestamptz NOT NULL,
         heartbeat_at timestamptz NOT NULL,
         lease_until timestamptz NOT NULL
     );
     ALTER TABLE jobs ADD COLUMN owner text;
+    ALTER TABLE jobs ADD COLUMN deliverer text;
     ALTER TABLE batches ADD COLUMN owner text;
     CREATE INDEX jobs_owner ON jobs (owner) WHERE owner IS NOT NULL;
     CREATE TABLE rate_budget (
@@ -59,11 +66,13 @@ POSTGRES_MIGRATION = """
 SQLITE_MIGRATION = """
     CREATE TABLE workers (
         id TEXT PRIMARY KEY,
+        lock_key INTEGER NOT NULL,
         started_at TEXT NOT NULL,
         heartbeat_at TEXT NOT NULL,
         lease_until TEXT NOT NULL
     );
     ALTER TABLE jobs ADD COLUMN owner TEXT;
+    ALTER TABLE jobs ADD COLUMN deliverer TEXT;
     ALTER TABLE batches ADD COLUMN owner TEXT;
     CREATE INDEX jobs_owner ON jobs (owner) WHERE owner IS NOT NULL;
     CREATE TABLE rate_budget (
@@ -91,15 +100,23 @@ def plan_lock_key(schema: str) -> tuple[int, int]:
 
 
 # ---- membership ------------------------------------------------------------------------------
-def join(cur: psycopg.Cursor[Row], worker: str, now: datetime, lease: float) -> None:
-    """Register `worker` (again, after a restart: its old claims are its own again)."""
+def join(cur: psycopg.Cursor[Row], worker: str, now: datetime, lease: float, schema: str) -> bool:
+    """Register `worker` and take its liveness lock (again, after a restart: its old claims
+    are its own again); False when a live process holds that name."""
+    key = zlib.crc32(f"{schema}\0{worker}".encode())  # as pg_locks shows it: unsigned
+    cur.execute("SELECT pg_try_advisory_lock(%s, %s) AS got", (WORKER_LOCK, _int4(key)))
+    row = cur.fetchone()
+    if row is None or not row["got"]:
+        return False
     cur.execute(
-        """INSERT INTO workers (id, started_at, heartbeat_at, lease_until)
-           VALUES (%s, %s, %s, %s)
-           ON CONFLICT (id) DO UPDATE SET started_at = excluded.started_at,
-               heartbeat_at = excluded.heartbeat_at, lease_until = excluded.lease_until""",
-        (worker, now, now, now + timedelta(seconds=lease)),
+        """INSERT INTO workers (id, lock_key, started_at, heartbeat_at, lease_until)
+           VALUES (%s, %s, %s, %s, %s)
+           ON CONFLICT (id) DO UPDATE SET lock_key = excluded.lock_key,
+               started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at,
+               lease_until = excluded.lease_until""",
+        (worker, key, now, now, now + timedelta(seconds=lease)),
     )
+    return True
 
 
 def heartbeat(cur: psycopg.Cursor[Row], worker: str, now: datetime, lease: float) -> bool:
@@ -114,22 +131,39 @@ def heartbeat(cur: psycopg.Cursor[Row], worker: str, now: datetime, lease: float
 
 
 def leave(cur: psycopg.Cursor[Row], worker: str, now: datetime) -> None:
-    """A clean stop: what `worker` held is free at once, nobody waits for its lease."""
+    """A clean stop: what `worker` held is free at once, and its liveness lock too."""
     _release(cur, [worker], now)
-    cur.execute("DELETE FROM workers WHERE id = %s", (worker,))
+    cur.execute("DELETE FROM workers WHERE id = %s RETURNING lock_key", (worker,))
+    for row in cur.fetchall():
+        key = row["lock_key"]
+        cur.execute("SELECT pg_advisory_unlock(%s, %s)", (WORKER_LOCK, _int4(key)))
 
 
-def reap(cur: psycopg.Cursor[Row], worker: str, now: datetime) -> tuple[int, int]:
-    """Free what expired workers held, and what `worker` held before a restart (its own
-    running calls never reported back). Returns (jobs re-queued, batches freed)."""
-    cur.execute(
+def _int4(key: int) -> int:
+    """An unsigned 32-bit key (as `pg_locks.objid` shows it) as the int4 the lock functions take."""
+    return key - 2**32 if key >= 2**31 else key
+
+
+def reap(cur: psycopg.Cursor[Row], now: datetime, restarted: str | None = None) -> tuple[int, int]:
+    """Free what expired workers held; with `restarted`, also what that worker held before
+    it started again (its running calls never reported back) and calls no live worker owns
+    (left by a nowait older than the fleet). Returns (jobs re-queued, batches freed)."""
+    cur.execute(  # dead: its lease expired, or its liveness lock is free (its session ended)
         """DELETE FROM workers WHERE id IN (
-               SELECT id FROM workers WHERE lease_until < %s FOR UPDATE SKIP LOCKED)
+               SELECT id FROM workers w WHERE lease_until < %s OR NOT EXISTS (
+                   SELECT 1 FROM pg_locks l
+                   WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+                     AND l.database = (SELECT oid FROM pg_database
+                                       WHERE datname = current_database())
+                     AND l.classid = %s::bigint::oid AND l.objid = w.lock_key::oid)
+               FOR UPDATE SKIP LOCKED)
            RETURNING id""",
-        (now,),
+        (now, WORKER_LOCK),
     )
     gone = [r["id"] for r in cur.fetchall()]
-    requeued, freed = _release(cur, [*gone, worker], now)
+    requeued, freed = _release(cur, [*gone, *filter(None, [restarted])], now)
+    if restarted is None:
+        return requeued, freed
     transition(JobState.RUNNING, JobState.QUEUED)
     cur.execute(  # calls started by no live worker (a nowait older than the fleet)
         """UPDATE jobs SET state = 'queued', owner = NULL, updated_at = %s
@@ -149,7 +183,8 @@ def _release(cur: psycopg.Cursor[Row], owners: Sequence[str], now: datetime) -> 
     )
     requeued = cur.rowcount
     cur.execute(
-        "UPDATE jobs SET owner = NULL WHERE owner = ANY(%s::text[]) AND state <> 'running'",
+        """UPDATE jobs SET deliverer = NULL
+           WHERE deliverer = ANY(%s::text[]) AND state IN ('succeeded', 'failed')""",
         (list(owners),),
     )
     cur.execute("UPDATE batches SET owner = NULL WHERE owner = ANY(%s::text[])", (list(owners),))
@@ -158,21 +193,28 @@ def _release(cur: psycopg.Cursor[Row], owners: Sequence[str], now: datetime) -> 
 
 # ---- real-time jobs --------------------------------------------------------------------------
 def claim_realtime(
-    cur: psycopg.Cursor[Row], worker: str, now: datetime, limit: int, job_select: str
+    cur: psycopg.Cursor[Row],
+    worker: str,
+    now: datetime,
+    limit: int,
+    job_select: str,
+    only: int | None = None,
 ) -> list[Row]:
     """Due real-time jobs, queued → running for `worker` (attempt counted): the queue's order
-    (`Store.due_jobs`), rows another worker is claiming skipped rather than waited for."""
+    (`Store.due_jobs`), rows another worker is claiming skipped rather than waited for.
+    `only`: that one job, due or not (an awaited call run at once)."""
     transition(JobState.QUEUED, JobState.RUNNING)
+    which = "not_before <= %s" if only is None else "id = %s"
     cur.execute(
-        """WITH picked AS (
+        f"""WITH picked AS (
                SELECT id FROM jobs
-               WHERE state = 'queued' AND route = 'realtime' AND not_before <= %s
+               WHERE state = 'queued' AND route = 'realtime' AND {which}
                ORDER BY awaited DESC, deadline IS NULL, deadline, id LIMIT %s
                FOR UPDATE SKIP LOCKED)
            UPDATE jobs SET state = 'running', owner = %s, attempts = attempts + 1,
                updated_at = %s, call_started_at = %s
            FROM picked WHERE jobs.id = picked.id RETURNING jobs.id""",
-        (now, limit, worker, now, now),
+        (now if only is None else only, limit, worker, now, now),
     )
     ids = [r["id"] for r in cur.fetchall()]
     cur.execute(
@@ -220,9 +262,10 @@ def claim_deliveries(
     cur.execute(
         f"""WITH picked AS (
                SELECT id FROM jobs
-               WHERE state IN ('succeeded', 'failed') AND (owner IS NULL OR owner = %s){run}
+               WHERE state IN ('succeeded', 'failed')
+                 AND (deliverer IS NULL OR deliverer = %s){run}
                ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)
-           UPDATE jobs SET owner = %s FROM picked WHERE jobs.id = picked.id
+           UPDATE jobs SET deliverer = %s FROM picked WHERE jobs.id = picked.id
            RETURNING jobs.id""",
         (worker, limit, worker) if run_id is None else (worker, run_id, limit, worker),
     )
@@ -237,8 +280,9 @@ def delivered(cur: psycopg.Cursor[Row], job_ids: Sequence[int], worker: str, now
     transition(JobState.SUCCEEDED, JobState.DELIVERED)
     transition(JobState.FAILED, JobState.DELIVERED)
     cur.execute(
-        """UPDATE jobs SET state = 'delivered', owner = NULL, updated_at = %s
-           WHERE id = ANY(%s::bigint[]) AND owner = %s AND state IN ('succeeded', 'failed')""",
+        """UPDATE jobs SET state = 'delivered', updated_at = %s
+           WHERE id = ANY(%s::bigint[]) AND deliverer = %s
+             AND state IN ('succeeded', 'failed')""",
         (now, list(job_ids), worker),
     )
     return cur.rowcount
@@ -351,11 +395,13 @@ def pause_budget(cur: psycopg.Cursor[Row], model_class: str, until: datetime) ->
 
 
 # ---- SQLite: one process owns the store ---------------------------------------------------------
-def claim_one_by_one(store: Store, now: datetime, limit: int) -> list[Job]:
+def claim_one_by_one(store: Store, now: datetime, limit: int, only: int | None) -> list[Job]:
     """`claim_realtime` where one process owns the store: due jobs, each moved to running."""
     from nowait.types import Route
 
-    due = store.due_jobs(Route.REALTIME, now, limit)
+    due = store.due_jobs(Route.REALTIME, now, limit) if only is None else []
+    if only is not None:
+        due = [j for j in store.jobs(state=JobState.QUEUED) if j.id == only][:1]
     claimed = (store.get_job(job.key) for job in due if store.start_realtime(job.id, now))
     return [job for job in claimed if job is not None]
 

@@ -779,9 +779,9 @@ class PostgresStore:
     # fleet: thin delegates to `nowait.store.fleet`, each one transaction
     fleet = True
 
-    def join_fleet(self, worker: str, now: datetime, lease: float) -> None:
+    def join_fleet(self, worker: str, now: datetime, lease: float) -> bool:
         with self._tx() as cur:
-            fleet_sql.join(cur, worker, now, lease)
+            return fleet_sql.join(cur, worker, now, lease, self.schema)
 
     def heartbeat(self, worker: str, now: datetime, lease: float) -> bool:
         with self._tx() as cur:
@@ -791,13 +791,16 @@ class PostgresStore:
         with self._tx() as cur:
             fleet_sql.leave(cur, worker, now)
 
-    def reap(self, worker: str, now: datetime) -> tuple[int, int]:
+    def reap(self, now: datetime, restarted: str | None = None) -> tuple[int, int]:
         with self._tx() as cur:
-            return fleet_sql.reap(cur, worker, now)
+            return fleet_sql.reap(cur, now, restarted)
 
-    def claim_realtime(self, worker: str, now: datetime, limit: int) -> list[Job]:
+    def claim_realtime(
+        self, worker: str, now: datetime, limit: int, only: int | None = None
+    ) -> list[Job]:
         with self._tx() as cur:
-            return [_job(r) for r in fleet_sql.claim_realtime(cur, worker, now, limit, JOB_SELECT)]
+            rows = fleet_sql.claim_realtime(cur, worker, now, limit, JOB_SELECT, only)
+            return [_job(r) for r in rows]
 
     def plan_lock(self) -> AbstractContextManager[bool]:
         return self._session_lock(*fleet_sql.plan_lock_key(self.schema))

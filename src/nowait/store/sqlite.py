@@ -668,8 +668,8 @@ class SQLiteStore:
     # fleet: one process owns a SQLite store (`claim`), so it holds every lease and claim
     fleet = False
 
-    def join_fleet(self, worker: str, now: datetime, lease: float) -> None:
-        pass
+    def join_fleet(self, worker: str, now: datetime, lease: float) -> bool:
+        return True
 
     def heartbeat(self, worker: str, now: datetime, lease: float) -> bool:
         return True
@@ -677,11 +677,13 @@ class SQLiteStore:
     def leave_fleet(self, worker: str, now: datetime) -> None:
         pass
 
-    def reap(self, worker: str, now: datetime) -> tuple[int, int]:
-        return self.requeue_running(now), 0
+    def reap(self, now: datetime, restarted: str | None = None) -> tuple[int, int]:
+        return (self.requeue_running(now) if restarted else 0), 0
 
-    def claim_realtime(self, worker: str, now: datetime, limit: int) -> list[Job]:
-        return fleet_sql.claim_one_by_one(self, now, limit)
+    def claim_realtime(
+        self, worker: str, now: datetime, limit: int, only: int | None = None
+    ) -> list[Job]:
+        return fleet_sql.claim_one_by_one(self, now, limit, only)
 
     def plan_lock(self) -> AbstractContextManager[bool]:
         return nullcontext(True)
