@@ -119,6 +119,10 @@ FATAL = (AuthError, StoreError)
 TAKE_BATCHES = 8
 """Open batches nobody holds (a reaped worker's) one worker takes a pass, at most."""
 
+FLEET_IDLE = 1.0
+"""Seconds a worker on a fleet store waits at most between passes: other processes queue
+work in the store (`nowait submit`, other runs), and its batches may change owner."""
+
 REALTIME_PER_SLOT = 10
 """Real-time jobs one call slot runs a pass, at most: the pass's other steps run between."""
 
@@ -991,7 +995,10 @@ class Worker:
     # ---- state for loops and the guard ------------------------------------------------------
     def next_wake(self, idle: float) -> datetime:
         """When the next pass has something to do: the earliest poll, or `idle` from now. A
-        plan waiting on an API batch that may be its own looks again at the first poll's pace."""
+        plan waiting on an API batch that may be its own looks again at the first poll's pace.
+        On a fleet store, `idle` is at most `FLEET_IDLE`."""
+        if self.fleet:
+            idle = min(idle, FLEET_IDLE)
         now = self.clock.now()
         created = self._batches(BatchState.CREATED)
         times = [b.next_poll_at for b in created if b.next_poll_at]
