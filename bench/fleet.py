@@ -135,8 +135,8 @@ class Fleet:
             "--rpm", str(self.rpm), "--itpm", "100000000", "--otpm", "100000000",
             "--out", str(self.root / f"w{slot}.jsonl"), "--log-level", "WARNING",
         ]  # fmt: skip
-        log = (self.root / f"w{slot}.log").open("ab")
-        self.procs[slot] = subprocess.Popen(command, env=env, stdout=log, stderr=log)
+        with (self.root / f"w{slot}.log").open("ab") as log:
+            self.procs[slot] = subprocess.Popen(command, env=env, stdout=log, stderr=log)
 
     def kill_one(self, rng: random.Random) -> None:
         slot = rng.choice(sorted(self.procs))

@@ -227,8 +227,9 @@ class SQLiteStore:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 raise StoreBusyError(
-                    f"another nowait process is working on {self.path};"
-                    " stop it first, or use another --home"
+                    f"another nowait process is working on {self.path}; a SQLite store has one"
+                    " worker at a time: stop it first, use another --home, or keep the state in"
+                    " PostgreSQL (--store postgresql://…) to run several workers"
                 ) from None
             yield
         finally:
