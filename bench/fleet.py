@@ -50,6 +50,9 @@ from nowait.store.postgres import PostgresStore
 from nowait.types import JobState, Route
 
 MODEL = "claude-haiku-5-5"
+STEADY = 0.9
+"""Throughput is measured to this share of the calls delivered: the last few are the ones a
+529 sent back to the queue with a backoff, a tail that measures the backoff, not the fleet."""
 
 
 @dataclass
@@ -173,13 +176,14 @@ def schema(dsn: str, name: str) -> Iterator[str]:
     yield f"{dsn}?options=-csearch_path%3D{name}"
 
 
-def wait_for(store: PostgresStore, done: JobState, n: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if store.job_counts().get(done, 0) >= n:
-            return True
-        time.sleep(0.05)
-    return False
+def wait_for(store: PostgresStore, n: int, timeout: float) -> float | None:
+    """Seconds until `n` jobs are delivered (None: not within `timeout`)."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if store.job_counts().get(JobState.DELIVERED, 0) >= n:
+            return time.monotonic() - started
+        time.sleep(0.02)
+    return None
 
 
 def wait_joined(store: PostgresStore, n: int, timeout: float = 60.0) -> None:
@@ -207,20 +211,20 @@ def throughput(dsn: str, server: EmulatorServer, opts: Options, report: Report) 
             try:
                 wait_joined(store, n)
                 total = opts.per_worker * n
-                clock = SystemClock()
-                started = time.monotonic()
-                store.add_jobs(jobs(total, 1.0, f"tp{n}-"), clock.now())
-                ok = wait_for(store, JobState.DELIVERED, total, opts.timeout)
-                seconds = time.monotonic() - started
+                steady = int(total * STEADY)
+                store.add_jobs(jobs(total, 1.0, f"tp{n}-"), SystemClock().now())
+                seconds = wait_for(store, steady, opts.timeout)
+                rest = wait_for(store, total, opts.timeout)
             finally:
                 fleet.stop()
                 store.close()
-            if not ok:
+            if seconds is None or rest is None:
                 report.failures.append(f"throughput with {n} workers: timed out")
                 continue
-            report.throughput[n] = total / seconds
-            print(f"  {n} worker(s): {total:,} real-time calls in {seconds:.2f} s,"
-                  f" {total / seconds:.1f}/s", flush=True)  # fmt: skip
+            report.throughput[n] = steady / seconds
+            print(f"  {n} worker(s): {steady:,} of {total:,} real-time calls in {seconds:.2f} s,"
+                  f" {steady / seconds:.1f}/s (the last, retried after 529s, {rest:.2f} s later)",
+                  flush=True)  # fmt: skip
     one = report.throughput.get(1)
     for n, target in ((2, 1.7), (4, 3.0)):
         if one and n in report.throughput:
