@@ -219,6 +219,7 @@ class Worker:
         self._owned: set[int] = set()
         """The open batches this worker holds (a fleet store), taken again each pass."""
         self._lease_lost = threading.Event()
+        self._reaped_at: datetime | None = None
         self._observed: dict[str, ObservedLimits] | None = None
         """The store's latest rate limits by model class, read once a pass."""
         self._lock = threading.Lock()
@@ -296,7 +297,12 @@ class Worker:
                 f"worker {self.owner} lost its lease on the store (no heartbeat for"
                 f" {self.config.lease:g}s): other workers took its jobs over; start it again"
             )
-        requeued, freed = self.store.reap(self.clock.now())
+        now = self.clock.now()
+        if self._reaped_at is None or now - self._reaped_at >= timedelta(seconds=FLEET_IDLE):
+            self._reaped_at = now  # reaping reads pg_locks: once a second is soon enough
+            requeued, freed = self.store.reap(now)
+        else:
+            requeued = freed = 0
         if requeued or freed:
             log.warning("reaped workers whose lease expired: running→queued: %s, %d batches"
                         " taken over", n_jobs(requeued), freed)  # fmt: skip

@@ -197,7 +197,6 @@ def claim_realtime(
     worker: str,
     now: datetime,
     limit: int,
-    job_select: str,
     only: int | None = None,
 ) -> list[Row]:
     """Due real-time jobs, queued → running for `worker` (attempt counted): the queue's order
@@ -213,16 +212,14 @@ def claim_realtime(
                FOR UPDATE SKIP LOCKED)
            UPDATE jobs SET state = 'running', owner = %s, attempts = attempts + 1,
                updated_at = %s, call_started_at = %s
-           FROM picked WHERE jobs.id = picked.id RETURNING jobs.id""",
+           FROM picked WHERE jobs.id = picked.id
+           RETURNING jobs.*, NULL::text AS result_json""",
         (now if only is None else only, limit, worker, now, now),
+    )  # a queued job has no result yet
+    rows = cur.fetchall()
+    return sorted(
+        rows, key=lambda r: (not r["awaited"], r["deadline"] is None, r["deadline"] or now, r["id"])
     )
-    ids = [r["id"] for r in cur.fetchall()]
-    cur.execute(
-        job_select + " WHERE jobs.id = ANY(%s::bigint[])"
-        " ORDER BY awaited DESC, deadline IS NULL, deadline, jobs.id",
-        (ids,),
-    )
-    return cur.fetchall()
 
 
 # ---- batches ---------------------------------------------------------------------------------
@@ -308,11 +305,25 @@ def take_budget(
         "wr": min(wants[0], sizes[0]), "wi": min(wants[1], sizes[1]),
         "wo": min(wants[2], sizes[2]),
     }  # fmt: skip
-    cur.execute(
-        """INSERT INTO rate_budget (model_class, requests, input_tokens, output_tokens, updated_at)
-           VALUES (%(cls)s, %(r)s, %(i)s, %(o)s, %(now)s) ON CONFLICT (model_class) DO NOTHING""",
-        args,
-    )
+    row = _take(cur, args)
+    if row is None:  # the class's first call: a full bucket
+        cur.execute(
+            """INSERT INTO rate_budget
+                   (model_class, requests, input_tokens, output_tokens, updated_at)
+               VALUES (%(cls)s, %(r)s, %(i)s, %(o)s, %(now)s)
+               ON CONFLICT (model_class) DO NOTHING""",
+            args,
+        )
+        row = _take(cur, args)
+    if row is None or row["fits"]:
+        return 0.0
+    paused = max(0.0, (row["paused_until"] - now).total_seconds())
+    buckets = (("wr", "r", sizes[0]), ("wi", "i", sizes[1]), ("wo", "o", sizes[2]))
+    short = ((args[want] - row[have]) * 60.0 / size for want, have, size in buckets)
+    return float(max(paused, *short, 0.001))
+
+
+def _take(cur: psycopg.Cursor[Row], args: dict[str, Any]) -> Row | None:
     cur.execute(
         f"""WITH level AS (
                 SELECT {_refilled("requests", "r")} AS r, {_refilled("input_tokens", "i")} AS i,
@@ -331,13 +342,7 @@ def take_budget(
             RETURNING fit.fits, fit.r, fit.i, fit.o, fit.paused_until""",
         args,
     )
-    row = cur.fetchone()
-    if row is None or row["fits"]:
-        return 0.0
-    paused = max(0.0, (row["paused_until"] - now).total_seconds())
-    buckets = (("wr", "r", sizes[0]), ("wi", "i", sizes[1]), ("wo", "o", sizes[2]))
-    short = ((args[want] - row[have]) * 60.0 / size for want, have, size in buckets)
-    return float(max(paused, *short, 0.001))
+    return cur.fetchone()
 
 
 def adjust_budget(

@@ -799,7 +799,7 @@ class PostgresStore:
         self, worker: str, now: datetime, limit: int, only: int | None = None
     ) -> list[Job]:
         with self._tx() as cur:
-            rows = fleet_sql.claim_realtime(cur, worker, now, limit, JOB_SELECT, only)
+            rows = fleet_sql.claim_realtime(cur, worker, now, limit, only)
             return [_job(r) for r in rows]
 
     def plan_lock(self) -> AbstractContextManager[bool]:
