@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from nowait.clock import SystemClock
+from nowait.emulator import EmulatorConfig, EmulatorServer
+from nowait.emulator.config import RateLimit
 from nowait.route.worker import Worker, WorkerConfig
 from nowait.store import BatchState, NewJob, Outcome, StoreBusyError
 from nowait.store.postgres import PostgresStore
@@ -124,16 +126,22 @@ def test_each_result_is_claimed_by_one_worker_and_marked_by_it_alone(pg_database
     for j in a.claim_realtime("a", NOW, 10):
         a.finish_realtime(j.id, Outcome(None, "succeeded", "{}"), NOW)
     mine = a.claim_deliveries("a", 4)
-    theirs = b.claim_deliveries("b", 100)
-    assert len(mine) == 4 and len(theirs) == 6
+    theirs = b.claim_deliveries("b", 4)
+    assert len(mine) == 4 and len(theirs) == 4
     assert not {j.id for j in mine} & {j.id for j in theirs}
     assert b.deliver_claimed([j.id for j in mine], "b", NOW) == 0  # not b's to mark
-    assert a.deliver_claimed([j.id for j in mine], "a", NOW) == 4
-    assert a.claim_deliveries("a", 100) == []  # delivered ones are gone, b's stay b's
-    a.close()  # a dies: nothing of b's moves
-    b.reap(NOW)
-    assert b.deliver_claimed([j.id for j in theirs], "b", NOW) == 6
-    assert b.job_counts() == {JobState.DELIVERED: 10}
+    assert a.deliver_claimed([j.id for j in mine[:2]], "a", NOW) == 2
+    a.close()  # a dies with two results claimed: written to its sink, or not
+    assert [j.key for j in b.claim_deliveries("b", 100)] == [j.key for j in theirs] + [
+        f"k{i}" for i in (8, 9)
+    ]  # a's two wait for a's lease: started again within it, a writes them to its own sink
+    again = PostgresStore(pg_database)
+    assert again.join_fleet("a", NOW + timedelta(seconds=5), 30)
+    assert [j.key for j in again.claim_deliveries("a", 100)] == [j.key for j in mine[2:]]
+    again.close()  # gone for good: after its lease, b takes them over
+    assert b.heartbeat("b", NOW + timedelta(seconds=59), 30)
+    assert b.reap(NOW + timedelta(seconds=60)) == (0, 0)
+    assert len(b.claim_deliveries("b", 100)) == 8
     b.close()
 
 
@@ -181,3 +189,33 @@ def test_the_fleet_load_test_small() -> None:
     failures = [f for f in report.failures if "of one" not in f]
     assert failures == []
     assert report.figures["kills"] >= 1
+
+
+@pytest.mark.slow
+def test_worker_processes_together_stay_within_the_accounts_limit(
+    pg_database: str, tmp_path: Path
+) -> None:
+    """Three `nowait worker` processes, 150 awaited calls, an account allowing 120 a minute:
+    without one budget each would send up to 120 at once; together they send 120, then two a
+    second, and the emulator refuses (almost) none."""
+    sys.path.insert(0, str(Path(__file__).parents[2] / "bench"))
+    import fleet  # bench/fleet.py
+
+    rpm = 120
+    config = EmulatorConfig(realtime_latency=0.05, rate_limits={"*": RateLimit(rpm)})
+    store = PostgresStore(pg_database)
+    with EmulatorServer(config, SystemClock()) as server:
+        workers = fleet.Fleet(pg_database, server.base_url, fleet.Options(), tmp_path, rpm=rpm)
+        for slot in (1, 2, 3):
+            workers.start(slot)
+        try:
+            fleet.wait_joined(store, 3)
+            store.add_jobs(fleet.jobs(150, 1.0, "rt"), SystemClock().now())
+            done = fleet.wait_for(store, 150, 90)
+        finally:
+            workers.stop()
+        assert done < float("inf")
+        assert server.emulator.rate_limited <= 3
+        assert server.emulator.calls["messages"] - server.emulator.rate_limited == 150
+    assert sum(workers.delivered().values()) == 150
+    store.close()

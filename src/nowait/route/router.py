@@ -469,7 +469,11 @@ class Router:
             done = self.deliver(sink, run_id=run_id) if sink is not None else 0
             if on_progress is not None and done:
                 on_progress(done)
-            finished = not forever and self.pending(run_id) == 0
+            finished = (
+                not forever
+                and self.pending(run_id) == 0
+                and not self._claimed_elsewhere(sink, run_id)
+            )
             if on_pass is not None:
                 on_pass(report.busy and not finished)
             if finished:
@@ -478,6 +482,13 @@ class Router:
             if not report.busy:
                 wake = self.worker.next_wake(idle)
                 self.clock.sleep(max(0.0, (wake - self.clock.now()).total_seconds()))
+
+    def _claimed_elsewhere(
+        self, sink: Sink | Callable[[Delivery], None] | None, run_id: str | None
+    ) -> bool:
+        """Whether results this run must deliver are still claimed by another worker of a
+        fleet store (one that died wait for its lease): the run waits for them."""
+        return sink is not None and self.store.fleet and self.store.undelivered_count(run_id) > 0
 
 
 def default_home() -> Path:

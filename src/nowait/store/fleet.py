@@ -8,7 +8,7 @@ worker holds carries its id: the real-time jobs it runs (`jobs.owner`, claimed w
 `FOR UPDATE SKIP LOCKED`, so two workers never take one job; meaningful while `running`), the
 batches it submits, polls and collects (`batches.owner`, one at a time), and the finished
 results it is delivering (`jobs.deliverer`). Any other
-worker reaps a dead one:
+worker reaps a dead one (`reap`):
 its running jobs go back to the queue (the move `transition` allows), its batches and
 deliveries lose their owner and are taken by whoever asks next. Packing runs under a session
 advisory lock (`plan_lock`), so two workers never plan one job into two batches.
@@ -133,6 +133,7 @@ def heartbeat(cur: psycopg.Cursor[Row], worker: str, now: datetime, lease: float
 def leave(cur: psycopg.Cursor[Row], worker: str, now: datetime) -> None:
     """A clean stop: what `worker` held is free at once, and its liveness lock too."""
     _release(cur, [worker], now)
+    _release_deliveries(cur, [worker])
     cur.execute("DELETE FROM workers WHERE id = %s RETURNING lock_key", (worker,))
     for row in cur.fetchall():
         key = row["lock_key"]
@@ -145,23 +146,30 @@ def _int4(key: int) -> int:
 
 
 def reap(cur: psycopg.Cursor[Row], now: datetime, restarted: str | None = None) -> tuple[int, int]:
-    """Free what expired workers held; with `restarted`, also what that worker held before
-    it started again (its running calls never reported back) and calls no live worker owns
-    (left by a nowait older than the fleet). Returns (jobs re-queued, batches freed)."""
-    cur.execute(  # dead: its lease expired, or its liveness lock is free (its session ended)
-        """DELETE FROM workers WHERE id IN (
-               SELECT id FROM workers w WHERE lease_until < %s OR NOT EXISTS (
-                   SELECT 1 FROM pg_locks l
-                   WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
-                     AND l.database = (SELECT oid FROM pg_database
-                                       WHERE datname = current_database())
-                     AND l.classid = %s::bigint::oid AND l.objid = w.lock_key::oid)
-               FOR UPDATE SKIP LOCKED)
-           RETURNING id""",
-        (now, WORKER_LOCK),
+    """Free what dead workers held: their running calls go back to the queue and their
+    batches to whoever takes them, at once; the results they claimed for delivery wait for
+    their lease to expire (started again under its name within it, a worker writes them to
+    its own sink, which skips the keys it holds; after it, another worker delivers them).
+    With `restarted`: also the running calls and batches that worker held before it started
+    again, and calls no live worker owns (left by a nowait older than the fleet). Returns
+    (jobs re-queued, batches freed)."""
+    cur.execute(  # dead: its liveness lock is free (its session ended), or its lease expired
+        """SELECT id, lease_until < %s AS expired FROM workers w
+           WHERE lease_until < %s OR NOT EXISTS (
+               SELECT 1 FROM pg_locks l
+               WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+                 AND l.database = (SELECT oid FROM pg_database
+                                   WHERE datname = current_database())
+                 AND l.classid = %s::bigint::oid AND l.objid = w.lock_key::oid)
+           FOR UPDATE SKIP LOCKED""",
+        (now, now, WORKER_LOCK),
     )
-    gone = [r["id"] for r in cur.fetchall()]
-    requeued, freed = _release(cur, [*gone, *filter(None, [restarted])], now)
+    dead = cur.fetchall()
+    requeued, freed = _release(cur, [*(r["id"] for r in dead), *filter(None, [restarted])], now)
+    expired = [r["id"] for r in dead if r["expired"]]
+    if expired:
+        _release_deliveries(cur, expired)
+        cur.execute("DELETE FROM workers WHERE id = ANY(%s::text[])", (expired,))
     if restarted is None:
         return requeued, freed
     transition(JobState.RUNNING, JobState.QUEUED)
@@ -175,6 +183,7 @@ def reap(cur: psycopg.Cursor[Row], now: datetime, restarted: str | None = None) 
 
 
 def _release(cur: psycopg.Cursor[Row], owners: Sequence[str], now: datetime) -> tuple[int, int]:
+    """`owners`' running calls back to the queue, their batches free; (calls, batches)."""
     transition(JobState.RUNNING, JobState.QUEUED)
     cur.execute(
         """UPDATE jobs SET state = 'queued', owner = NULL, updated_at = %s
@@ -182,13 +191,16 @@ def _release(cur: psycopg.Cursor[Row], owners: Sequence[str], now: datetime) -> 
         (now, list(owners)),
     )
     requeued = cur.rowcount
+    cur.execute("UPDATE batches SET owner = NULL WHERE owner = ANY(%s::text[])", (list(owners),))
+    return requeued, cur.rowcount
+
+
+def _release_deliveries(cur: psycopg.Cursor[Row], owners: Sequence[str]) -> None:
     cur.execute(
         """UPDATE jobs SET deliverer = NULL
            WHERE deliverer = ANY(%s::text[]) AND state IN ('succeeded', 'failed')""",
         (list(owners),),
     )
-    cur.execute("UPDATE batches SET owner = NULL WHERE owner = ANY(%s::text[])", (list(owners),))
-    return requeued, cur.rowcount
 
 
 # ---- real-time jobs --------------------------------------------------------------------------
