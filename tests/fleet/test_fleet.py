@@ -139,7 +139,7 @@ def test_each_result_is_claimed_by_one_worker_and_marked_by_it_alone(pg_database
     assert again.join_fleet("a", NOW + timedelta(seconds=5), 30)
     assert [j.key for j in again.claim_deliveries("a", 100)] == [j.key for j in mine[2:]]
     again.close()  # gone for good: after its lease, b takes them over
-    assert b.heartbeat("b", NOW + timedelta(seconds=59), 30)
+    assert b.heartbeat("b", NOW + timedelta(seconds=29), 60)
     assert b.reap(NOW + timedelta(seconds=60)) == (0, 0)
     assert len(b.claim_deliveries("b", 100)) == 8
     b.close()
