@@ -348,6 +348,8 @@ class Router:
         A sink with a `flush()` (the JSONL sink) is flushed to disk before the chunk is
         acknowledged in one transaction; a plain callable is acknowledged result by result.
         """
+        if self.store.fleet:
+            return self._deliver_claimed(sink, limit, run_id)
         delivered = 0
         flush = getattr(sink, "flush", None)
         checkpoint = self.checkpoint
@@ -364,6 +366,32 @@ class Router:
                 flush()
                 self.store.mark_delivered_many([j.id for j in chunk], self.clock.now())
             delivered += len(chunk)
+        if delivered:
+            log.info("deliver: succeeded|failed→delivered: %s", n_jobs(delivered))
+        return delivered
+
+    def _deliver_claimed(
+        self, sink: Sink | Callable[[Delivery], None], limit: int, run_id: str | None
+    ) -> int:
+        """`deliver` on a store many workers share: each chunk of results is claimed by this
+        worker first (`Store.claim_deliveries`), so one result goes to one worker's sink; the
+        mark is guarded by the claim. After a crash the results it claimed wait for its lease:
+        started again under its name, it redelivers them to its own sink (which skips the keys
+        it holds); else another worker takes them over."""
+        delivered = 0
+        owner = self.worker.owner
+        flush = getattr(sink, "flush", None)
+        while chunk := self.store.claim_deliveries(owner, limit, run_id):
+            for job in chunk:
+                sink(delivery_of(job))
+                self.checkpoint("result_written")
+                if flush is None:
+                    delivered += self.store.deliver_claimed([job.id], owner, self.clock.now())
+            if flush is not None:
+                flush()
+                delivered += self.store.deliver_claimed(
+                    [j.id for j in chunk], owner, self.clock.now()
+                )
         if delivered:
             log.info("deliver: succeeded|failed→delivered: %s", n_jobs(delivered))
         return delivered
@@ -388,7 +416,8 @@ class Router:
         if self._claimed:
             yield
             return
-        with self.store.claim():
+        # a store many workers share: join its fleet; else hold the store alone
+        with self.worker.membership() if self.store.fleet else self.store.claim():
             self._claimed = True
             try:
                 yield
@@ -440,7 +469,11 @@ class Router:
             done = self.deliver(sink, run_id=run_id) if sink is not None else 0
             if on_progress is not None and done:
                 on_progress(done)
-            finished = not forever and self.pending(run_id) == 0
+            finished = (
+                not forever
+                and self.pending(run_id) == 0
+                and not self._claimed_elsewhere(sink, run_id)
+            )
             if on_pass is not None:
                 on_pass(report.busy and not finished)
             if finished:
@@ -449,6 +482,13 @@ class Router:
             if not report.busy:
                 wake = self.worker.next_wake(idle)
                 self.clock.sleep(max(0.0, (wake - self.clock.now()).total_seconds()))
+
+    def _claimed_elsewhere(
+        self, sink: Sink | Callable[[Delivery], None] | None, run_id: str | None
+    ) -> bool:
+        """Whether results this run must deliver are still claimed by another worker of a
+        fleet store (one that died wait for its lease): the run waits for them."""
+        return sink is not None and self.store.fleet and self.store.undelivered_count(run_id) > 0
 
 
 def default_home() -> Path:

@@ -4,13 +4,12 @@ connection, one transaction per method, migrations as code.
 Optional: `pip install 'nowait[postgres]'` brings psycopg 3, which only this module imports
 (lazily, when a store is opened). Timestamps are `timestamptz`, read back in UTC.
 
-One worker per store: `claim()` takes a session-level advisory lock, so a second worker on the
-same database and schema gets `StoreBusyError`. The server drops the lock when the holder's
-connection ends, a crash or a lost host included, so a standby started again (by systemd, a
-loop, a scheduler) on another host takes over then; a worker that lost its connection stops
-at its next store call (`StoreError`) instead of carrying on without the lock. It is one active
-worker with standbys, not several workers sharing the queue. Session locks need a real
-session: connect directly or through a pooler in session mode, not transaction mode.
+Many workers per store: a worker joins the store's fleet (`nowait.store.fleet`: a lease kept
+by a heartbeat, a liveness session lock, `SKIP LOCKED` claims, a shared rate budget), so any
+number of them, on any hosts, work one queue; a killed worker's work is taken over at once, a
+hung one's when its lease expires. `claim()` (a session-level advisory lock: one holder per
+database and schema) remains for what must run alone. Session locks need a real session:
+connect directly or through a pooler in session mode, not transaction mode.
 """
 
 from __future__ import annotations
@@ -27,6 +26,7 @@ from urllib.parse import unquote, unquote_plus
 
 from nowait.errors import ConfigError, StoreError
 from nowait.store import StoreBusyError
+from nowait.store import fleet as fleet_sql
 from nowait.store.core import ROWS, CoreStore, Row, Staged
 
 if TYPE_CHECKING:
@@ -123,6 +123,8 @@ MIGRATIONS = (
     DROP INDEX jobs_batch;
     CREATE INDEX jobs_batch ON jobs (batch_ref, id);
     """,
+    # 6: many workers on one store: leases, owners, the shared real-time budget.
+    fleet_sql.POSTGRES_MIGRATION,
 )
 
 
@@ -370,8 +372,6 @@ class PostgresStore(CoreStore):
         self.where = self.dialect.where
         super().__init__(self.dialect)
         self.schema = self.dialect.schema
-
-    # fleet: operations the fleet adds delegate here, one line each (see nowait.store.core)
 
 
 def _crc(text: str) -> int:
