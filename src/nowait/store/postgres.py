@@ -3,8 +3,10 @@
 Optional: `pip install 'nowait[postgres]'` brings psycopg 3, which only this module imports
 (lazily, when a store is opened). Timestamps are `timestamptz`, read back in UTC.
 
-One worker per store: `claim()` takes a session-level advisory lock, so a second worker on the
-same database and schema gets `StoreBusyError`. The server drops the lock when the holder's
+Many workers share a store: `Router` and `nowait worker` join its fleet (leases, claims, the
+shared budget: `nowait.store.fleet`, the `# fleet` methods at the end of `PostgresStore`).
+`claim()` is for a process that must work the store alone: it takes a session-level advisory
+lock, so a second one on the same database and schema gets `StoreBusyError`. The server drops the lock when the holder's
 connection ends, a crash or a lost host included, so a standby started again (by systemd, a
 loop, a scheduler) on another host takes over then; a worker that lost its connection stops
 at its next store call (`StoreError`) instead of carrying on without the lock. It is one active
