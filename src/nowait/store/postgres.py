@@ -6,12 +6,10 @@ Optional: `pip install 'nowait[postgres]'` brings psycopg 3, which only this mod
 Many workers share a store: `Router` and `nowait worker` join its fleet (leases, claims, the
 shared budget: `nowait.store.fleet`, the `# fleet` methods at the end of `PostgresStore`).
 `claim()` is for a process that must work the store alone: it takes a session-level advisory
-lock, so a second one on the same database and schema gets `StoreBusyError`. The server drops the lock when the holder's
-connection ends, a crash or a lost host included, so a standby started again (by systemd, a
-loop, a scheduler) on another host takes over then; a worker that lost its connection stops
-at its next store call (`StoreError`) instead of carrying on without the lock. It is one active
-worker with standbys, not several workers sharing the queue. Session locks need a real
-session: connect directly or through a pooler in session mode, not transaction mode.
+lock, so a second one on the same database and schema gets `StoreBusyError`; the server drops
+the lock when the holder's connection ends, a crash or a lost host included. Session locks
+(the fleet's liveness and planning locks too) need a real session: connect directly or
+through a pooler in session mode, not transaction mode.
 """
 
 from __future__ import annotations
