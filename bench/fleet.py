@@ -63,7 +63,7 @@ class Options:
     concurrency: int = 4
     kill_every: float = 3.0
     rpm: int = 1200
-    lease: float = 5.0
+    lease: float = 15.0
     overloaded: float = 0.02
     latency: float = 0.1
     timeout: float = 900.0

@@ -4,12 +4,13 @@ connection, one transaction per method, migrations as code.
 Optional: `pip install 'nowait[postgres]'` brings psycopg 3, which only this module imports
 (lazily, when a store is opened). Timestamps are `timestamptz`, read back in UTC.
 
-Many workers per store: a worker joins the store's fleet (`nowait.store.fleet`: a lease kept
-by a heartbeat, a liveness session lock, `SKIP LOCKED` claims, a shared rate budget), so any
-number of them, on any hosts, work one queue; a killed worker's work is taken over at once, a
-hung one's when its lease expires. `claim()` (a session-level advisory lock: one holder per
-database and schema) remains for what must run alone. Session locks need a real session:
-connect directly or through a pooler in session mode, not transaction mode.
+Many workers share a store: `Router` and `nowait worker` join its fleet (leases, claims, the
+shared budget: the fleet methods of `CoreStore`, PostgreSQL's SQL in `nowait.store.fleet`).
+`claim()` is for a process that must work the store alone: it takes a session-level advisory
+lock, so a second one on the same database and schema gets `StoreBusyError`; the server drops
+the lock when the holder's connection ends, a crash or a lost host included. Session locks
+(the fleet's liveness and planning locks too) need a real session: connect directly or
+through a pooler in session mode, not transaction mode.
 """
 
 from __future__ import annotations
