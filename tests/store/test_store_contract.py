@@ -596,3 +596,34 @@ def test_undelivered_results_carry_what_a_delivery_needs(store: Store) -> None:
     assert [f.key for f in store.undelivered_results(1)] == ["ok"]
     store.mark_delivered_many([ok, bad], NOW)
     assert store.undelivered_results(10) == []
+
+
+def test_claim_realtime_takes_due_calls_in_queue_order_once(store: Store) -> None:
+    store.add_job(job("fallback", Route.REALTIME, deadline=NOW + timedelta(minutes=5)), NOW)
+    store.add_job(job("later", Route.REALTIME), NOW)
+    store.add_job(job("chat", Route.REALTIME, awaited=True), NOW)
+    store.add_job(job("batch"), NOW)
+    future, _ = store.add_job(job("future", Route.REALTIME), NOW)
+    store.start_realtime(future.id, NOW)
+    retry = Outcome(None, "retry", error="529", not_before=NOW + timedelta(minutes=1))
+    store.finish_realtime(future.id, retry, NOW)  # queued again, due in a minute
+    claimed = store.claim_realtime("w", NOW, 10)
+    assert [j.key for j in claimed] == ["chat", "fallback", "later"]
+    assert all(j.state is JobState.RUNNING and j.attempts == 1 for j in claimed)
+    assert all(j.result_json is None and j.run_id is None for j in claimed)
+    assert store.claim_realtime("w", NOW, 10) == []  # running: never claimed twice
+    assert store.get_job("chat").state is JobState.RUNNING  # type: ignore[union-attr]
+    assert [j.key for j in store.due_jobs(Route.BATCH, NOW, 10)] == ["batch"]
+
+
+def test_claim_realtime_only_takes_that_queued_call_due_or_not(store: Store) -> None:
+    first, _ = store.add_job(job("a", Route.REALTIME), NOW)
+    store.start_realtime(first.id, NOW)
+    store.finish_realtime(
+        first.id, Outcome(None, "retry", error="529", not_before=NOW + timedelta(hours=1)), NOW
+    )
+    store.add_job(job("b", Route.REALTIME), NOW)
+    [again] = store.claim_realtime("w", NOW, 1, only=first.id)
+    assert again.key == "a" and again.attempts == 2 and again.state is JobState.RUNNING
+    assert store.claim_realtime("w", NOW, 1, only=first.id) == []
+    assert [j.key for j in store.claim_realtime("w", NOW, 5)] == ["b"]

@@ -7,8 +7,9 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Callable
-from contextlib import closing
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -44,7 +45,7 @@ from nowait.reading import check_input_file
 # commands without importing it.
 if TYPE_CHECKING:
     from nowait.guard.capacity import CapacityInUse
-    from nowait.route.router import CheckedRequest, Delivery, Router
+    from nowait.route.router import CheckedRequest, Delivery, JsonlSink, Router
     from nowait.settings import Settings
     from nowait.sort.pricing import PriceTable
     from nowait.store import DeadlineRow, Store, UsageRow
@@ -99,6 +100,8 @@ def _router(
     base_url: str | None,
     default_level: str,
     calls_api: bool = True,
+    worker_id: str | None = None,
+    lease: float | None = None,
 ) -> Router:
     """The router for these settings, with logging set up first (the key kept out of it), and
     the checkpoint hook a test injected through `main` (none in production). `calls_api`
@@ -116,6 +119,10 @@ def _router(
         api_key=key, auth_token=token, base_url=base_url or os.environ.get("ANTHROPIC_BASE_URL")
     )
     config = WorkerConfig.from_settings(settings)
+    if worker_id is not None:
+        config = replace(config, worker_id=worker_id)
+    if lease is not None:
+        config = replace(config, lease=lease)
     hooks = ctx.obj if isinstance(ctx.obj, Injected) else Injected()
     return Router(
         store=_store(settings),
@@ -395,24 +402,70 @@ def worker_command(
     min_batch_chance: MinBatchChance = None,
     log_level: LogLevel = None,
     log_format: LogFormat = None,
+    worker_id: Annotated[
+        str | None,
+        typer.Option(
+            "--worker-id",
+            envvar="NOWAIT_WORKER_ID",
+            help="This worker's name among the workers of one PostgreSQL store (default"
+            " host:pid); started again under its name, it takes back what it held.",
+            show_default=False,
+        ),
+    ] = None,
+    lease: Annotated[
+        float | None,
+        typer.Option(
+            "--lease",
+            min=1.0,
+            help="Seconds a hung worker's jobs and batches wait before other workers of a"
+            " PostgreSQL store take them over (default 30; a killed worker's: at once).",
+            show_default=False,
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Append every result of the store to this JSONL file, each key once (with"
+            " several workers: each result goes to one worker's file).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Work the store's queue forever (Ctrl-C to stop; safe to kill at any moment)."""
+    """Work the store's queue forever (Ctrl-C to stop; safe to kill at any moment). With a
+    postgresql://… store, run as many workers as you like, on any hosts."""
     capacity = capacity_flags(rpm, itpm, otpm, concurrency)
     guard = guard_flags(margin, cancel_latency, min_batch_chance)
     flags = _route_flags(home, store, poll, capacity, guard, log_level, log_format, cache)
     settings = load(config, flags)
-    router = _router(ctx, settings, base_url, default_level="INFO")
-    with closing(router):
+    if out is not None:
+        check_output_file(out, "--out")
+    router = _router(
+        ctx, settings, base_url, default_level="INFO", worker_id=worker_id, lease=lease
+    )
+    with closing(router), _sink(out) as sink:
         log.info(
             "worker started: store %s; settings from %s", _store_name(settings),
             settings.config_file or "flags, environment and defaults (no nowait.toml)",
             extra={"home": str(settings.home)},
         )  # fmt: skip
         try:
-            router.run(forever=True, on_pass=_heartbeat(router.store))
+            router.run(sink, forever=True, on_pass=_heartbeat(router.store))
         except KeyboardInterrupt:
             log.info("worker stopped (interrupted): every job is safe in the store")
             raise
+
+
+@contextmanager
+def _sink(out: Path | None) -> Iterator[JsonlSink | None]:
+    """The worker's `--out` file, if any."""
+    if out is None:
+        yield None
+        return
+    from nowait.route.router import JsonlSink
+
+    with JsonlSink(out) as sink:
+        yield sink
 
 
 def _store_name(settings: Settings) -> str:

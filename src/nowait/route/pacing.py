@@ -14,10 +14,15 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from nowait.guard.policy import Capacity
 from nowait.ratelimits import RateLimits, TokenBucket
 from nowait.types import Usage
+
+if TYPE_CHECKING:
+    from nowait.clock import Clock
+    from nowait.store import Store
 
 TOKEN_ROUNDING = 500
 """Token `remaining` headers are rounded to the nearest thousand: trust them within this."""
@@ -120,3 +125,66 @@ class Pacer:
         else:
             buckets.fit(capacity, now)
         return buckets
+
+
+class SharedPacer:
+    """The fleet's pacer (a store several workers share, `Store.fleet`): the same buckets,
+    kept in the store, so the workers together stay within the account's limits. Each method
+    is one store call; the clock dates the calls that get no `now`."""
+
+    def __init__(self, store: Store, clock: Clock) -> None:
+        self._store = store
+        self._clock = clock
+        self._sizes: dict[str, Sizes] = {}
+
+    def reserve(
+        self,
+        model_class: str,
+        capacity: Capacity,
+        input_tokens: int,
+        output_tokens: int,
+        now: datetime,
+    ) -> Reservation | float:
+        sizes = self._sizes[model_class] = _sizes(capacity)
+        wants = (1.0, float(input_tokens), float(output_tokens))
+        wait = self._store.take_budget(model_class, sizes, wants, now)
+        return wait if wait > 0 else Reservation(model_class, input_tokens, output_tokens)
+
+    def settle(self, reservation: Reservation, usage: Usage) -> None:
+        sizes = self._sizes.get(reservation.model_class)
+        if sizes is None:
+            return
+        spent_in = usage.input_tokens + usage.cache_write_5m_tokens + usage.cache_write_1h_tokens
+        charges = (
+            0.0,
+            float(spent_in - reservation.input_tokens),
+            float(usage.output_tokens - reservation.output_tokens),
+        )
+        self._store.adjust_budget(reservation.model_class, sizes, charges, self._clock.now())
+
+    def pause(self, model_class: str, capacity: Capacity, seconds: float, now: datetime) -> None:
+        self._store.pause_budget(model_class, now + timedelta(seconds=seconds))
+
+    def sync(self, model_class: str, capacity: Capacity, limits: RateLimits, now: datetime) -> None:
+        levels = tuple(
+            None if one is None or one.remaining is None else float(one.remaining + slack)
+            for one, slack in (
+                (limits.requests, 0),
+                (limits.input_tokens, TOKEN_ROUNDING),
+                (limits.output_tokens, TOKEN_ROUNDING),
+            )
+        )
+        self._store.lower_budget(
+            model_class, _sizes(capacity), (levels[0], levels[1], levels[2]), now
+        )
+
+
+Sizes = tuple[float, float, float]
+
+
+def _sizes(capacity: Capacity) -> Sizes:
+    return (
+        float(capacity.requests_per_minute),
+        float(capacity.input_tokens_per_minute),
+        float(capacity.output_tokens_per_minute),
+    )

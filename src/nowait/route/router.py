@@ -359,6 +359,8 @@ class Router:
         A sink with a `flush()` (the JSONL sink) is flushed to disk before the chunk is
         acknowledged in one transaction; a plain callable is acknowledged result by result.
         """
+        if self.store.fleet:
+            return self._deliver_claimed(sink, limit, run_id)
         delivered = 0
         flush = getattr(sink, "flush", None)
         checkpoint = self.checkpoint
@@ -375,6 +377,32 @@ class Router:
                 flush()
                 self.store.mark_delivered_many([j.id for j in chunk], self.clock.now())
             delivered += len(chunk)
+        if delivered:
+            log.info("deliver: succeeded|failed→delivered: %s", n_jobs(delivered))
+        return delivered
+
+    def _deliver_claimed(
+        self, sink: Sink | Callable[[Delivery], None], limit: int, run_id: str | None
+    ) -> int:
+        """`deliver` on a store many workers share: each chunk of results is claimed by this
+        worker first (`Store.claim_deliveries`), so one result goes to one worker's sink; the
+        mark is guarded by the claim. After a crash the results it claimed wait for its lease:
+        started again under its name, it redelivers them to its own sink (which skips the keys
+        it holds); else another worker takes them over."""
+        delivered = 0
+        owner = self.worker.owner
+        flush = getattr(sink, "flush", None)
+        while chunk := self.store.claim_deliveries(owner, limit, run_id):
+            for job in chunk:
+                sink(delivery_of(job))
+                self.checkpoint("result_written")
+                if flush is None:
+                    delivered += self.store.deliver_claimed([job.id], owner, self.clock.now())
+            if flush is not None:
+                flush()
+                delivered += self.store.deliver_claimed(
+                    [j.id for j in chunk], owner, self.clock.now()
+                )
         if delivered:
             log.info("deliver: succeeded|failed→delivered: %s", n_jobs(delivered))
         return delivered
@@ -399,7 +427,8 @@ class Router:
         if self._claimed:
             yield
             return
-        with self.store.claim():
+        # a store many workers share: join its fleet; else hold the store alone
+        with self.worker.membership() if self.store.fleet else self.store.claim():
             self._claimed = True
             try:
                 yield
@@ -454,13 +483,14 @@ class Router:
 
         self.worker.on_results_applied = deliver  # a large batch's results, as they land
         try:
-            self._passes(deliver, idle, on_pass, forever, run_id)
+            self._passes(deliver, sink, idle, on_pass, forever, run_id)
         finally:
             self.worker.on_results_applied = None
 
     def _passes(
         self,
         deliver: Callable[[], None],
+        sink: Sink | Callable[[Delivery], None] | None,
         idle: float,
         on_pass: Callable[[bool], None] | None,
         forever: bool,
@@ -469,7 +499,11 @@ class Router:
         while True:
             report = self.worker.run_once()
             deliver()
-            finished = not forever and self.pending(run_id) == 0
+            finished = (
+                not forever
+                and self.pending(run_id) == 0
+                and not self._claimed_elsewhere(sink, run_id)
+            )
             if on_pass is not None:
                 on_pass(report.busy and not finished)
             if finished:
@@ -478,6 +512,13 @@ class Router:
             if not report.busy:
                 wake = self.worker.next_wake(idle)
                 self.clock.sleep(max(0.0, (wake - self.clock.now()).total_seconds()))
+
+    def _claimed_elsewhere(
+        self, sink: Sink | Callable[[Delivery], None] | None, run_id: str | None
+    ) -> bool:
+        """Whether results this run must deliver are still claimed by another worker of a
+        fleet store (one that died wait for its lease): the run waits for them."""
+        return sink is not None and self.store.fleet and self.store.undelivered_count(run_id) > 0
 
 
 _Plan = tuple[Capacity, GuardConfig, Callable[[float], float]]

@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import socket
 import sys
 import threading
 from collections import Counter
 from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal, get_args
@@ -71,7 +74,7 @@ from nowait.limits import BATCH_MAX_BYTES, BATCH_MAX_REQUESTS
 from nowait.ratelimits import RateLimits
 from nowait.route import custom_ids
 from nowait.route.backend import AuthError, Backend, BatchInfo, ResultLine
-from nowait.route.pacing import Pacer, Reservation
+from nowait.route.pacing import Pacer, Reservation, SharedPacer
 from nowait.route.packing import ENVELOPE_BYTES, Member, pack
 from nowait.route.params import prompt_tokens_estimate
 from nowait.route.priming import Priming, can_wait
@@ -84,6 +87,7 @@ from nowait.store import (
     ObservedLimits,
     Outcome,
     Store,
+    StoreBusyError,
 )
 from nowait.types import JobState, Route, Tier
 
@@ -123,6 +127,16 @@ HELD_RECHECK = timedelta(minutes=5)
 """While jobs wait for a primer whose batch is still open, the queue is read again this often
 (and at once when that batch ends), not every pass: held jobs are not read back for nothing.
 Work queued meanwhile waits as long at most, short beside a batch's turnaround."""
+
+TAKE_BATCHES = 8
+"""Open batches nobody holds (a reaped worker's) one worker takes a pass, at most."""
+
+FLEET_IDLE = 1.0
+"""Seconds a worker on a fleet store waits at most between passes: other processes queue
+work in the store (`nowait submit`, other runs), and its batches may change owner."""
+
+REALTIME_PER_SLOT = 10
+"""Real-time jobs one call slot runs a pass, at most: the pass's other steps run between."""
 
 CACHE_WINDOW = 10_000
 """Due jobs cache planning groups at once, at least (`Worker.plan_batches`)."""
@@ -169,6 +183,13 @@ class WorkerConfig:
     """How cache planning sizes shared prefixes: the estimate, or the API's `count_tokens`."""
     prices: PriceTable | None = None
     """What cache planning weighs a write against reads with (None: the bundled table)."""
+    worker_id: str | None = None
+    """This worker's name among the workers sharing a store (None: host:pid). A worker
+    started again under its own name takes back what it held (its undelivered results go
+    to its own sink first)."""
+    lease: float = 30.0
+    """Seconds what a worker holds outlives its last heartbeat (renewed every third of
+    it): then the other workers sharing the store take its jobs and batches over."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WorkerConfig:
@@ -220,7 +241,14 @@ class Worker:
         self._status: dict[int, str] = {}
         """The API status each batch had at its last poll, to log changes only."""
         self._latencies: Latencies | None = None
-        self.pacer = Pacer()
+        self.owner = self.config.worker_id or f"{socket.gethostname()}:{os.getpid()}"
+        """This worker's name in the store's fleet (`Store.fleet`): it owns claims by it."""
+        self.fleet = store.fleet
+        self.pacer: Pacer | SharedPacer = SharedPacer(store, clock) if self.fleet else Pacer()
+        self._owned: set[int] = set()
+        """The open batches this worker holds (a fleet store), taken again each pass."""
+        self._lease_lost = threading.Event()
+        self._reaped_at: datetime | None = None
         self._observed: dict[str, ObservedLimits] | None = None
         """The store's latest rate limits by model class, read once a pass."""
         self._lock = threading.Lock()
@@ -262,11 +290,78 @@ class Worker:
 
     # ---- start-up ---------------------------------------------------------------------------
     def recover(self) -> None:
-        """Real-time calls that never reported back go back to the queue. Planned batches
-        are reconciled by the first `submit_planned`, where an API error is just a retry."""
-        requeued = self.store.requeue_running(self.clock.now())
+        """Real-time calls that never reported back go back to the queue (on a fleet store:
+        this worker's and those of workers whose lease expired). Planned batches are
+        reconciled by the first `submit_planned`, where an API error is just a retry."""
+        if self.fleet:
+            requeued, _ = self.store.reap(self.clock.now(), restarted=self.owner)
+        else:
+            requeued = self.store.requeue_running(self.clock.now())
         if requeued:
             log.info("recover: running→queued: %s (calls never reported back)", n_jobs(requeued))
+
+    # ---- the fleet: many workers on one store -----------------------------------------------
+    @contextmanager
+    def membership(self) -> Iterator[None]:
+        """Join the store's fleet for the block: a lease a heartbeat thread renews; on a clean
+        exit what this worker holds is free at once, after a crash once the lease expires."""
+        if not self.store.join_fleet(self.owner, self.clock.now(), self.config.lease):
+            raise StoreBusyError(
+                f"another live worker on this store is named {self.owner!r}: give each worker"
+                " its own --worker-id"
+            )
+        self._lease_lost.clear()
+        stop = threading.Event()
+        beat = threading.Thread(
+            target=self._beat, args=(stop,), name="nowait-heartbeat", daemon=True
+        )
+        beat.start()
+        log.info("worker %s joined the store's fleet (lease %gs)", self.owner, self.config.lease)
+        try:
+            yield
+        finally:
+            stop.set()
+            beat.join()
+            with suppress(StoreError):  # the connection is gone: the lease expires instead
+                self.store.leave_fleet(self.owner, self.clock.now())
+
+    def _beat(self, stop: threading.Event) -> None:
+        """Renew the lease every third of it until `stop`; a lost lease stops the worker at
+        its next pass (`_fleet_pass`). Waits in real seconds: leases are real time to the
+        other workers."""
+        while not stop.wait(self.config.lease / 3):
+            try:
+                renewed = self.store.heartbeat(self.owner, self.clock.now(), self.config.lease)
+            except StoreError:
+                renewed = False
+            if not renewed:
+                self._lease_lost.set()
+                return
+
+    def _fleet_pass(self) -> None:
+        """Before each pass on a fleet store: stop if this worker's lease was lost; free what
+        expired workers held; take the open batches nobody holds."""
+        if self._lease_lost.is_set():
+            raise StoreError(
+                f"worker {self.owner} lost its lease on the store (no heartbeat for"
+                f" {self.config.lease:g}s): other workers took its jobs over; start it again"
+            )
+        now = self.clock.now()
+        if self._reaped_at is None or now - self._reaped_at >= timedelta(seconds=FLEET_IDLE):
+            self._reaped_at = now  # reaping reads pg_locks: once a second is soon enough
+            requeued, freed = self.store.reap(now)
+        else:
+            requeued = freed = 0
+        if requeued or freed:
+            log.warning("reaped workers whose lease expired: running→queued: %s, %d batches"
+                        " taken over", n_jobs(requeued), freed)  # fmt: skip
+        self._owned = self.store.take_batches(self.owner, TAKE_BATCHES)
+
+    def _batches(self, *states: BatchState) -> list[BatchRecord]:
+        """The batches in `states` this worker works: all of them, or on a fleet store those
+        it holds (one owner submits, polls and collects a batch)."""
+        found = self.store.batches(*states)
+        return [b for b in found if b.id in self._owned] if self.fleet else found
 
     # ---- reconciliation ---------------------------------------------------------------------
     def _reconcile(self, planned: list[BatchRecord]) -> set[int]:
@@ -392,6 +487,8 @@ class Worker:
         report = PassReport()
         self._observed = None  # other workers sharing the store may have seen newer limits
         self._wake = None
+        if self.fleet:
+            self._fleet_pass()
         report.fallbacks = self.guard_deadlines()
         report.realtime = self.run_realtime()
         report.planned = self.plan_batches()
@@ -402,14 +499,37 @@ class Worker:
 
     def run_realtime(self) -> int:
         concurrency = max(1, self.config.capacity.concurrency)
-        jobs = self.store.due_jobs(Route.REALTIME, self.clock.now(), 10 * concurrency)
-        if not jobs:
-            return 0
-        with ThreadPoolExecutor(concurrency, thread_name_prefix="nowait-rt") as pool:
-            kinds = Counter(kind for kind in pool.map(self._run_paced, jobs) if kind)
+        if self.fleet:
+            kinds = self._run_claimed_slots(concurrency)
+        else:
+            jobs = self.store.due_jobs(Route.REALTIME, self.clock.now(), 10 * concurrency)
+            if not jobs:
+                return 0
+            with ThreadPoolExecutor(concurrency, thread_name_prefix="nowait-rt") as pool:
+                kinds = Counter(kind for kind in pool.map(self._run_paced, jobs) if kind)
         if kinds:
             log.info("realtime: %s", _moves(JobState.RUNNING, kinds))
         return kinds.total()
+
+    def _run_claimed_slots(self, concurrency: int) -> Counter[str]:
+        """A fleet store's real-time step: each of `concurrency` slots claims one due job at a
+        time (`Store.claim_realtime`: never one another worker holds) and runs it, until the
+        queue is empty, the budget says wait, or it ran `REALTIME_PER_SLOT` jobs."""
+
+        def slot(_: int) -> Counter[str]:
+            kinds: Counter[str] = Counter()
+            for _ in range(REALTIME_PER_SLOT):
+                claimed = self.store.claim_realtime(self.owner, self.clock.now(), 1)
+                if not claimed:
+                    break
+                kind = self._run_paced(claimed[0], claimed=True)
+                if kind is None:
+                    break  # paced: the budget has no room now
+                kinds[kind] += 1
+            return kinds
+
+        with ThreadPoolExecutor(concurrency, thread_name_prefix="nowait-rt") as pool:
+            return sum(pool.map(slot, range(concurrency)), Counter[str]())
 
     def run_now(self, key: str) -> str | None:
         """Run the real-time job `key` at once, in the caller's thread (the drop-in client's
@@ -418,29 +538,37 @@ class Worker:
         job = self.store.get_job(key)
         if job is None or job.route is not Route.REALTIME or job.state is not JobState.QUEUED:
             return None
+        if self.fleet:
+            claimed = self.store.claim_realtime(self.owner, self.clock.now(), 1, only=job.id)
+            return self._run_paced(claimed[0], claimed=True) if claimed else None
         return self._run_paced(job)
 
     def _wake_at(self, moment: datetime) -> None:
         with self._lock:
             self._wake = moment if self._wake is None else min(self._wake, moment)
 
-    def _run_paced(self, job: Job) -> str | None:
+    def _run_paced(self, job: Job, *, claimed: bool = False) -> str | None:
         """Run one real-time job when the account's limits have room for its call now (the
         reservation is made just before the call, so it sees what earlier answers said);
-        else leave it queued for the moment they will."""
+        else leave it queued for the moment they will. `claimed`: the job is running already
+        (`Store.claim_realtime`), its attempt counted."""
         now = self.clock.now()
         capacity = self.capacity_in_use(job.model).capacity
         room = self.pacer.reserve(model_class(job.model), capacity, *_call_estimate(job), now)
         if isinstance(room, float):
+            if claimed:  # back to the queue, the attempt uncounted: no model saw it
+                self.store.release_realtime(job.id, now)
             self._wake_at(now + timedelta(seconds=room))
             return None
-        return self._run_one(job, room)
+        return self._run_one(job, room, claimed=claimed)
 
-    def _run_one(self, job: Job, reservation: Reservation | None = None) -> str | None:
+    def _run_one(
+        self, job: Job, reservation: Reservation | None = None, *, claimed: bool = False
+    ) -> str | None:
         """Run one real-time job; returns the kind of its outcome, None if another took it."""
-        if not self.store.start_realtime(job.id, self.clock.now()):
+        if not claimed and not self.store.start_realtime(job.id, self.clock.now()):
             return None
-        attempts = job.attempts + 1
+        attempts = job.attempts if claimed else job.attempts + 1
         try:
             answer = self.backend.create_message(json.loads(job.params_json))
             self.checkpoint("realtime_answered")
@@ -511,7 +639,7 @@ class Worker:
         now = self.clock.now()
         fallen = 0
         open_work = self.open_work()
-        for batch in self.store.batches(BatchState.CREATED):
+        for batch in self._batches(BatchState.CREATED):
             if batch.cancel_requested:
                 continue
             moment = self.fallback_moment(batch, open_work)
@@ -540,7 +668,7 @@ class Worker:
         time. (If that batch was this plan's after all, its results are never collected:
         paid twice, delivered once; a missed deadline is worse.)"""
         fallen = 0
-        for plan in self.store.batches(BatchState.PLANNED):
+        for plan in self._batches(BatchState.PLANNED):
             if not plan.waiting_for:
                 continue
             moment = self.fallback_moment(plan, open_work)
@@ -586,6 +714,12 @@ class Worker:
         return fallback_among(deadline, left, _others(work, batch.id), capacity, guard)
 
     def plan_batches(self) -> int:
+        """Pack due batch jobs into planned batches, under the store's planning lock (a
+        worker that finds it held plans at a later pass)."""
+        with self.store.plan_lock() as locked:
+            return self._plan_batches() if locked else 0
+
+    def _plan_batches(self) -> int:
         now = self.clock.now()
         # A primer's batch is over once collected: then the store knows what it wrote (and
         # after a restart, `Priming` reads it there).
@@ -654,6 +788,8 @@ class Worker:
             [(m.job_id, m.custom_id) for m in group], size, model, self.clock.now()
         )
         self.checkpoint("batch_planned")
+        if self.store.own_batch(batch.id, self.owner):
+            self._owned.add(batch.id)
         log.info(
             "batch #%d planned: %d requests, %s, %d bytes",
             batch.id, batch.request_count, model, size,
@@ -703,14 +839,14 @@ class Worker:
             )
 
     def submit_planned(self) -> int:
-        planned = self.store.batches(BatchState.PLANNED)
+        planned = self._batches(BatchState.PLANNED)
         try:
             waiting = self._reconcile(planned)
         except RetryableBackendError as exc:
             log.warning("submit: cannot list batches to reconcile, sending nothing: %s", exc)
             return 0  # cannot tell yet whether an earlier create went through: send nothing
-        submitted = len(planned) - len(self.store.batches(BatchState.PLANNED))  # adopted
-        for batch in self.store.batches(BatchState.PLANNED):
+        submitted = len(planned) - len(self._batches(BatchState.PLANNED))  # adopted
+        for batch in self._batches(BatchState.PLANNED):
             if batch.id not in waiting:
                 submitted += self._submit(batch)
         return submitted
@@ -786,7 +922,7 @@ class Worker:
     def poll_batches(self) -> int:
         polled = 0
         now = self.clock.now()
-        for batch in self.store.batches(BatchState.CREATED):
+        for batch in self._batches(BatchState.CREATED):
             if batch.next_poll_at is not None and batch.next_poll_at > now:
                 continue
             try:
@@ -832,7 +968,7 @@ class Worker:
 
     def collect_ended(self) -> int:
         collected = 0
-        for batch in self.store.batches(BatchState.ENDED):
+        for batch in self._batches(BatchState.ENDED):
             try:
                 self._collect(batch)
             except _NotTheBatch as failed:
@@ -985,11 +1121,14 @@ class Worker:
     # ---- state for loops and the guard ------------------------------------------------------
     def next_wake(self, idle: float) -> datetime:
         """When the next pass has something to do: the earliest poll, or `idle` from now. A
-        plan waiting on an API batch that may be its own looks again at the first poll's pace."""
+        plan waiting on an API batch that may be its own looks again at the first poll's pace.
+        On a fleet store, `idle` is at most `FLEET_IDLE`."""
+        if self.fleet:
+            idle = min(idle, FLEET_IDLE)
         now = self.clock.now()
-        created = self.store.batches(BatchState.CREATED)
+        created = self._batches(BatchState.CREATED)
         times = [b.next_poll_at for b in created if b.next_poll_at]
-        if any(b.waiting_for for b in self.store.batches(BatchState.PLANNED)):
+        if any(b.waiting_for for b in self._batches(BatchState.PLANNED)):
             times.append(now + timedelta(seconds=self.config.poll.first))
         work = self.open_work()
         times += [

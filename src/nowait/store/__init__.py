@@ -392,6 +392,100 @@ class Store(Protocol):
         (`max_attempts=0`: all of them fail, with `reason` as their error)."""
         ...
 
+    # fleet: many workers on one store (PostgreSQL, `nowait.store.fleet`). One process owns a
+    # SQLite store (`claim`), so there these hold trivially: it holds every lease and claim.
+    @property
+    def fleet(self) -> bool:
+        """Whether several worker processes may work this store at once."""
+        ...
+
+    def join_fleet(self, worker: str, now: datetime, lease: float) -> bool:
+        """Register `worker` with a lease of `lease` seconds (again after a restart: what it
+        held before is its own again); False when a live process works under that name."""
+        ...
+
+    def heartbeat(self, worker: str, now: datetime, lease: float) -> bool:
+        """Renew the lease; False when it expired and another worker reaped it."""
+        ...
+
+    def leave_fleet(self, worker: str, now: datetime) -> None:
+        """A clean stop: what `worker` held is free at once."""
+        ...
+
+    def reap(self, now: datetime, restarted: str | None = None) -> tuple[int, int]:
+        """Free what workers whose lease expired held: their running jobs go back to the
+        queue, their batches and deliveries to whoever takes them. `restarted`: a worker
+        starting (again), whose own running calls never reported back, and calls no live
+        worker owns (on SQLite: every running call, as `requeue_running`). Returns (jobs
+        re-queued, batches freed)."""
+        ...
+
+    def claim_realtime(
+        self, worker: str, now: datetime, limit: int, only: int | None = None
+    ) -> list[Job]:
+        """Due real-time jobs (the order of `due_jobs`), queued → running for `worker`, the
+        attempt counted; a job another worker is claiming is skipped, never taken twice.
+        `only`: that one queued job, due or not (an awaited call run at once)."""
+        ...
+
+    def plan_lock(self) -> AbstractContextManager[bool]:
+        """Try to hold the planning lock while the block runs (True: held): two workers never
+        pack one job into two batches. Never waits: a worker that gets False plans later."""
+        ...
+
+    def own_batch(self, batch_id: int, worker: str) -> bool:
+        """Take a batch (one just planned) unless another worker holds it."""
+        ...
+
+    def take_batches(self, worker: str, limit: int) -> set[int]:
+        """Take up to `limit` open batches nobody holds; returns every open batch `worker`
+        holds (submit, poll and collect work those only)."""
+        ...
+
+    def claim_deliveries(self, worker: str, limit: int, run_id: str | None = None) -> list[Job]:
+        """Finished results for `worker` to deliver (as `undelivered`): those it claimed
+        before first, then free ones; a result is claimed by one worker at a time."""
+        ...
+
+    def deliver_claimed(self, job_ids: Sequence[int], worker: str, now: datetime) -> int:
+        """Mark delivered the results `worker` still holds; returns how many."""
+        ...
+
+    def take_budget(
+        self,
+        model_class: str,
+        sizes: tuple[float, float, float],
+        wants: tuple[float, float, float],
+        now: datetime,
+    ) -> float:
+        """Take one call's share (requests, input and output tokens) of the account's
+        real-time budget shared by the fleet; 0.0 when taken, else the seconds to wait."""
+        ...
+
+    def adjust_budget(
+        self,
+        model_class: str,
+        sizes: tuple[float, float, float],
+        charges: tuple[float, float, float],
+        now: datetime,
+    ) -> None:
+        """Charge the shared budget after the fact (negative: give back)."""
+        ...
+
+    def lower_budget(
+        self,
+        model_class: str,
+        sizes: tuple[float, float, float],
+        levels: tuple[float | None, float | None, float | None],
+        now: datetime,
+    ) -> None:
+        """Lower the shared budget to what the API says remains."""
+        ...
+
+    def pause_budget(self, model_class: str, until: datetime) -> None:
+        """No call of the class starts, in any worker, before `until`."""
+        ...
+
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 

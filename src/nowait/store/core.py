@@ -9,16 +9,17 @@ migrations. Job state checks derive from `nowait.types.TRANSITIONS`, batch state
 from `BATCH_MOVES`: each guarded `WHERE state IN (…)` is generated from those tables, so the
 state machine is written once.
 
-An operation the fleet adds (leases, delivery claims, …) is a method here (or in its own
-module over the same `Dialect`) taking the dialect's `Tx`; a PostgreSQL-only one checks
-`dialect.name`.
+The fleet's operations (many workers on one PostgreSQL store: leases, claims, the shared
+budget) are methods here too: written once where both databases run them (`claim_realtime`),
+else PostgreSQL's SQL in `nowait.store.fleet` (over the same `Tx`) and SQLite's trivial
+version beside it, where one process owns the store and so holds every lease and claim.
 """
 
 from __future__ import annotations
 
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -44,6 +45,7 @@ from nowait.store import (
     limits_of,
     new_namespace,
 )
+from nowait.store import fleet as fleet_sql
 from nowait.types import TRANSITIONS, USAGE_FIELDS, JobState, Route, Tier, Usage, transition
 
 PAGE = 1000
@@ -207,6 +209,8 @@ class CoreStore:
             dialect.close()
             raise
         self._namespace = str(namespace)
+        self.fleet = dialect.name == "postgresql"
+        """Whether several worker processes may work this store at once."""
 
     @property
     def namespace(self) -> str:
@@ -822,6 +826,116 @@ class CoreStore:
                 WHERE batch_ref = ? AND {checked([JobState.IN_BATCH], JobState.QUEUED)}""",
             (self.d.ts(retry_at), reason, stamp, batch_id),
         )
+
+    # ---- the fleet: many workers on one store (PostgreSQL) ---------------------------------------
+    def join_fleet(self, worker: str, now: datetime, lease: float) -> bool:
+        if not self.fleet:
+            return True
+        with self.d.tx() as tx:
+            return fleet_sql.join(tx, worker, now, lease, self._namespace)
+
+    def heartbeat(self, worker: str, now: datetime, lease: float) -> bool:
+        if not self.fleet:
+            return True
+        with self.d.tx() as tx:
+            return fleet_sql.heartbeat(tx, worker, now, lease)
+
+    def leave_fleet(self, worker: str, now: datetime) -> None:
+        if self.fleet:
+            with self.d.tx() as tx:
+                fleet_sql.leave(tx, worker, now)
+
+    def reap(self, now: datetime, restarted: str | None = None) -> tuple[int, int]:
+        if not self.fleet:  # one process: every running call was its own
+            return (self.requeue_running(now) if restarted else 0), 0
+        with self.d.tx() as tx:
+            return fleet_sql.reap(tx, now, restarted)
+
+    def claim_realtime(
+        self, worker: str, now: datetime, limit: int, only: int | None = None
+    ) -> list[Job]:
+        """One statement on both databases; PostgreSQL skips the rows another worker is
+        claiming rather than waiting for them (SQLite has one writer at a time)."""
+        which = "not_before <= ?" if only is None else "id = ?"
+        skip = " FOR UPDATE SKIP LOCKED" if self.fleet else ""
+        stamp = self.d.ts(now)
+        with self.d.tx() as tx:
+            rows = tx.rows(
+                f"""WITH picked AS (
+                       SELECT id FROM jobs
+                       WHERE {in_states([JobState.QUEUED])} AND route = ? AND {which}
+                       ORDER BY awaited DESC, deadline IS NULL, deadline, id LIMIT ?{skip})
+                    UPDATE jobs SET state = '{JobState.RUNNING.value}', owner = ?,
+                        attempts = attempts + 1, updated_at = ?, call_started_at = ?
+                    WHERE id IN (SELECT id FROM picked)
+                      AND {checked([JobState.QUEUED], JobState.RUNNING)}
+                    RETURNING {", ".join(JOB_COLUMNS)}, NULL""",  # a queued job has no result
+                (Route.REALTIME.value, stamp if only is None else only, limit, worker, stamp,
+                 stamp),
+            )  # fmt: skip
+        jobs = [self._job(r) for r in rows]
+        jobs.sort(key=lambda j: (not j.awaited, j.deadline is None, j.deadline or now, j.id))
+        return jobs
+
+    def plan_lock(self) -> AbstractContextManager[bool]:
+        return fleet_sql.plan_lock(self.d, self._namespace) if self.fleet else nullcontext(True)
+
+    def own_batch(self, batch_id: int, worker: str) -> bool:
+        if not self.fleet:
+            return True
+        with self.d.tx() as tx:
+            return fleet_sql.own_batch(tx, batch_id, worker)
+
+    def take_batches(self, worker: str, limit: int) -> set[int]:
+        if not self.fleet:
+            return {b.id for b in self.batches(*map(BatchState, fleet_sql.OPEN_BATCHES))}
+        with self.d.tx() as tx:
+            return fleet_sql.take_batches(tx, worker, limit)
+
+    def claim_deliveries(self, worker: str, limit: int, run_id: str | None = None) -> list[Job]:
+        if not self.fleet:
+            return self.undelivered(limit, run_id)
+        with self.d.tx() as tx:
+            rows = fleet_sql.claim_deliveries(tx, worker, limit, run_id, JOB_SELECT)
+        return [self._job(r) for r in rows]
+
+    def deliver_claimed(self, job_ids: Sequence[int], worker: str, now: datetime) -> int:
+        if not self.fleet:
+            self.mark_delivered_many(job_ids, now)
+            return len(job_ids)
+        with self.d.tx() as tx:
+            return fleet_sql.delivered(tx, job_ids, worker, now)
+
+    def take_budget(
+        self, model_class: str, sizes: fleet_sql.Sizes, wants: fleet_sql.Sizes, now: datetime
+    ) -> float:
+        if not self.fleet:
+            return 0.0  # the worker's in-process pacer keeps the budget
+        with self.d.tx() as tx:
+            return fleet_sql.take_budget(tx, model_class, sizes, wants, now)
+
+    def adjust_budget(
+        self, model_class: str, sizes: fleet_sql.Sizes, charges: fleet_sql.Sizes, now: datetime
+    ) -> None:
+        if self.fleet:
+            with self.d.tx() as tx:
+                fleet_sql.adjust_budget(tx, model_class, sizes, charges, now)
+
+    def lower_budget(
+        self,
+        model_class: str,
+        sizes: fleet_sql.Sizes,
+        levels: tuple[float | None, float | None, float | None],
+        now: datetime,
+    ) -> None:
+        if self.fleet:
+            with self.d.tx() as tx:
+                fleet_sql.lower_budget(tx, model_class, sizes, levels, now)
+
+    def pause_budget(self, model_class: str, until: datetime) -> None:
+        if self.fleet:
+            with self.d.tx() as tx:
+                fleet_sql.pause_budget(tx, model_class, until)
 
     # ---- rows back to objects -------------------------------------------------------------------
     def _when(self, value: Any) -> datetime:

@@ -23,6 +23,7 @@ from typing import Any
 from nowait.errors import StoreError
 from nowait.files import make_private_dir
 from nowait.store import StoreBusyError
+from nowait.store import fleet as fleet_sql
 from nowait.store.core import ROWS, CoreStore, Row, Staged
 
 MIGRATIONS = (
@@ -133,6 +134,9 @@ MIGRATIONS = (
     DROP TABLE results;
     ALTER TABLE results_by_arrival RENAME TO results;
     """,
+    # 9: many workers on one store: the same tables as PostgreSQL (one process owns a SQLite
+    # store, so only `jobs.owner` is written here).
+    fleet_sql.SQLITE_MIGRATION,
 )
 
 OLDEST_SQLITE = (3, 35)  # UPDATE … FROM (3.33), RETURNING (3.35)
@@ -276,8 +280,9 @@ class SQLiteDialect:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 raise StoreBusyError(
-                    f"another nowait process is working on {self.path};"
-                    " stop it first, or use another --home"
+                    f"another nowait process is working on {self.path}; a SQLite store has one"
+                    " worker at a time: stop it first, use another --home, or keep the state in"
+                    " PostgreSQL (--store postgresql://…) to run several workers"
                 ) from None
             yield
         finally:
@@ -294,5 +299,3 @@ class SQLiteStore(CoreStore):
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         super().__init__(SQLiteDialect(self.path))
-
-    # fleet: operations the fleet adds delegate here, one line each (see nowait.store.core)

@@ -1,0 +1,333 @@
+"""Many `nowait worker` processes on one PostgreSQL store, against the emulator (issue 17).
+
+    .venv/bin/python bench/fleet.py --requests 20000
+
+Starts a throw-away PostgreSQL server (tests/pgserver.py) and the emulator in this process
+(100 ms real-time latency, per-minute rate limits, 2% 529s), then two phases, each on a fresh
+schema of the same server:
+
+1. Real-time throughput: 1, 2 and 4 workers (real `python -m nowait worker` processes)
+   run awaited real-time requests (`--per-worker` each); requests a second, and the ratio
+   to one worker (targets: >= 1.7x with 2, >= 3x with 4). The rate limits are out of reach
+   here: the calls are latency-bound (100 ms), so workers' call slots add up.
+2. Mixed load under kills: `--requests` requests, 10% awaited real time, the rest batch with
+   deadlines, worked by `--workers` workers while one of them, picked at random, is
+   SIGKILLed every `--kill-every` seconds and started again (same name, same --out file).
+   The account's limit binds here (`--rpm`): the fleet shares one budget. Checks: every key
+   delivered exactly once (across the workers' --out files), no batch request sent twice
+   (custom_ids counted at the emulator), no deadline missed, 429s at most a handful.
+
+Prints the figures; exits 1 when a check fails. Not a timed test: the figures are ratios
+measured in the same run (the machines are noisy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from nowait.clock import SystemClock
+from nowait.emulator import EmulatorConfig, EmulatorServer, Turnaround
+from nowait.emulator.config import Faults, RateLimit
+from nowait.store import NewJob
+from nowait.store.postgres import PostgresStore
+from nowait.types import JobState, Route
+
+MODEL = "claude-haiku-5-5"
+STEADY = 0.9
+"""Throughput is measured to this share of the calls delivered: the last few are the ones a
+529 sent back to the queue with a backoff, a tail that measures the backoff, not the fleet."""
+
+
+@dataclass
+class Options:
+    requests: int = 20_000
+    per_worker: int = 200
+    workers: int = 4
+    concurrency: int = 4
+    kill_every: float = 3.0
+    rpm: int = 1200
+    lease: float = 15.0
+    overloaded: float = 0.02
+    latency: float = 0.1
+    timeout: float = 900.0
+    counts: tuple[int, ...] = (1, 2, 4)
+
+
+@dataclass
+class Report:
+    throughput: dict[int, float] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+    figures: dict[str, Any] = field(default_factory=dict)
+
+
+def parse(argv: list[str] | None) -> Options:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--requests", type=int, default=Options.requests)
+    p.add_argument("--per-worker", type=int, default=Options.per_worker)
+    p.add_argument("--workers", type=int, default=Options.workers)
+    p.add_argument("--concurrency", type=int, default=Options.concurrency)
+    p.add_argument("--kill-every", type=float, default=Options.kill_every)
+    p.add_argument("--rpm", type=int, default=Options.rpm)
+    p.add_argument("--lease", type=float, default=Options.lease)
+    p.add_argument("--timeout", type=float, default=Options.timeout)
+    a = p.parse_args(argv)
+    return Options(
+        a.requests, a.per_worker, a.workers, a.concurrency, a.kill_every, a.rpm, a.lease,
+        timeout=a.timeout,
+    )  # fmt: skip
+
+
+def params(i: int) -> str:
+    return json.dumps(
+        {"model": MODEL, "max_tokens": 32, "messages": [{"role": "user", "content": f"item {i}"}]}
+    )
+
+
+def jobs(n: int, share_realtime: float, prefix: str) -> list[NewJob]:
+    """`n` jobs: the first `share_realtime` of every ten awaited real time, the rest batch
+    with a deadline two hours out."""
+    now = SystemClock().now()
+    deadline = now + timedelta(hours=2)
+    out = []
+    for i in range(n):
+        awaited = (i % 10) < round(share_realtime * 10)
+        out.append(
+            NewJob(
+                key=f"{prefix}{i}", params_json=params(i), model=MODEL,
+                route=Route.REALTIME if awaited else Route.BATCH,
+                reasons="bench", deadline=None if awaited else deadline, awaited=awaited,
+            )
+        )  # fmt: skip
+    return out
+
+
+class Fleet:
+    """Worker processes on one store: started, killed and restarted by slot."""
+
+    def __init__(self, dsn: str, base_url: str, opts: Options, root: Path, rpm: int) -> None:
+        self.dsn, self.base_url, self.opts, self.root, self.rpm = dsn, base_url, opts, root, rpm
+        self.procs: dict[int, subprocess.Popen[bytes]] = {}
+        self.kills = 0
+
+    def start(self, slot: int) -> None:
+        env = {
+            **os.environ, "ANTHROPIC_API_KEY": "bench-key", "NOWAIT_HOME": str(self.root),
+            "PYTHONUNBUFFERED": "1",
+        }  # fmt: skip
+        command = [
+            sys.executable, "-m", "nowait", "worker", "--store", self.dsn,
+            "--base-url", self.base_url, "--poll", "0.2", "--worker-id", f"w{slot}",
+            "--lease", str(self.opts.lease), "--concurrency", str(self.opts.concurrency),
+            "--rpm", str(self.rpm), "--itpm", "100000000", "--otpm", "100000000",
+            "--out", str(self.root / f"w{slot}.jsonl"), "--log-level", "WARNING",
+        ]  # fmt: skip
+        with (self.root / f"w{slot}.log").open("ab") as log:
+            self.procs[slot] = subprocess.Popen(command, env=env, stdout=log, stderr=log)
+
+    def kill_one(self, rng: random.Random) -> None:
+        slot = rng.choice(sorted(self.procs))
+        self.procs[slot].send_signal(signal.SIGKILL)
+        self.procs[slot].wait()
+        self.kills += 1
+        self.start(slot)
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            proc.send_signal(signal.SIGINT)
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def delivered(self) -> Counter[str]:
+        keys: Counter[str] = Counter()
+        for path in self.root.glob("w*.jsonl"):
+            for line in path.read_text().splitlines():
+                if line.strip():
+                    keys[json.loads(line)["key"]] += 1
+        return keys
+
+
+@contextmanager
+def schema(dsn: str, name: str) -> Iterator[str]:
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as db:
+        db.execute(f"CREATE SCHEMA {name}")
+    yield f"{dsn}?options=-csearch_path%3D{name}"
+
+
+def wait_for(store: PostgresStore, n: int, timeout: float, state: JobState | None = None) -> float:
+    """When `n` jobs have been delivered (or, with `state`, fewer than `n` wait in it), on
+    the monotonic clock; inf: not within `timeout`."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        counts = store.job_counts()
+        if counts.get(state, 0) < n if state else counts.get(JobState.DELIVERED, 0) >= n:
+            return time.monotonic()
+        time.sleep(0.02)
+    return float("inf")
+
+
+def wait_joined(store: PostgresStore, n: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        [(joined,)] = store.dialect.read("SELECT count(*) FROM workers")  # the fleet table
+        if joined >= n:
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"{n} workers did not join in {timeout:g}s")
+
+
+def throughput(dsn: str, server: EmulatorServer, opts: Options, report: Report) -> None:
+    for n in opts.counts:
+        with (
+            schema(dsn, f"tp{n}") as url,
+            tempfile.TemporaryDirectory() as tmp,
+        ):
+            store = PostgresStore(url)
+            fleet = Fleet(url, server.base_url, opts, Path(tmp), rpm=10_000_000)
+            for slot in range(1, n + 1):
+                fleet.start(slot)
+            try:
+                wait_joined(store, n)
+                total = opts.per_worker * n
+                steady = int(total * STEADY)
+                store.add_jobs(jobs(total, 1.0, f"tp{n}-"), SystemClock().now())
+                # from the first call claimed: a worker idle at the submission looks within 1 s
+                first = wait_for(store, total, opts.timeout, JobState.QUEUED)
+                seconds = wait_for(store, steady, opts.timeout) - first
+                rest = wait_for(store, total, opts.timeout) - first - seconds
+            finally:
+                fleet.stop()
+                store.close()
+            if rest == float("inf"):
+                report.failures.append(f"throughput with {n} workers: timed out")
+                continue
+            report.throughput[n] = steady / seconds
+            print(f"  {n} worker(s): {steady:,} of {total:,} real-time calls in {seconds:.2f} s,"
+                  f" {steady / seconds:.1f}/s (the last, retried after 529s, {rest:.2f} s later)",
+                  flush=True)  # fmt: skip
+    one = report.throughput.get(1)
+    for n, target in ((2, 1.7), (4, 3.0)):
+        if one and n in report.throughput:
+            ratio = report.throughput[n] / one
+            report.figures[f"ratio_{n}"] = ratio
+            print(f"  {n} workers / 1 worker: {ratio:.2f}x (target >= {target}x)")
+            if ratio < target:
+                report.failures.append(f"{n} workers: {ratio:.2f}x of one, below {target}x")
+
+
+def mixed(dsn: str, server: EmulatorServer, opts: Options, report: Report) -> None:
+    emulator = server.emulator
+    limited_before = emulator.rate_limited
+    batches_before = set(emulator.batch_ids())
+    emulator.configure(rate_limits={"*": RateLimit(requests_per_minute=opts.rpm)})
+    rng = random.Random(17)
+    with schema(dsn, "mixed") as url, tempfile.TemporaryDirectory() as tmp:
+        store = PostgresStore(url)
+        todo = jobs(opts.requests, 0.1, "k")
+        store.add_jobs(todo, SystemClock().now())
+        fleet = Fleet(url, server.base_url, opts, Path(tmp), rpm=opts.rpm)
+        started = time.monotonic()
+        for slot in range(1, opts.workers + 1):
+            fleet.start(slot)
+        next_kill = started + rng.uniform(0.5, 1.5) * opts.kill_every
+        done = False
+        try:
+            while time.monotonic() - started < opts.timeout:
+                if store.job_counts().get(JobState.DELIVERED, 0) >= opts.requests:
+                    done = True
+                    break
+                if time.monotonic() >= next_kill:
+                    fleet.kill_one(rng)
+                    next_kill = time.monotonic() + rng.uniform(0.5, 1.5) * opts.kill_every
+                time.sleep(0.05)
+            seconds = time.monotonic() - started
+        finally:
+            fleet.stop()
+        rows = store.deadline_rows()
+        counts = store.job_counts()
+        store.close()
+        delivered = fleet.delivered()
+    sent = Counter(
+        cid
+        for b in emulator.batch_ids()
+        if b not in batches_before
+        for cid in emulator.batch_custom_ids(b)
+    )
+    missed = sum(1 for r in rows if r.finished_at is None or r.finished_at > r.deadline)
+    limited = emulator.rate_limited - limited_before
+    twice = sum(1 for n in delivered.values() if n > 1)
+    print(
+        f"  {opts.requests:,} requests, {opts.workers} workers, {fleet.kills} SIGKILLs,"
+        f" {seconds:.1f} s: delivered {len(delivered):,} keys ({twice} twice), batch"
+        f" requests sent {sum(sent.values()):,} ({sum(1 for n in sent.values() if n > 1)}"
+        f" custom_ids twice), deadlines missed {missed}, 429s {limited},"
+        f" job states { {s.value: n for s, n in counts.items()} }",
+        flush=True,
+    )
+    report.figures.update(kills=fleet.kills, limited=limited, missed=missed, seconds=seconds)
+    expected = {j.key for j in todo}
+    if not done:
+        report.failures.append("mixed load: timed out before every key was delivered")
+    if set(delivered) != expected:
+        report.failures.append(f"mixed load: {len(expected - set(delivered))} keys not delivered")
+    if twice:
+        report.failures.append(f"mixed load: {twice} keys delivered twice")
+    if any(n > 1 for n in sent.values()):
+        report.failures.append("mixed load: a batch request was sent twice")
+    if missed:
+        report.failures.append(f"mixed load: {missed} deadlines missed")
+    if limited > 5:
+        report.failures.append(f"mixed load: {limited} calls refused 429 (a handful at most)")
+
+
+def run(opts: Options) -> Report:
+    from pgserver import postgres_server
+
+    report = Report()
+    config = EmulatorConfig(
+        realtime_latency=opts.latency,
+        turnaround=Turnaround(2.0),
+        faults=Faults(overloaded=opts.overloaded, retry_after=0.1),
+    )
+    print(f"load average {os.getloadavg()[0]:.2f} at start", flush=True)
+    with postgres_server() as dsn, EmulatorServer(config, SystemClock()) as server:
+        print(f"real-time throughput ({opts.per_worker} calls a worker, concurrency"
+              f" {opts.concurrency}, 100 ms latency):", flush=True)  # fmt: skip
+        throughput(dsn, server, opts, report)
+        print(f"mixed load under SIGKILLs every ~{opts.kill_every:g} s (limit {opts.rpm}"
+              " requests/min):", flush=True)  # fmt: skip
+        mixed(dsn, server, opts, report)
+    print(f"load average {os.getloadavg()[0]:.2f} at end", flush=True)
+    for failure in report.failures:
+        print(f"FAILED: {failure}", flush=True)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    return 1 if run(parse(argv)).failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,221 @@
+"""Many workers on one PostgreSQL store (issue 17): claims never shared, a killed or hung
+worker's jobs and batches taken over, each result delivered by one worker, one budget for
+the account; and the load test, small, with real `nowait worker` processes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from nowait.clock import SystemClock
+from nowait.emulator import EmulatorConfig, EmulatorServer
+from nowait.emulator.config import RateLimit
+from nowait.route.worker import Worker, WorkerConfig
+from nowait.store import BatchState, NewJob, Outcome, StoreBusyError
+from nowait.store.postgres import PostgresStore
+from nowait.store.sqlite import SQLiteStore
+from nowait.testing import FakeBackend
+from nowait.types import JobState, Route
+
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+pytestmark = pytest.mark.postgres
+
+
+def job(key: str, route: Route = Route.REALTIME) -> NewJob:
+    return NewJob(key=key, params_json='{"max_tokens": 8}', model="m", route=route, reasons="r")
+
+
+def test_two_workers_never_claim_the_same_job(pg_database: str) -> None:
+    a, b = PostgresStore(pg_database), PostgresStore(pg_database)
+    a.add_jobs([job(f"k{i}") for i in range(200)], NOW)
+    a.join_fleet("a", NOW, 30)
+    b.join_fleet("b", NOW, 30)
+    got: dict[str, list[int]] = {"a": [], "b": []}
+
+    def claim(store: PostgresStore, name: str) -> None:
+        while found := store.claim_realtime(name, NOW, 3):
+            got[name] += [j.id for j in found]
+            assert all(j.state is JobState.RUNNING and j.attempts == 1 for j in found)
+
+    threads = [threading.Thread(target=claim, args=(s, n)) for s, n in ((a, "a"), (b, "b"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not set(got["a"]) & set(got["b"])
+    assert len(got["a"]) + len(got["b"]) == 200 and got["a"] and got["b"]
+    a.close()
+    b.close()
+
+
+HOLDER = """
+import sys
+from datetime import UTC, datetime
+from nowait.store import NewJob
+from nowait.store.postgres import PostgresStore
+from nowait.types import Route
+now = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+store = PostgresStore(sys.argv[1])
+assert store.join_fleet("doomed", now, 3600)
+[job] = store.claim_realtime("doomed", now, 1)
+batch = store.plan_batch([(store.get_job("b0").id, "cid-b0")], 10, "m", now)
+assert store.own_batch(batch.id, "doomed")
+print(job.key, batch.id, flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_killed_workers_jobs_and_batches_are_taken_over_at_once(pg_database: str) -> None:
+    live = PostgresStore(pg_database)
+    live.add_jobs([job("r0"), job("b0", Route.BATCH)], NOW)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, pg_database],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert holder.stdout is not None
+    key, batch_id = holder.stdout.readline().split()
+    live.join_fleet("live", NOW, 30)
+    assert live.reap(NOW) == (0, 0)  # alive: its lease runs an hour, its lock is held
+    assert live.take_batches("live", 8) == set()
+    other = Worker(PostgresStore(pg_database), FakeBackend(), SystemClock(),
+                   WorkerConfig(worker_id="doomed"))  # fmt: skip
+    with pytest.raises(StoreBusyError, match="doomed"), other.membership():
+        pass  # one name, one live worker
+    other.store.close()
+    holder.kill()  # SIGKILL: no goodbye; its session, and so its liveness lock, ends
+    holder.wait()
+    holder.stdout.close()
+    assert holder.stdin is not None
+    holder.stdin.close()
+    reaped = (0, 0)
+    for _ in range(100):  # the server ends the session a moment after the process
+        if (reaped := live.reap(NOW)) != (0, 0):
+            break
+        time.sleep(0.05)
+    assert reaped == (1, 1)  # long before its lease would have expired
+    assert live.get_job(key).state is JobState.QUEUED  # type: ignore[union-attr]
+    assert live.take_batches("live", 8) == {int(batch_id)}
+    assert [b.id for b in live.batches(BatchState.PLANNED)] == [int(batch_id)]
+    live.close()
+
+
+def test_a_hung_worker_loses_its_claims_when_its_lease_expires(pg_database: str) -> None:
+    hung, live = PostgresStore(pg_database), PostgresStore(pg_database)
+    hung.add_jobs([job("r0")], NOW)
+    hung.join_fleet("hung", NOW, 2)
+    [claimed] = hung.claim_realtime("hung", NOW, 1)
+    assert live.reap(NOW + timedelta(seconds=1)) == (0, 0)
+    assert live.reap(NOW + timedelta(seconds=3)) == (1, 0)  # lock held, lease expired
+    assert live.claim_realtime("live", NOW + timedelta(seconds=3), 1)[0].id == claimed.id
+    assert not hung.heartbeat("hung", NOW + timedelta(seconds=3), 2)  # it must stop
+    hung.close()
+    live.close()
+
+
+def test_each_result_is_claimed_by_one_worker_and_marked_by_it_alone(pg_database: str) -> None:
+    a, b = PostgresStore(pg_database), PostgresStore(pg_database)
+    a.add_jobs([job(f"k{i}") for i in range(10)], NOW)
+    a.join_fleet("a", NOW, 30)
+    b.join_fleet("b", NOW, 30)
+    for j in a.claim_realtime("a", NOW, 10):
+        a.finish_realtime(j.id, Outcome(None, "succeeded", "{}"), NOW)
+    mine = a.claim_deliveries("a", 4)
+    theirs = b.claim_deliveries("b", 4)
+    assert len(mine) == 4 and len(theirs) == 4
+    assert not {j.id for j in mine} & {j.id for j in theirs}
+    assert b.deliver_claimed([j.id for j in mine], "b", NOW) == 0  # not b's to mark
+    assert a.deliver_claimed([j.id for j in mine[:2]], "a", NOW) == 2
+    a.close()  # a dies with two results claimed: written to its sink, or not
+    assert [j.key for j in b.claim_deliveries("b", 100)] == [j.key for j in theirs] + [
+        f"k{i}" for i in (8, 9)
+    ]  # a's two wait for a's lease: started again within it, a writes them to its own sink
+    again = PostgresStore(pg_database)
+    assert again.join_fleet("a", NOW + timedelta(seconds=5), 30)
+    assert [j.key for j in again.claim_deliveries("a", 100)] == [j.key for j in mine[2:]]
+    again.close()  # gone for good: after its lease, b takes them over
+    assert b.heartbeat("b", NOW + timedelta(seconds=29), 60)
+    assert b.reap(NOW + timedelta(seconds=60)) == (0, 0)
+    assert len(b.claim_deliveries("b", 100)) == 8
+    b.close()
+
+
+def test_the_shared_budget_holds_workers_together_within_the_limit(pg_database: str) -> None:
+    stores = [PostgresStore(pg_database) for _ in range(3)]
+    sizes = (60.0, 1e9, 1e9)
+    taken = [0, 0, 0]
+
+    def take(i: int) -> None:
+        while stores[i].take_budget("haiku", sizes, (1.0, 100.0, 10.0), NOW) == 0.0:
+            taken[i] += 1
+
+    threads = [threading.Thread(target=take, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(taken) == 60  # one minute's worth for the three together, not each
+    wait = stores[0].take_budget("haiku", sizes, (1.0, 100.0, 10.0), NOW)
+    assert wait == pytest.approx(1.0)  # 60 a minute: one more a second
+    assert stores[1].take_budget("haiku", sizes, (1, 100, 10), NOW + timedelta(seconds=1)) == 0
+    stores[2].pause_budget("haiku", NOW + timedelta(seconds=30))  # a 429's retry-after
+    assert stores[0].take_budget("haiku", sizes, (1, 1, 1), NOW + timedelta(seconds=20)) >= 10
+    for store in stores:
+        store.close()
+
+
+def test_a_second_worker_on_sqlite_is_told_to_use_postgresql(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "nowait.db")
+    with store.claim(), pytest.raises(StoreBusyError, match="PostgreSQL"), store.claim():
+        pass
+    store.close()
+
+
+@pytest.mark.slow
+def test_the_fleet_load_test_small() -> None:
+    """bench/fleet.py, small: real worker processes killed at random and restarted."""
+    sys.path.insert(0, str(Path(__file__).parents[2] / "bench"))
+    import fleet  # bench/fleet.py
+
+    opts = fleet.Options(requests=300, per_worker=20, workers=3, kill_every=1.5, counts=(1, 2))
+    opts.timeout = 120
+    report = fleet.run(opts)
+    assert len(report.throughput) == 2  # measured (ratios are the bench's, not a test's)
+    failures = [f for f in report.failures if "of one" not in f]
+    assert failures == []
+    assert report.figures["kills"] >= 1
+
+
+@pytest.mark.slow
+def test_worker_processes_together_stay_within_the_accounts_limit(
+    pg_database: str, tmp_path: Path
+) -> None:
+    """Three `nowait worker` processes, 150 awaited calls, an account allowing 120 a minute:
+    without one budget each would send up to 120 at once; together they send 120, then two a
+    second, and the emulator refuses (almost) none."""
+    sys.path.insert(0, str(Path(__file__).parents[2] / "bench"))
+    import fleet  # bench/fleet.py
+
+    rpm = 120
+    config = EmulatorConfig(realtime_latency=0.05, rate_limits={"*": RateLimit(rpm)})
+    store = PostgresStore(pg_database)
+    with EmulatorServer(config, SystemClock()) as server:
+        workers = fleet.Fleet(pg_database, server.base_url, fleet.Options(), tmp_path, rpm=rpm)
+        for slot in (1, 2, 3):
+            workers.start(slot)
+        try:
+            fleet.wait_joined(store, 3)
+            store.add_jobs(fleet.jobs(150, 1.0, "rt"), SystemClock().now())
+            done = fleet.wait_for(store, 150, 90)
+        finally:
+            workers.stop()
+        assert done < float("inf")
+        assert server.emulator.rate_limited <= 3
+        assert server.emulator.calls["messages"] - server.emulator.rate_limited == 150
+    assert sum(workers.delivered().values()) == 150
+    store.close()
