@@ -27,7 +27,7 @@ from typing import Any, BinaryIO, Protocol, Self
 import orjson
 
 from nowait.clock import Clock, SystemClock
-from nowait.errors import InputError
+from nowait.errors import InputError, StoreError
 from nowait.files import open_private_append
 from nowait.guard.forecast import BatchSample, Forecast, fit
 from nowait.guard.policy import Capacity, GuardConfig, RouteRequest, decide_route
@@ -393,19 +393,40 @@ class Router:
         owner = self.worker.owner
         flush = getattr(sink, "flush", None)
         while chunk := self.store.claim_deliveries(owner, limit, run_id):
+            ids = [j.id for j in chunk]
+            self._fence(ids)
             for job in chunk:
                 sink(delivery_of(job))
                 self.checkpoint("result_written")
                 if flush is None:
-                    delivered += self.store.deliver_claimed([job.id], owner, self.clock.now())
+                    self._marked(self.store.deliver_claimed([job.id], owner, self.clock.now()), 1)
             if flush is not None:
                 flush()
-                delivered += self.store.deliver_claimed(
-                    [j.id for j in chunk], owner, self.clock.now()
-                )
+                self._marked(self.store.deliver_claimed(ids, owner, self.clock.now()), len(ids))
+            delivered += len(ids)
         if delivered:
             log.info("deliver: succeeded|failed→delivered: %s", n_jobs(delivered))
         return delivered
+
+    def _fence(self, job_ids: list[int]) -> None:
+        """Write a claimed chunk only while this worker holds it with half its lease left:
+        else it may be reaped mid-chunk and another worker deliver the chunk too."""
+        lease = self.worker.config.lease
+        if not self.store.claims_hold(job_ids, self.worker.owner, lease / 2):
+            raise StoreError(
+                f"worker {self.worker.owner} lost its lease on the store (less than"
+                f" {lease / 2:g}s of its {lease:g}s lease left, or reaped): it wrote none of"
+                f" the {len(job_ids)} results it had claimed; other workers deliver them"
+            )
+
+    def _marked(self, marked: int, written: int) -> None:
+        """Stop when a mark found results no longer this worker's (reaped after the fence)."""
+        if marked < written:
+            raise StoreError(
+                f"worker {self.worker.owner} lost its lease on the store while delivering:"
+                f" {written - marked} results written to its sink were taken over by another"
+                " worker and may be delivered again"
+            )
 
     def pending(self, run_id: str | None = None) -> int:
         counts = self.store.job_counts(run_id)

@@ -447,8 +447,15 @@ class Store(Protocol):
         before first, then free ones; a result is claimed by one worker at a time."""
         ...
 
+    def claims_hold(self, job_ids: Sequence[int], worker: str, margin: float) -> bool:
+        """Whether `worker` still holds all of `job_ids` for delivery with at least `margin`
+        seconds of its lease left (by the database's clock): checked before its sink sees
+        them, so a worker about to be reaped writes nothing another worker will write too."""
+        ...
+
     def deliver_claimed(self, job_ids: Sequence[int], worker: str, now: datetime) -> int:
-        """Mark delivered the results `worker` still holds; returns how many."""
+        """Mark delivered the results `worker` still holds; returns how many (none: it was
+        reaped, another worker delivers them)."""
         ...
 
     def take_budget(

@@ -899,6 +899,12 @@ class CoreStore:
             rows = fleet_sql.claim_deliveries(tx, worker, limit, run_id, JOB_SELECT)
         return [self._job(r) for r in rows]
 
+    def claims_hold(self, job_ids: Sequence[int], worker: str, margin: float) -> bool:
+        if not self.fleet:  # one process: nobody reaps its claims
+            return True
+        with self.d.tx() as tx:
+            return fleet_sql.claims_hold(tx, job_ids, worker, margin)
+
     def deliver_claimed(self, job_ids: Sequence[int], worker: str, now: datetime) -> int:
         if not self.fleet:
             self.mark_delivered_many(job_ids, now)

@@ -255,6 +255,21 @@ def claim_deliveries(
     return tx.rows(job_select + " WHERE jobs.id = ANY(?::bigint[]) ORDER BY jobs.id", (ids,))
 
 
+def claims_hold(tx: Tx, job_ids: Sequence[int], worker: str, margin: float) -> bool:
+    """Whether `worker` still holds every one of `job_ids` for delivery with at least `margin`
+    seconds of its lease left, by the database's clock (one clock for every worker): the
+    fence before its sink sees them. A worker that never joined has no lease to lose."""
+    [(holds,)] = tx.rows(
+        """SELECT count(*) = cardinality(?::bigint[]) AND NOT EXISTS (
+               SELECT 1 FROM workers WHERE id = ?
+                 AND lease_until < clock_timestamp() + make_interval(secs => ?))
+           FROM jobs WHERE id = ANY(?::bigint[]) AND deliverer = ?
+             AND state IN ('succeeded', 'failed')""",
+        (list(job_ids), worker, margin, list(job_ids), worker),
+    )
+    return bool(holds)
+
+
 def delivered(tx: Tx, job_ids: Sequence[int], worker: str, now: datetime) -> int:
     """succeeded|failed → delivered, for the results `worker` still holds; returns how many
     (fewer: its lease was lost and another worker took the rest)."""

@@ -250,23 +250,31 @@ class PostgresDialect:
         self._made: set[str] = set()
         self.schema = ""
         self._key = 0
+        self._dsn = dsn  # for the heartbeat's own connection; never shown (`where` is masked)
+        self._beat: psycopg.Connection[Any] | None = None
+        self._beat_lock = threading.Lock()
+        self.db: psycopg.Connection[Any] = self._connect()
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        """A new connection to the DSN, in autocommit and UTC; errors name the masked DSN."""
         options: dict[str, Any] = {"autocommit": True}
         for name, value in (("application_name", "nowait"), ("connect_timeout", 10)):
-            if name not in dsn:  # the DSN's own setting wins
+            if name not in self._dsn:  # the DSN's own setting wins
                 options[name] = value
         try:
-            self.db: psycopg.Connection[Any] = psycopg.connect(dsn, **options)
-        except psycopg.Error as exc:
+            db = self._pg.connect(self._dsn, **options)
+        except self._pg.Error as exc:
             raise ConfigError(
                 f"cannot connect to PostgreSQL at {self.where}: {self._say(exc)}"
             ) from None
         try:
-            self.db.execute("SET TIME ZONE 'UTC'")
-        except psycopg.Error as exc:
-            self.db.close()
+            db.execute("SET TIME ZONE 'UTC'")
+        except self._pg.Error as exc:
+            db.close()
             raise StoreError(
                 f"{self.where}: not a usable nowait store ({self._say(exc)})"
             ) from None
+        return db
 
     def _say(self, exc: BaseException) -> str:
         """A psycopg error as one line, without the password."""
@@ -291,6 +299,21 @@ class PostgresDialect:
                 tx = PostgresTx(cur, self._made)
                 yield tx
             self._made |= tx.making  # committed: the tables now outlive the transaction
+
+    @contextmanager
+    def beat_tx(self) -> Iterator[PostgresTx]:
+        """A transaction on the heartbeat's own connection (opened on first use), under its
+        own lock: a long transaction on the main connection never delays a lease renewal."""
+        with self._beat_lock:
+            try:
+                if self._beat is None or self._beat.closed:
+                    self._beat = self._connect()
+                with self._beat.transaction(), self._beat.cursor() as cur:
+                    yield PostgresTx(cur, self._made)
+            except ConfigError as exc:  # the server went away since the store opened
+                raise StoreError(str(exc)) from None
+            except self._pg.Error as exc:
+                raise StoreError(f"PostgreSQL at {self.where}: {self._say(exc)}") from None
 
     def read(self, sql: str, args: Sequence[object] = ()) -> list[Row]:
         with self._guard(), self.db.cursor() as cur:
@@ -368,6 +391,9 @@ class PostgresDialect:
                         )
 
     def close(self) -> None:
+        with self._beat_lock:
+            if self._beat is not None:
+                self._beat.close()
         with self.lock:
             self.db.close()
 
@@ -381,6 +407,10 @@ class PostgresStore(CoreStore):
         self.where = self.dialect.where
         super().__init__(self.dialect)
         self.schema = self.dialect.schema
+
+    def heartbeat(self, worker: str, now: datetime, lease: float) -> bool:
+        with self.dialect.beat_tx() as tx:  # its own connection: never behind a long collect
+            return fleet_sql.heartbeat(tx, worker, now, lease)
 
 
 def _crc(text: str) -> int:
