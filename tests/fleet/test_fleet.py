@@ -16,6 +16,8 @@ import pytest
 from nowait.clock import SystemClock
 from nowait.emulator import EmulatorConfig, EmulatorServer
 from nowait.emulator.config import RateLimit
+from nowait.errors import StoreError
+from nowait.route.router import Router
 from nowait.route.worker import Worker, WorkerConfig
 from nowait.store import BatchState, NewJob, Outcome, StoreBusyError
 from nowait.store.postgres import PostgresStore
@@ -143,6 +145,50 @@ def test_each_result_is_claimed_by_one_worker_and_marked_by_it_alone(pg_database
     assert b.reap(NOW + timedelta(seconds=60)) == (0, 0)
     assert len(b.claim_deliveries("b", 100)) == 8
     b.close()
+
+
+def test_the_heartbeat_keeps_the_lease_while_a_long_transaction_holds_the_store(
+    pg_database: str,
+) -> None:
+    clock = SystemClock()
+    store, other = PostgresStore(pg_database), PostgresStore(pg_database)
+    store.add_jobs([job("r0")], clock.now())
+    busy = Worker(store, FakeBackend(), clock, WorkerConfig(worker_id="busy", lease=1.5))
+    with busy.membership():
+        assert store.claim_realtime("busy", clock.now(), 1)
+        collecting = threading.Thread(target=lambda: store.dialect.read("SELECT pg_sleep(4)"))
+        collecting.start()  # the main connection and its lock, held for over twice the lease
+        while collecting.is_alive():
+            assert other.reap(clock.now()) == (0, 0)  # its lease renewed all along
+            time.sleep(0.2)
+        collecting.join()
+        assert not busy._lease_lost.is_set()
+    store.close()
+    other.close()
+
+
+def test_a_worker_whose_lease_is_lapsing_writes_none_of_its_claimed_chunk(
+    pg_database: str,
+) -> None:
+    clock = SystemClock()
+    store, other = PostgresStore(pg_database), PostgresStore(pg_database)
+    store.add_jobs([job(f"k{i}") for i in range(6)], clock.now())
+    for j in store.claim_realtime("late", clock.now(), 6):
+        store.finish_realtime(j.id, Outcome(None, "succeeded", "{}"), clock.now())
+    late = Router(store=store, backend=FakeBackend(), clock=clock,
+                  worker=WorkerConfig(worker_id="late", lease=2.0))  # fmt: skip
+    assert store.join_fleet("late", clock.now(), 2.0)  # no heartbeat: a stalled worker
+    time.sleep(1.2)  # under half its lease left
+    written: list[str] = []
+    with pytest.raises(StoreError, match="wrote none of the 6 results"):
+        late.deliver(lambda d: written.append(d.key))
+    assert written == []  # its claim still stands, but it wrote nothing
+    time.sleep(1.0)
+    assert other.reap(clock.now()) == (0, 0)  # its lease expired: its claims are free
+    assert store.deliver_claimed([j.id for j in store.jobs()], "late", clock.now()) == 0
+    assert len(other.claim_deliveries("other", 100)) == 6  # delivered once, by another
+    store.close()
+    other.close()
 
 
 def test_the_shared_budget_holds_workers_together_within_the_limit(pg_database: str) -> None:
