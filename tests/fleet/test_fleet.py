@@ -4,20 +4,22 @@ the account; and the load test, small, with real `nowait worker` processes."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from nowait.clock import SystemClock
+from nowait.clock import FakeClock, SystemClock
 from nowait.emulator import EmulatorConfig, EmulatorServer
 from nowait.emulator.config import RateLimit
 from nowait.errors import StoreError
-from nowait.route.router import Router
+from nowait.route.router import JsonlSink, Router
 from nowait.route.worker import Worker, WorkerConfig
 from nowait.store import BatchState, NewJob, Outcome, StoreBusyError
 from nowait.store.postgres import PostgresStore
@@ -189,6 +191,139 @@ def test_a_worker_whose_lease_is_lapsing_writes_none_of_its_claimed_chunk(
     assert len(other.claim_deliveries("other", 100)) == 6  # delivered once, by another
     store.close()
     other.close()
+
+
+class Died(Exception):
+    """A worker killed between writing results to its sink and marking them delivered."""
+
+
+def finished_results(store: PostgresStore, worker: str, n: int) -> None:
+    store.add_jobs([job(f"k{i}") for i in range(n)], NOW)
+    for j in store.claim_realtime(worker, NOW, n):
+        store.finish_realtime(j.id, Outcome(None, "succeeded", "{}"), NOW)
+
+
+def die_writing(store: PostgresStore, out: Path, after: int) -> None:
+    """Worker "a" delivers to its JSONL file and dies once `after` lines are on disk: its
+    session ends (its liveness lock is free), the rest of its chunk never written."""
+    sink = JsonlSink(out)
+    written = 0
+
+    def checkpoint(name: str) -> None:
+        nonlocal written
+        if name == "result_written":
+            written += 1
+            if written == after:
+                sink.flush()
+                raise Died
+
+    assert store.join_fleet("a", NOW, 30)
+    config = WorkerConfig(worker_id="a", lease=30)
+    router = Router(store=store, backend=FakeBackend(), clock=FakeClock(NOW), worker=config,
+                    checkpoint=checkpoint)  # fmt: skip
+    with pytest.raises(Died):
+        router.deliver(sink)
+    sink.close()
+    store.close()
+
+
+def keys_in(*files: Path) -> list[str]:
+    lines = [line for f in files if f.exists() for line in f.read_text().splitlines()]
+    return sorted(json.loads(line)["key"] for line in lines)
+
+
+def test_results_a_worker_was_writing_when_it_died_wait_for_it_whatever_the_lease(
+    pg_database: str, tmp_path: Path
+) -> None:
+    a, b = PostgresStore(pg_database), PostgresStore(pg_database)
+    finished_results(a, "a", 6)
+    die_writing(a, tmp_path / "a.jsonl", after=3)
+    assert keys_in(tmp_path / "a.jsonl") == ["k0", "k1", "k2"]
+    assert b.join_fleet("b", NOW + timedelta(minutes=5), 30)
+    assert b.reap(NOW + timedelta(minutes=5)) == (0, 0)  # a's lease long expired
+    assert b.claim_deliveries("b", 100) == []  # in doubt: only a's sink can tell
+    assert [(w, n) for w, n, _ in b.in_doubt()] == [("a", 6)]
+    again = PostgresStore(pg_database)  # a, started again with its file
+    assert again.join_fleet("a", NOW + timedelta(minutes=6), 30)
+    with JsonlSink(tmp_path / "a.jsonl") as sink:
+        Router(store=again, backend=FakeBackend(), clock=FakeClock(NOW + timedelta(minutes=6)),
+               worker=WorkerConfig(worker_id="a", lease=30)).deliver(sink)  # fmt: skip
+    assert keys_in(tmp_path / "a.jsonl") == [f"k{i}" for i in range(6)]  # each once
+    assert again.job_counts() == {JobState.DELIVERED: 6} and again.in_doubt() == []
+    again.close()
+    b.close()
+
+
+def forgotten(store: PostgresStore, worker: str) -> list[str] | None:
+    """`forget_worker` once the server has ended the dead worker's session (it does so a
+    moment after the connection closes)."""
+    deadline = time.monotonic() + 10
+    while (keys := store.forget_worker(worker, NOW)) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return keys
+
+
+def test_a_worker_forgotten_for_good_hands_its_results_in_doubt_to_the_others(
+    pg_database: str, tmp_path: Path
+) -> None:
+    a, b = PostgresStore(pg_database), PostgresStore(pg_database)
+    finished_results(a, "a", 5)
+    assert b.join_fleet("b", NOW, 30)
+    assert b.forget_worker("b", NOW) is None  # alive: refused
+    die_writing(a, tmp_path / "a.jsonl", after=2)
+    assert forgotten(b, "a") == [f"k{i}" for i in range(5)]  # a's sink may hold them
+    assert b.in_doubt() == []
+    with JsonlSink(tmp_path / "b.jsonl") as sink:
+        Router(store=b, backend=FakeBackend(), clock=FakeClock(NOW),
+               worker=WorkerConfig(worker_id="b", lease=30)).deliver(sink)  # fmt: skip
+    assert keys_in(tmp_path / "b.jsonl") == [f"k{i}" for i in range(5)]
+    b.close()
+
+
+def test_status_names_the_results_in_doubt_and_forget_worker_frees_them(
+    pg_database: str, tmp_path: Path, cli: Any
+) -> None:
+    a = PostgresStore(pg_database)
+    finished_results(a, "a", 3)
+    die_writing(a, tmp_path / "a.jsonl", after=1)
+    status = cli("status", "--store", pg_database)
+    assert status.code == 0, status.err
+    assert "in doubt: 3 results worker a was writing" in status.out
+    assert "nowait forget-worker a" in status.out
+    as_json = json.loads(cli("status", "--store", pg_database, "--json").out)
+    assert [(d["worker"], d["results"]) for d in as_json["in_doubt"]] == [("a", 3)]
+    live = PostgresStore(pg_database)
+    assert live.join_fleet("live", NOW, 30)
+    refused = cli("forget-worker", "live", "--store", pg_database)
+    assert refused.code == 2 and "is running" in refused.err and "Traceback" not in refused.err
+    deadline = time.monotonic() + 10  # until the server has ended a's session
+    while (forget := cli("forget-worker", "a", "--store", pg_database)).code != 0:
+        assert "is running" in forget.err and time.monotonic() < deadline
+        time.sleep(0.05)
+    assert "forgot worker a: 3 results" in forget.out
+    assert forget.out.split(":\n", 1)[1].split() == ["k0", "k1", "k2"]
+    assert json.loads(cli("status", "--store", pg_database, "--json").out)["in_doubt"] == []
+    live.close()
+
+
+def test_the_delivery_fence_reads_the_workers_clock(pg_database: str) -> None:
+    store = PostgresStore(pg_database)
+    finished_results(store, "w", 1)
+    clock = FakeClock(NOW)  # far from the database's clock: the fence must not read that one
+    assert store.join_fleet("w", clock.now(), 10)
+    router = Router(store=store, backend=FakeBackend(), clock=clock,
+                    worker=WorkerConfig(worker_id="w", lease=10))  # fmt: skip
+    clock.advance(4)  # 6 s of 10 left: more than half
+    written: list[str] = []
+    assert router.deliver(lambda d: written.append(d.key)) == 1
+    store.add_jobs([job("late")], NOW)
+    [late] = store.claim_realtime("w", NOW, 1)
+    store.finish_realtime(late.id, Outcome(None, "succeeded", "{}"), NOW)
+    clock.advance(2)  # 4 s left: under half
+    with pytest.raises(StoreError, match="wrote none of the 1 results"):
+        router.deliver(lambda d: written.append(d.key))
+    assert written == ["k0"]
+    store.close()
 
 
 def test_the_shared_budget_holds_workers_together_within_the_limit(pg_database: str) -> None:

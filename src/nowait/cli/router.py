@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -456,6 +456,39 @@ def worker_command(
             raise
 
 
+@app.command("forget-worker")
+def forget_worker_command(
+    worker_id: Annotated[str, typer.Argument(help="The --worker-id of the worker gone for good.")],
+    config: ConfigFile = None,
+    home: Home = None,
+    store_url: StoreUrl = None,
+) -> None:
+    """Hand what a worker of a PostgreSQL store held to the other workers, the results it
+    left in doubt too (it died writing them to its --out file): for a worker that will not
+    start again. Prints those results' keys: its file may hold them already."""
+    from nowait.clock import SystemClock
+
+    settings = load(config, {"home": home, "store": store_url})
+    with closing(_store(settings)) as store:
+        if not store.fleet:
+            raise InputError(
+                "forget-worker works on a postgresql://… store (a SQLite store has one worker)",
+                field="--store",
+            )
+        keys = store.forget_worker(worker_id, SystemClock().now())
+    if keys is None:
+        raise InputError(
+            f"worker {worker_id!r} is running (its session holds its lock): stop it first",
+            field="WORKER_ID",
+        )
+    typer.echo(
+        f"forgot worker {worker_id}: {len(keys):,} results it left in doubt go to the other"
+        " workers" + (" (its --out file may already hold these keys):" if keys else ".")
+    )
+    for key in keys:
+        typer.echo(key)
+
+
 @contextmanager
 def _sink(out: Path | None) -> Iterator[JsonlSink | None]:
     """The worker's `--out` file, if any."""
@@ -539,6 +572,7 @@ def status_command(
         usage = store.usage_rows()
         deadlines = store.deadline_rows()
         capacity = capacity_status(store.observed_limits(), settings, now)
+        doubt = store.in_doubt()
     receipt = build_receipt(usage, load_table(settings.prices), deadlines)
     if json_out:
         waits = [
@@ -548,6 +582,9 @@ def status_command(
         status = {
             "jobs": jobs, "batches": batches, "waiting": waits,
             "capacity": [_capacity_json(c) for c in capacity],
+            "in_doubt": [
+                {"worker": w, "results": n, "since": since.astimezone(UTC).isoformat()} for w, n, since in doubt
+            ],
         }  # fmt: skip
         guard = [render.plan_json(batch, plan, now) for batch, plan in plans]
         receipt_json = render.receipt_json(receipt)
@@ -561,6 +598,12 @@ def status_command(
             f"waiting: planned batch {b.id} ({b.request_count:,} requests) may already be"
             f" {', '.join(b.waiting_for)}: not sent again until that ends and its results"
             " show whose it is"
+        )
+    for worker, n, since in doubt:
+        typer.echo(
+            f"in doubt: {n:,} results worker {worker} was writing to its sink when it stopped"
+            f" ({since.astimezone(UTC):%Y-%m-%d %H:%M} UTC): start it again with the same --worker-id and"
+            f" --out, or `nowait forget-worker {worker}` if it is gone for good"
         )
     for batch, plan in plans:
         typer.echo(render.plan_text(batch, plan, now))

@@ -243,6 +243,7 @@ class Router:
         self.config = self.worker.config
         self.run_id = run_id or uuid.uuid4().hex[:12]
         self._forecast: Forecast | None = None
+        self._doubt_told = False
         self._claimed = False
 
     @property
@@ -386,9 +387,11 @@ class Router:
     ) -> int:
         """`deliver` on a store many workers share: each chunk of results is claimed by this
         worker first (`Store.claim_deliveries`), so one result goes to one worker's sink; the
-        mark is guarded by the claim. After a crash the results it claimed wait for its lease:
-        started again under its name, it redelivers them to its own sink (which skips the keys
-        it holds); else another worker takes them over."""
+        mark is guarded by the claim. A chunk is fenced before its sink sees it
+        (`Store.start_delivery`): from then until its mark it is in doubt, this worker's alone
+        even should it die. Started again under its name, it redelivers what it left to its
+        own sink (which skips the keys it holds); what it claimed but never began to write
+        goes to another worker after its lease."""
         delivered = 0
         owner = self.worker.owner
         flush = getattr(sink, "flush", None)
@@ -409,10 +412,11 @@ class Router:
         return delivered
 
     def _fence(self, job_ids: list[int]) -> None:
-        """Write a claimed chunk only while this worker holds it with half its lease left:
-        else it may be reaped mid-chunk and another worker deliver the chunk too."""
+        """Write a claimed chunk only while this worker holds it with half its lease left
+        (else it may be reaped mid-chunk and another worker deliver the chunk too), and mark
+        it in doubt, so no reap hands it to another worker until it is marked delivered."""
         lease = self.worker.config.lease
-        if not self.store.claims_hold(job_ids, self.worker.owner, lease / 2):
+        if not self.store.start_delivery(job_ids, self.worker.owner, lease / 2, self.clock.now()):
             raise StoreError(
                 f"worker {self.worker.owner} lost its lease on the store (less than"
                 f" {lease / 2:g}s of its {lease:g}s lease left, or reaped): it wrote none of"
@@ -420,11 +424,12 @@ class Router:
             )
 
     def _marked(self, marked: int, written: int) -> None:
-        """Stop when a mark found results no longer this worker's (reaped after the fence)."""
+        """Stop when a mark found results no longer this worker's (`forget_worker` ran while
+        it was writing them)."""
         if marked < written:
             raise StoreError(
-                f"worker {self.worker.owner} lost its lease on the store while delivering:"
-                f" {written - marked} results written to its sink were taken over by another"
+                f"worker {self.worker.owner} was forgotten while delivering:"
+                f" {written - marked} results written to its sink were handed to another"
                 " worker and may be delivered again"
             )
 
@@ -538,8 +543,19 @@ class Router:
         self, sink: Sink | Callable[[Delivery], None] | None, run_id: str | None
     ) -> bool:
         """Whether results this run must deliver are still claimed by another worker of a
-        fleet store (one that died wait for its lease): the run waits for them."""
-        return sink is not None and self.store.fleet and self.store.undelivered_count(run_id) > 0
+        fleet store (one that died: they wait for its lease, or in doubt for it to start
+        again): the run waits for them, and says once which workers hold some in doubt."""
+        if sink is None or not self.store.fleet or self.store.undelivered_count(run_id) == 0:
+            return False
+        if not self._doubt_told and (doubt := self.store.in_doubt()):
+            self._doubt_told = True
+            log.warning(
+                "run %s: waiting for results in doubt (being written when their worker"
+                " stopped): %s; start each again with its --worker-id and --out, or"
+                " `nowait forget-worker NAME` for one gone for good",
+                self.run_id, ", ".join(f"{w} {n:,}" for w, n, _ in doubt),
+            )  # fmt: skip
+        return True
 
 
 _Plan = tuple[Capacity, GuardConfig, Callable[[float], float]]

@@ -447,10 +447,24 @@ class Store(Protocol):
         before first, then free ones; a result is claimed by one worker at a time."""
         ...
 
-    def claims_hold(self, job_ids: Sequence[int], worker: str, margin: float) -> bool:
-        """Whether `worker` still holds all of `job_ids` for delivery with at least `margin`
-        seconds of its lease left (by the database's clock): checked before its sink sees
-        them, so a worker about to be reaped writes nothing another worker will write too."""
+    def start_delivery(
+        self, job_ids: Sequence[int], worker: str, margin: float, now: datetime
+    ) -> bool:
+        """The fence before `worker`'s sink sees `job_ids`: True when it still holds them all
+        with at least `margin` seconds of its lease left (by `now`); they are then *in doubt*
+        until marked delivered: should it die while writing, they wait for it to start again
+        (its sink tells what it holds) or for `forget_worker`, never for another worker's
+        reap. False: it writes none of them (it is being reaped)."""
+        ...
+
+    def forget_worker(self, worker: str, now: datetime) -> list[str] | None:
+        """`worker` is gone for good, its sink with it: what it held goes to the others,
+        the results it left in doubt too (their keys returned: its sink may hold them).
+        None when it is alive."""
+        ...
+
+    def in_doubt(self) -> list[tuple[str, int, datetime]]:
+        """(worker, results it left in doubt, since when), for workers that have any."""
         ...
 
     def deliver_claimed(self, job_ids: Sequence[int], worker: str, now: datetime) -> int:

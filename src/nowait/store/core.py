@@ -899,11 +899,25 @@ class CoreStore:
             rows = fleet_sql.claim_deliveries(tx, worker, limit, run_id, JOB_SELECT)
         return [self._job(r) for r in rows]
 
-    def claims_hold(self, job_ids: Sequence[int], worker: str, margin: float) -> bool:
+    def start_delivery(
+        self, job_ids: Sequence[int], worker: str, margin: float, now: datetime
+    ) -> bool:
         if not self.fleet:  # one process: nobody reaps its claims
             return True
         with self.d.tx() as tx:
-            return fleet_sql.claims_hold(tx, job_ids, worker, margin)
+            return fleet_sql.start_delivery(tx, job_ids, worker, margin, now)
+
+    def forget_worker(self, worker: str, now: datetime) -> list[str] | None:
+        if not self.fleet:
+            return []
+        with self.d.tx() as tx:
+            return fleet_sql.forget(tx, worker, now)
+
+    def in_doubt(self) -> list[tuple[str, int, datetime]]:
+        if not self.fleet:
+            return []
+        with self.d.tx() as tx:
+            return fleet_sql.in_doubt(tx)
 
     def deliver_claimed(self, job_ids: Sequence[int], worker: str, now: datetime) -> int:
         if not self.fleet:

@@ -87,6 +87,12 @@ SQLITE_MIGRATION = """
 """The same tables on SQLite (only `jobs.owner` is written there: one process owns a SQLite
 store), so the two schemas stay equivalent."""
 
+POSTGRES_IN_DOUBT = "ALTER TABLE jobs ADD COLUMN delivering_since timestamptz;"
+SQLITE_IN_DOUBT = "ALTER TABLE jobs ADD COLUMN delivering_since TEXT;"
+"""When a worker started writing a claimed result to its sink; set until it is marked
+delivered. A worker that dies in between leaves the result *in doubt* (its sink may hold it):
+it stays that worker's until it starts again and reconciles its sink (`forget` releases it)."""
+
 OPEN_BATCHES = ("planned", "created", "ended")
 """Batch states with work left for an owner: submit, poll, collect."""
 
@@ -141,7 +147,8 @@ def reap(tx: Tx, now: datetime, restarted: str | None = None) -> tuple[int, int]
     """Free what dead workers held: their running calls go back to the queue and their
     batches to whoever takes them, at once; the results they claimed for delivery wait for
     their lease to expire (started again under its name within it, a worker writes them to
-    its own sink, which skips the keys it holds; after it, another worker delivers them).
+    its own sink, which skips the keys it holds; after it, another worker delivers them),
+    except the ones in doubt (being written when it died): those wait for it, or `forget`.
     With `restarted`: also the running calls and batches that worker held before it started
     again, and calls no live worker owns (left by a nowait older than the fleet). Returns
     (jobs re-queued, batches freed)."""
@@ -186,11 +193,53 @@ def _release(tx: Tx, owners: Sequence[str], now: datetime) -> tuple[int, int]:
 
 
 def _release_deliveries(tx: Tx, owners: Sequence[str]) -> None:
+    """`owners`' claimed results go to whoever asks next, but not those in doubt: the owner's
+    sink may hold them already, and only it can tell."""
     tx.run(
         """UPDATE jobs SET deliverer = NULL
-           WHERE deliverer = ANY(?::text[]) AND state IN ('succeeded', 'failed')""",
+           WHERE deliverer = ANY(?::text[]) AND state IN ('succeeded', 'failed')
+             AND delivering_since IS NULL""",
         (list(owners),),
     )
+
+
+def forget(tx: Tx, worker: str, now: datetime) -> list[str] | None:
+    """`worker` is gone for good, with its sink: the results it left in doubt go to the other
+    workers (their keys returned: they may be in its sink too), its other claims too. None
+    when it is alive (its liveness lock is held): it must be stopped first."""
+    [(alive,)] = tx.rows(
+        """SELECT EXISTS (
+               SELECT 1 FROM workers w JOIN pg_locks l ON l.locktype = 'advisory'
+                 AND l.granted AND l.objsubid = 2 AND l.classid = ?::bigint::oid
+                 AND l.objid = w.lock_key::oid
+                 AND l.database = (SELECT oid FROM pg_database
+                                   WHERE datname = current_database())
+               WHERE w.id = ?)""",
+        (WORKER_LOCK, worker),
+    )
+    if alive:
+        return None
+    keys = tx.rows(
+        """UPDATE jobs SET deliverer = NULL, delivering_since = NULL
+           WHERE deliverer = ? AND state IN ('succeeded', 'failed')
+           RETURNING key""",
+        (worker,),
+    )
+    _release(tx, [worker], now)
+    tx.run("DELETE FROM workers WHERE id = ?", (worker,))
+    return sorted(str(k) for (k,) in keys)
+
+
+def in_doubt(tx: Tx) -> list[tuple[str, int, datetime]]:
+    """Per worker: how many results it left in doubt, and since when (the oldest)."""
+    return [
+        (str(w), int(n), since)
+        for w, n, since in tx.rows(
+            """SELECT deliverer, count(*), min(delivering_since) FROM jobs
+               WHERE delivering_since IS NOT NULL AND state IN ('succeeded', 'failed')
+               GROUP BY deliverer ORDER BY deliverer"""
+        )
+    ]
 
 
 # ---- planning and batches ----------------------------------------------------------------------
@@ -255,19 +304,37 @@ def claim_deliveries(
     return tx.rows(job_select + " WHERE jobs.id = ANY(?::bigint[]) ORDER BY jobs.id", (ids,))
 
 
-def claims_hold(tx: Tx, job_ids: Sequence[int], worker: str, margin: float) -> bool:
-    """Whether `worker` still holds every one of `job_ids` for delivery with at least `margin`
-    seconds of its lease left, by the database's clock (one clock for every worker): the
-    fence before its sink sees them. A worker that never joined has no lease to lose."""
-    [(holds,)] = tx.rows(
-        """SELECT count(*) = cardinality(?::bigint[]) AND NOT EXISTS (
-               SELECT 1 FROM workers WHERE id = ?
-                 AND lease_until < clock_timestamp() + make_interval(secs => ?))
-           FROM jobs WHERE id = ANY(?::bigint[]) AND deliverer = ?
-             AND state IN ('succeeded', 'failed')""",
-        (list(job_ids), worker, margin, list(job_ids), worker),
+def start_delivery(
+    tx: Tx, job_ids: Sequence[int], worker: str, margin: float, now: datetime
+) -> bool:
+    """The fence before `worker`'s sink sees `job_ids`: if it still holds every one of them
+    with at least `margin` seconds of its lease left (by `now`, the clock reaping uses),
+    mark them in doubt (being written) and return True; else mark none. From here on only a
+    mark of delivery, `worker` started again, or `forget` frees them: never a reap. A worker
+    that never joined has no lease to lose."""
+    ids = list(job_ids)
+    marked = tx.rows(
+        """WITH holds AS (
+               SELECT count(*) = cardinality(?::bigint[]) AND NOT EXISTS (
+                   SELECT 1 FROM workers WHERE id = ?
+                     AND lease_until < ?::timestamptz + make_interval(secs => ?)) AS ok
+               FROM jobs WHERE id = ANY(?::bigint[]) AND deliverer = ?
+                 AND state IN ('succeeded', 'failed'))
+           UPDATE jobs SET delivering_since = ? FROM holds
+           WHERE holds.ok AND jobs.id = ANY(?::bigint[]) AND jobs.deliverer = ?
+             AND jobs.state IN ('succeeded', 'failed')
+           RETURNING jobs.id""",
+        (ids, worker, now, margin, ids, worker, now, ids, worker),
     )
-    return bool(holds)
+    if len(marked) == len(ids):
+        return True
+    if marked:  # a reap took some between the check and the update: write none of them
+        tx.run(
+            """UPDATE jobs SET delivering_since = NULL
+               WHERE id = ANY(?::bigint[]) AND deliverer = ?""",
+            (ids, worker),
+        )
+    return False
 
 
 def delivered(tx: Tx, job_ids: Sequence[int], worker: str, now: datetime) -> int:
@@ -276,7 +343,7 @@ def delivered(tx: Tx, job_ids: Sequence[int], worker: str, now: datetime) -> int
     transition(JobState.SUCCEEDED, JobState.DELIVERED)
     transition(JobState.FAILED, JobState.DELIVERED)
     return tx.run(
-        """UPDATE jobs SET state = 'delivered', updated_at = ?
+        """UPDATE jobs SET state = 'delivered', updated_at = ?, delivering_since = NULL
            WHERE id = ANY(?::bigint[]) AND deliverer = ?
              AND state IN ('succeeded', 'failed')""",
         (now, list(job_ids), worker),

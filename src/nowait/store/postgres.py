@@ -134,6 +134,8 @@ MIGRATIONS = (
     """,
     # 7: many workers on one store: leases, owners, the shared real-time budget.
     fleet_sql.POSTGRES_MIGRATION,
+    # 8: results a worker was writing to its sink when it died stay its own (in doubt).
+    fleet_sql.POSTGRES_IN_DOUBT,
 )
 
 

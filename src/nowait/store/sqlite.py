@@ -137,6 +137,8 @@ MIGRATIONS = (
     # 9: many workers on one store: the same tables as PostgreSQL (one process owns a SQLite
     # store, so only `jobs.owner` is written here).
     fleet_sql.SQLITE_MIGRATION,
+    # 10: results a worker was writing to its sink when it died stay its own (in doubt).
+    fleet_sql.SQLITE_IN_DOUBT,
 )
 
 OLDEST_SQLITE = (3, 35)  # UPDATE … FROM (3.33), RETURNING (3.35)
