@@ -136,3 +136,25 @@ def test_count_tokens_knows_only_real_models(sdk_for: Any, emulator_server: Any)
     assert sdk.messages.count_tokens(model=MODEL, messages=ask()["messages"]).input_tokens > 0
     with pytest.raises(anthropic.NotFoundError):
         sdk.messages.count_tokens(model="claude-imaginary-9", messages=ask()["messages"])
+
+
+def test_a_client_killed_mid_request_is_no_emulator_error(
+    sdk_for: Any, emulator_server: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    import socket
+    from urllib.parse import urlsplit
+
+    caplog.set_level("INFO", logger="nowait.emulator")
+    url = urlsplit(emulator_server.base_url)
+    with socket.create_connection((url.hostname, url.port)) as raw:  # half a body, then gone
+        raw.sendall(
+            b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nx-api-key: k\r\n"
+            b"anthropic-version: 2023-06-01\r\ncontent-type: application/json\r\n"
+            b'content-length: 1000\r\n\r\n{"model": '
+        )
+    deadline = time.monotonic() + 5
+    while "client disconnected" not in caplog.text and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert "client disconnected" in caplog.text
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+    assert sdk_for(emulator_server).messages.create(**ask()).content  # it serves on

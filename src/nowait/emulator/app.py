@@ -14,7 +14,7 @@ from typing import Any
 
 import anyio
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
@@ -104,6 +104,10 @@ async def _serve(request: Request, emulator: Emulator, name: str, handler: Handl
             response.headers.update(emulator.limit_headers())  # the API states them on every call
     except ApiError as error:
         response = _error_response(error, request_id)
+    except ClientDisconnect:  # the client went away mid-request (killed, timed out): no bug
+        _log.info("%s %s: the client disconnected (%s)", request.method, request.url.path,
+                  request_id)  # fmt: skip
+        response = _error_response(ApiError(400, "Client disconnected"), request_id)
     except Exception:  # an emulator bug must still look like the API: envelope, request-id
         _log.exception("%s %s failed (%s)", request.method, request.url.path, request_id)
         response = _error_response(ApiError(500, "Internal server error"), request_id)
