@@ -74,6 +74,25 @@ def open_private_append(path: Path) -> TextIO:
     return os.fdopen(fd, "a", encoding="utf-8")
 
 
+def open_sole_writer(path: Path) -> TextIO:
+    """`open_private_append`, holding an exclusive `flock` on the file while it is open: two
+    processes appending to one results file (two workers given the same --out) would
+    interleave and redeliver each other's keys. The kernel drops the lock when the process
+    dies, so a killed worker's file is free at once."""
+    import fcntl
+
+    file = open_private_append(path)
+    try:
+        fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        file.close()
+        raise InputError(
+            f"{path} is being written by another process (a second worker with the same"
+            " --out?): give each worker a file of its own"
+        ) from None
+    return file
+
+
 def make_private_dir(path: Path) -> None:
     """Create `path` (and its parents) if missing; a folder nowait creates is owner-only."""
     if path.is_dir():

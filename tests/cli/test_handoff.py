@@ -152,3 +152,32 @@ def test_submit_and_collect_need_no_api_key_only_the_work_does(
     assert cli("collect", run, "--home", home, "--out", out).code == 75
     working = cli("collect", run, "--home", home, "--out", out, "--wait")
     assert working.code == 2 and "ANTHROPIC_API_KEY" in working.err
+
+
+def test_a_results_file_another_process_is_writing_is_refused_and_left_whole(
+    tmp_path: Path, cli: Any, server: Any
+) -> None:
+    home = str(tmp_path / "home")
+    requests = write_requests(tmp_path / "requests.jsonl")
+    submitted = nowait("submit", str(requests), "--home", home, "--json")
+    run = json.loads(submitted.stdout)["run"]
+    out = tmp_path / "results.jsonl"
+    out.write_text('{"key": "earlier", "state": "succeeded"}\n')
+    holder = subprocess.Popen(  # another worker appending to the same file
+        [sys.executable, "-c", "import sys; from nowait.route.router import JsonlSink;"
+         " s = JsonlSink(sys.argv[1]); print('ready', flush=True); sys.stdin.read()", str(out)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "ready\n"
+        refused = cli("collect", run, "--home", home, "--out", str(out), "--wait",
+                      "--base-url", server.base_url)  # fmt: skip
+        assert refused.code == 2 and "Traceback" not in refused.err
+        assert f"{out} is being written by another process" in refused.err
+        assert keys_in(out) == ["earlier"]  # untouched
+    finally:
+        holder.communicate("")
+    done = cli("collect", run, "--home", home, "--out", str(out), "--wait",
+               "--base-url", server.base_url)  # fmt: skip
+    assert done.code == 0, done.err  # its writer gone, the file is free
+    assert keys_in(out) == sorted(["earlier", *KEYS])

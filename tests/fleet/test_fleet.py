@@ -326,6 +326,27 @@ def test_the_delivery_fence_reads_the_workers_clock(pg_database: str) -> None:
     store.close()
 
 
+def test_a_worker_started_again_at_once_waits_for_its_old_session_a_live_name_is_refused(
+    pg_database: str,
+) -> None:
+    old = PostgresStore(pg_database)
+    assert old.join_fleet("w", NOW, 30)
+    closing = threading.Timer(0.5, old.close)  # its session ends a moment after the restart
+    closing.start()
+    again = PostgresStore(pg_database)
+    worker = Worker(again, FakeBackend(), SystemClock(), WorkerConfig(worker_id="w", lease=5))
+    with worker.membership():
+        assert not closing.is_alive()  # it joined once the old session had ended
+    holder = PostgresStore(pg_database)
+    assert holder.join_fleet("h", NOW, 30)
+    twin = Worker(again, FakeBackend(), SystemClock(), WorkerConfig(worker_id="h", lease=1))
+    busy = "another live worker on this store is named 'h'"
+    with pytest.raises(StoreBusyError, match=busy), twin.membership():
+        pass
+    holder.close()
+    again.close()
+
+
 def test_the_shared_budget_holds_workers_together_within_the_limit(pg_database: str) -> None:
     stores = [PostgresStore(pg_database) for _ in range(3)]
     sizes = (60.0, 1e9, 1e9)

@@ -28,7 +28,7 @@ import orjson
 
 from nowait.clock import Clock, SystemClock
 from nowait.errors import InputError, StoreError
-from nowait.files import open_private_append
+from nowait.files import open_sole_writer
 from nowait.guard.forecast import BatchSample, Forecast, fit
 from nowait.guard.policy import Capacity, GuardConfig, RouteRequest, decide_route
 from nowait.route.backend import Backend, check_params
@@ -110,9 +110,13 @@ class JsonlSink:
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
-        _cut_torn_tail(self.path)
-        self._seen = set(self._keys())
-        self._file = open_private_append(self.path)
+        self._file = open_sole_writer(self.path)  # before reading it: no other writer
+        try:
+            _cut_torn_tail(self.path)
+            self._seen = set(self._keys())
+        except BaseException:
+            self._file.close()
+            raise
 
     def _keys(self) -> Iterator[str]:
         if not self.path.exists():

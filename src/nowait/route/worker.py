@@ -135,6 +135,10 @@ FLEET_IDLE = 1.0
 """Seconds a worker on a fleet store waits at most between passes: other processes queue
 work in the store (`nowait submit`, other runs), and its batches may change owner."""
 
+JOIN_PATIENCE = 10.0
+"""Seconds a worker started under its name waits for that name's last session to end (its
+killed predecessor's, which the server ends a moment after the connection drops)."""
+
 REALTIME_PER_SLOT = 10
 """Real-time jobs one call slot runs a pass, at most: the pass's other steps run between."""
 
@@ -301,15 +305,25 @@ class Worker:
             log.info("recover: running→queued: %s (calls never reported back)", n_jobs(requeued))
 
     # ---- the fleet: many workers on one store -----------------------------------------------
+    def _join(self) -> None:
+        """Join under this worker's name. Started again at once after a kill, the server may
+        not have ended the killed process's session yet (its lock still held): wait for it,
+        up to the lease; a name still taken then is another live worker's."""
+        patience = min(self.config.lease, JOIN_PATIENCE)
+        started = self.clock.monotonic()
+        while not self.store.join_fleet(self.owner, self.clock.now(), self.config.lease):
+            if self.clock.monotonic() - started >= patience:
+                raise StoreBusyError(
+                    f"another live worker on this store is named {self.owner!r}: give each"
+                    " worker its own --worker-id"
+                )
+            self.clock.sleep(0.2)
+
     @contextmanager
     def membership(self) -> Iterator[None]:
         """Join the store's fleet for the block: a lease a heartbeat thread renews; on a clean
         exit what this worker holds is free at once, after a crash once the lease expires."""
-        if not self.store.join_fleet(self.owner, self.clock.now(), self.config.lease):
-            raise StoreBusyError(
-                f"another live worker on this store is named {self.owner!r}: give each worker"
-                " its own --worker-id"
-            )
+        self._join()
         self._lease_lost.clear()
         stop = threading.Event()
         beat = threading.Thread(
