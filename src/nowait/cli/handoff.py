@@ -109,7 +109,7 @@ def collect_command(
     }
     settings = load(config, flags)
     check_output_file(out, "--out")
-    router = _router(ctx, settings, base_url, default_level="WARNING", calls_api=wait)
+    router = _router(ctx, settings, base_url, default_level="WARNING", calls_api=wait, out=out)
     router.run_id = run
     with closing(router):
         if not router.store.job_counts(run):

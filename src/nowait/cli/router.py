@@ -102,10 +102,12 @@ def _router(
     calls_api: bool = True,
     worker_id: str | None = None,
     lease: float | None = None,
+    out: Path | None = None,
 ) -> Router:
     """The router for these settings, with logging set up first (the key kept out of it), and
     the checkpoint hook a test injected through `main` (none in production). `calls_api`
-    False: a command that only reads and writes the store needs no API key."""
+    False: a command that only reads and writes the store needs no API key. `out`: the
+    results file; with no `worker_id`, the worker is named after it (`sink_worker_name`)."""
     from nowait.clock import SystemClock
     from nowait.logs import configure_logging
     from nowait.route.backend import AnthropicBackend
@@ -119,6 +121,8 @@ def _router(
         api_key=key, auth_token=token, base_url=base_url or os.environ.get("ANTHROPIC_BASE_URL")
     )
     config = WorkerConfig.from_settings(settings)
+    if worker_id is None and out is not None:
+        worker_id = sink_worker_name(out)
     if worker_id is not None:
         config = replace(config, worker_id=worker_id)
     if lease is not None:
@@ -211,7 +215,7 @@ def run_command(
     table = load_table(settings.prices)  # a bad price file stops the run before it starts
     # every line checked before the store is opened: a bad file touches no store
     checked, refused = _check_all(requests, default, skip_bad)
-    router = _router(ctx, settings, base_url, default_level="WARNING")  # a clean display
+    router = _router(ctx, settings, base_url, default_level="WARNING", out=out)  # a clean display
     run_id = router.run_id
     with closing(router), router.claim():  # a refused second run leaves no trace
         jobs = list(router.route_many(checked))
@@ -407,8 +411,9 @@ def worker_command(
         typer.Option(
             "--worker-id",
             envvar="NOWAIT_WORKER_ID",
-            help="This worker's name among the workers of one PostgreSQL store (default"
-            " host:pid); started again under its name, it takes back what it held.",
+            help="This worker's name among the workers of one PostgreSQL store (default: its"
+            " host and --out file, else host:pid); started again under its name, it takes"
+            " back what it held.",
             show_default=False,
         ),
     ] = None,
@@ -441,7 +446,7 @@ def worker_command(
     if out is not None:
         check_output_file(out, "--out")
     router = _router(
-        ctx, settings, base_url, default_level="INFO", worker_id=worker_id, lease=lease
+        ctx, settings, base_url, default_level="INFO", worker_id=worker_id, lease=lease, out=out
     )
     with closing(router), _sink(out) as sink:
         log.info(
@@ -487,6 +492,16 @@ def forget_worker_command(
     )
     for key in keys:
         typer.echo(key)
+
+
+def sink_worker_name(out: Path) -> str:
+    """A worker's name when it has none: its host and results file. Started again with the
+    same file it is the same worker, so it finishes what it was writing there when it died
+    (only that file can tell which results it holds); and no two live workers share a file
+    (`JsonlSink` locks it), so none share a name."""
+    import socket
+
+    return f"{socket.gethostname()}:{out.resolve()}"
 
 
 @contextmanager

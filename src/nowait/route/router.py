@@ -101,6 +101,10 @@ def delivery_of(job: Job | Finished) -> Delivery:
 
 
 class Sink(Protocol):
+    """Where results go. A plain callable is acknowledged result by result. A sink with a
+    `flush()` (as `JsonlSink`) is flushed before its chunk is acknowledged, and must skip
+    the keys it already holds: after a crash it is given again what it may hold."""
+
     def __call__(self, delivery: Delivery) -> None: ...
 
 
@@ -401,7 +405,7 @@ class Router:
         flush = getattr(sink, "flush", None)
         while chunk := self.store.claim_deliveries(owner, limit, run_id):
             ids = [j.id for j in chunk]
-            self._fence(ids)
+            self._fence(ids, keyed=flush is not None)
             for job in chunk:
                 sink(delivery_of(job))
                 self.checkpoint("result_written")
@@ -415,12 +419,18 @@ class Router:
             log.info("deliver: succeeded|failed→delivered: %s", n_jobs(delivered))
         return delivered
 
-    def _fence(self, job_ids: list[int]) -> None:
+    def _fence(self, job_ids: list[int], keyed: bool) -> None:
         """Write a claimed chunk only while this worker holds it with half its lease left
-        (else it may be reaped mid-chunk and another worker deliver the chunk too), and mark
-        it in doubt, so no reap hands it to another worker until it is marked delivered."""
+        (else it may be reaped mid-chunk and another worker deliver the chunk too). `keyed`:
+        a sink that skips the keys it holds (one with `flush()`, as `JsonlSink`); the chunk
+        is then in doubt until marked, so no reap hands it to another worker: started again,
+        this worker's sink tells what it holds. A plain callable can tell nothing: a result
+        it was given when the worker died may be given again, here or elsewhere."""
         lease = self.worker.config.lease
-        if not self.store.start_delivery(job_ids, self.worker.owner, lease / 2, self.clock.now()):
+        now = self.clock.now()
+        if not self.store.start_delivery(
+            job_ids, self.worker.owner, lease / 2, now, in_doubt=keyed
+        ):
             raise StoreError(
                 f"worker {self.worker.owner} lost its lease on the store (less than"
                 f" {lease / 2:g}s of its {lease:g}s lease left, or reaped): it wrote none of"

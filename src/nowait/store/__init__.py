@@ -448,11 +448,18 @@ class Store(Protocol):
         ...
 
     def start_delivery(
-        self, job_ids: Sequence[int], worker: str, margin: float, now: datetime
+        self,
+        job_ids: Sequence[int],
+        worker: str,
+        margin: float,
+        now: datetime,
+        *,
+        in_doubt: bool = True,
     ) -> bool:
         """The fence before `worker`'s sink sees `job_ids`: True when it still holds them all
-        with at least `margin` seconds of its lease left (by `now`); they are then *in doubt*
-        until marked delivered: should it die while writing, they wait for it to start again
+        with at least `margin` seconds of its lease left (by `now`). `in_doubt` (a sink that
+        keeps what it is given and skips keys it holds, as `JsonlSink`): they are in doubt
+        until marked delivered; should it die while writing, they wait for it to start again
         (its sink tells what it holds) or for `forget_worker`, never for another worker's
         reap. False: it writes none of them (it is being reaped)."""
         ...

@@ -900,12 +900,18 @@ class CoreStore:
         return [self._job(r) for r in rows]
 
     def start_delivery(
-        self, job_ids: Sequence[int], worker: str, margin: float, now: datetime
+        self,
+        job_ids: Sequence[int],
+        worker: str,
+        margin: float,
+        now: datetime,
+        *,
+        in_doubt: bool = True,
     ) -> bool:
         if not self.fleet:  # one process: nobody reaps its claims
             return True
         with self.d.tx() as tx:
-            return fleet_sql.start_delivery(tx, job_ids, worker, margin, now)
+            return fleet_sql.start_delivery(tx, job_ids, worker, margin, now, in_doubt)
 
     def forget_worker(self, worker: str, now: datetime) -> list[str] | None:
         if not self.fleet:

@@ -305,13 +305,13 @@ def claim_deliveries(
 
 
 def start_delivery(
-    tx: Tx, job_ids: Sequence[int], worker: str, margin: float, now: datetime
+    tx: Tx, job_ids: Sequence[int], worker: str, margin: float, now: datetime, in_doubt: bool
 ) -> bool:
     """The fence before `worker`'s sink sees `job_ids`: if it still holds every one of them
     with at least `margin` seconds of its lease left (by `now`, the clock reaping uses),
-    mark them in doubt (being written) and return True; else mark none. From here on only a
-    mark of delivery, `worker` started again, or `forget` frees them: never a reap. A worker
-    that never joined has no lease to lose."""
+    return True, having marked them in doubt (being written) if `in_doubt`; else mark none.
+    From then on only a mark of delivery, `worker` started again, or `forget` frees them:
+    never a reap. A worker that never joined has no lease to lose."""
     ids = list(job_ids)
     marked = tx.rows(
         """WITH holds AS (
@@ -324,7 +324,7 @@ def start_delivery(
            WHERE holds.ok AND jobs.id = ANY(?::bigint[]) AND jobs.deliverer = ?
              AND jobs.state IN ('succeeded', 'failed')
            RETURNING jobs.id""",
-        (ids, worker, now, margin, ids, worker, now, ids, worker),
+        (ids, worker, now, margin, ids, worker, now if in_doubt else None, ids, worker),
     )
     if len(marked) == len(ids):
         return True
