@@ -381,9 +381,11 @@ def group_costs(
     sizes = [sum(b.tokens for b in blocks(r)) for r in requests]
     groups = group(requests)
     marked = [planned_levels(g, prices, mode) for g in groups]
-    shared = {lv.prefix: lv for g, at in zip(groups, marked, strict=True) for lv in at[:-1]}
-    shared.update((g.outer.prefix, g.outer) for g, at in zip(groups, marked, strict=True)
-                  if g.outer is not None and at == (g.outer,))  # fmt: skip
+    shared = {  # outer levels marked: a row each, priced once for all their groups
+        g.outer.prefix: g.outer
+        for g, at in zip(groups, marked, strict=True)
+        if g.outer is not None and g.outer in at
+    }
     levels_of: dict[str, Traffic] = {}
     members_of: dict[str, list[int]] = {}
     model_of: dict[str, str] = {}
@@ -443,17 +445,9 @@ def _row(
         plain = Traffic(fresh=traffic.tokens).cost(rates)
         with_planning = traffic.cost(rates)
     return GroupCost(
-        g,
-        traffic.tokens,
-        traffic.cached > 0,
-        plain,
-        with_planning,
-        traffic,
-        parent,
-        start,
-        shared,
-        rates,
-    )
+        g, traffic.tokens, traffic.cached > 0, plain, with_planning, traffic,
+        parent=parent, start=start, shared=shared, rates=rates,
+    )  # fmt: skip
 
 
 def _ordered(rows: Sequence[GroupCost]) -> list[GroupCost]:
