@@ -11,10 +11,13 @@ from nowait.route.cacheplan import (
     CACHE_MIN_TOKENS,
     ONE_HOUR,
     Group,
+    Traffic,
     blocks,
     breakpoints,
     group,
+    group_costs,
     mark,
+    placed,
     plans,
     prefix_cost,
 )
@@ -209,3 +212,53 @@ def test_mark_respects_the_four_breakpoint_limit() -> None:
 def test_nothing_shared_marks_nothing() -> None:
     g = group([req("a", system="x"), req("b", system="y")])[0]
     assert mark(req("a", system="x"), g) == req("a", system="x")
+
+
+def nested(customers: int, each: int, **extra: Any) -> list[dict[str, Any]]:
+    """A shared system prompt (the outer level), a document per customer (the inner level)."""
+    out = []
+    for c in range(customers):
+        document = {"type": "text", "text": f"customer {c} " + "clause " * 800}
+        for i in range(each):
+            question = {"type": "text", "text": f"question {i}"}
+            content = [document, question]
+            out.append(req("", messages=[{"role": "user", "content": content}], **extra))
+    return out
+
+
+def test_nested_levels_are_priced_once_each() -> None:
+    requests = nested(3, 5)
+    outer, *inner = rows = group_costs(requests, default_table(), "auto")
+    tokens = [b.tokens for b in blocks(requests[0])]
+    assert outer.shared and outer.parent is None and len(outer.group.members) == 15
+    assert outer.group.tokens == tokens[0]
+    assert outer.traffic == Traffic(written=tokens[0], read=14 * tokens[0])
+    for row in inner:
+        assert row.parent == outer.group.prefix and row.start == tokens[0] and row.planned
+        assert row.own_tokens == tokens[1]
+        assert row.traffic == Traffic(fresh=5 * tokens[2], written=tokens[1], read=4 * tokens[1])
+    assert sum(r.prompt_tokens for r in rows) == 15 * sum(tokens)
+    rates = _rates()
+    assert sum(r.with_planning or 0 for r in rows) == (
+        tokens[0] * (rates.cache_write_1h + 14 * rates.cache_read)
+        + 3 * tokens[1] * (rates.cache_write_1h + 4 * rates.cache_read)
+        + 15 * tokens[2] * rates.input
+    ) / Decimal(1_000_000)
+
+
+def test_a_level_without_room_for_its_marker_is_not_priced() -> None:
+    mine = {"type": "ephemeral", "ttl": "1h"}
+    tools = [{**TOOL, "name": f"t{i}", "cache_control": mine} for i in range(3)]
+    requests = nested(3, 5, tools=tools)  # one breakpoint left: the inner level takes it
+    rows = group_costs(requests, default_table(), "auto")
+    assert [r.shared for r in rows] == [False] * 3 and all(r.parent is None for r in rows)
+    whole = sum(b.tokens for b in blocks(requests[0])[:-1])
+    assert all(r.traffic.written == whole and r.traffic.read == 4 * whole for r in rows)
+    assert all(breakpoints(mark(requests[0], placed(requests[0], [r.group.inner]))) == 4
+               for r in rows)  # fmt: skip
+
+
+def test_keep_prices_every_level_fresh() -> None:
+    rows = group_costs(nested(3, 5), default_table(), "keep")
+    assert not any(r.shared or r.planned for r in rows)
+    assert all(r.plain == r.with_planning for r in rows)

@@ -11,10 +11,39 @@ from rich.table import Table
 from nowait.present.tables import FitTable, money_json, percent, usd
 from nowait.route.cacheforecast import GroupForecast, WorkloadPlan
 
+INDENT = "  "
+"""How far a group priced under a shared outer level is drawn in, under that level."""
 
-def _name(forecast: GroupForecast, index: int) -> str:
-    g = forecast.cost.group
-    return f"{g.model} prefix {index}" if g.prefix else f"{g.model} (no shared prefix)"
+
+def _names(forecasts: Sequence[GroupForecast]) -> list[str]:
+    """`MODEL prefix 2`, and `prefix 2.1` for a group under shared level 2 (indented when
+    drawn); `MODEL (no shared prefix)`."""
+    out: list[str] = []
+    top = inner = 0
+    for f in forecasts:
+        g = f.cost.group
+        if f.cost.parent is not None:
+            inner += 1
+            out.append(f"prefix {top}.{inner}")
+        elif g.prefix:
+            top, inner = top + 1, 0
+            out.append(f"{g.model} prefix {top}")
+        else:
+            out.append(f"{g.model} (no shared prefix)")
+    return out
+
+
+def _parents(forecasts: Sequence[GroupForecast], names: Sequence[str]) -> list[str | None]:
+    """Each row's parent's name (None: at the top)."""
+    by_prefix = {f.cost.group.prefix: n for f, n in zip(forecasts, names, strict=True)
+                 if f.cost.shared}  # fmt: skip
+    return [by_prefix.get(f.cost.parent or "") for f in forecasts]
+
+
+def _prefix_tokens(forecast: GroupForecast) -> str:
+    """The row's own prefix part: `+N` past its parent level."""
+    cost = forecast.cost
+    return f"+{cost.own_tokens:,}" if cost.parent is not None else f"{cost.group.tokens:,}"
 
 
 def _total(values: Sequence[Decimal | None]) -> Decimal | None:
@@ -35,12 +64,24 @@ def _sources(forecasts: Sequence[GroupForecast]) -> list[str]:
     return sorted({s.source.removeprefix("learned: ") for s in shares if s.learned})
 
 
+def _requests(forecasts: Sequence[GroupForecast]) -> int:
+    """Requests of the file: a shared level's are those of its groups."""
+    return sum(len(f.cost.group.members) for f in forecasts if not f.cost.shared)
+
+
 def cache_plan_table(forecasts: Sequence[GroupForecast], mode: str) -> Table:
     costs = [f.cost for f in forecasts]
     learned = _sources(forecasts)
+    nested = any(c.shared for c in costs)
     caption = (
-        "Planned: one request primes the prefix (1-hour write), the rest read it. Expected: at"
-        " the read share of the cache traffic "
+        "Planned: one request primes the prefix (1-hour write), the rest read it."
+        + (
+            " An outer prefix several groups share is written once and read by all their"
+            " requests; each group under it (+ tokens past it) pays its own part."
+            if nested
+            else ""
+        )
+        + " Expected: at the read share of the cache traffic "
         + (f"the store has seen ({'; '.join(learned)})." if learned else "the model expects.")
     )
     out = FitTable(
@@ -51,17 +92,17 @@ def cache_plan_table(forecasts: Sequence[GroupForecast], mode: str) -> Table:
     plain = _total([c.plain for c in costs])
     planned = _total([c.with_planning for c in costs])
     expected = _total([f.expected for f in forecasts])
-    footers = ["total", "", "", f"{sum(len(c.group.members) for c in costs):,}", "", usd(plain)]
+    footers = ["total", "", "", f"{_requests(forecasts):,}", "", usd(plain)]
     footers += [usd(planned), "", usd(expected)]
     headers = ("group", "prefix tokens", "prompt tokens", "requests", "planned", "plain",
                "with planning", "read share", "expected")  # fmt: skip
     for header, footer in zip(headers, footers, strict=True):
         out.add_column(header, footer=footer, justify="left" if header == "group" else "right")
-    for index, f in enumerate(forecasts, 1):
+    for name, f in zip(_names(forecasts), forecasts, strict=True):
         cost = f.cost
         out.add_row(
-            _name(f, index),
-            f"{cost.group.tokens:,}",
+            INDENT + name if cost.parent is not None else name,
+            _prefix_tokens(f),
             f"{cost.prompt_tokens:,}",
             f"{len(cost.group.members):,}",
             "yes" if cost.planned else "no",
@@ -75,23 +116,32 @@ def cache_plan_table(forecasts: Sequence[GroupForecast], mode: str) -> Table:
 
 def cache_plan_json(forecasts: Sequence[GroupForecast], mode: str) -> dict[str, object]:
     costs = [f.cost for f in forecasts]
+    names = _names(forecasts)
     return {
         "cache": mode,
         "groups": [
             {
+                "name": name,
+                "level": 1 if parent is None else 2,
+                "parent": parent,
+                "shared_level": f.cost.shared,
                 "model": f.cost.group.model,
                 "prefix_tokens": f.cost.group.tokens,
+                "own_prefix_tokens": f.cost.own_tokens,
                 "prompt_tokens": f.cost.prompt_tokens,
                 "requests": len(f.cost.group.members),
                 "planned": f.cost.planned,
+                "cache_write_tokens": f.cost.traffic.written,
+                "cache_read_tokens": f.cost.traffic.read,
                 "plain_usd": money_json(f.cost.plain),
                 "with_planning_usd": money_json(f.cost.with_planning),
                 "read_share": money_json(f.prefix.read_share.share),
                 "read_share_source": f.prefix.read_share.source,
                 "expected_usd": money_json(f.expected),
             }
-            for f in forecasts
+            for name, parent, f in zip(names, _parents(forecasts, names), forecasts, strict=True)
         ],
+        "requests": _requests(forecasts),
         "plain_usd": money_json(_total([c.plain for c in costs])),
         "with_planning_usd": money_json(_total([c.with_planning for c in costs])),
         "expected_usd": money_json(_total([f.expected for f in forecasts])),

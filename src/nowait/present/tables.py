@@ -52,6 +52,8 @@ class FitTable(Table):
         if self.show_footer:
             rows.append([c.footer for c in self.columns])
         for cells in rows:
+            name = _plain(console, cells[0])
+            indent = 2 + len(name) - len(name.lstrip(" "))  # a nested row's figures go in too
             yield _styled(console, cells[0], "bold")
             pairs = [
                 f"{h}: {_plain(console, v)}"
@@ -59,9 +61,9 @@ class FitTable(Table):
                 if _plain(console, v)
             ]
             figures = [Text(p) for p in pairs if len(p) <= _FIGURE]
-            yield Padding(Columns(figures, padding=(0, 3)), (0, 0, 0, 2))
+            yield Padding(Columns(figures, padding=(0, 3)), (0, 0, 0, indent))
             for words in (p for p in pairs if len(p) > _FIGURE):  # reasons: a line each
-                yield Padding(Text(words), (0, 0, 0, 2))
+                yield Padding(Text(words), (0, 0, 0, indent))
         if self.caption:
             yield _styled(console, self.caption, "")
 

@@ -253,18 +253,39 @@ def forecast_groups(
     prices: PriceTable,
     history: History = NO_HISTORY,
 ) -> list[GroupForecast]:
-    """Each group's forecast; `workloads`: each request's workload, by the index `group`
-    gave its members (a group of one workload learns from that workload first)."""
+    """Each row's forecast; `workloads`: each request's workload, by the index `group`
+    gave its members (a row of one workload learns from that workload first). The tokens a
+    row writes or reads are priced at the read share; the planning model's share is the row's
+    own (one write, every other request a read: (n-1)/n for a group of n)."""
     out = []
     for cost in costs:
         g = cost.group
         names = {workloads[i] for i in g.members}
         workload = names.pop() if len(names) == 1 else None
-        share = history.read_share(g.model, workload, group_share(len(g.members)))
-        average = cost.prompt_tokens // max(1, len(g.members))
-        prefix = forecast_prefix(g.model, len(g.members), g.tokens, average, prices, share)
-        out.append(GroupForecast(cost, prefix))
+        share = history.read_share(g.model, workload, planned_share(cost))
+        out.append(GroupForecast(cost, _forecast_cached(cost, share)))
     return out
+
+
+def planned_share(cost: GroupCost) -> Decimal:
+    """The read share of a row's cache traffic as the router runs it (no traffic: a group's
+    planning-model share)."""
+    traffic = cost.traffic
+    if not traffic.cached:
+        return group_share(len(cost.group.members))
+    return Decimal(traffic.read) / Decimal(traffic.cached)
+
+
+def _forecast_cached(cost: GroupCost, share: ReadShare) -> PrefixForecast:
+    """The tokens the row writes or reads, plain and at `share`, at the row's rates."""
+    g, cached, rates = cost.group, cost.traffic.cached, cost.rates
+    if rates is None:
+        return PrefixForecast(g.model, len(g.members), g.tokens, share, None, None)
+    tokens = Decimal(cached) / MILLION
+    per_token = share.share * rates.cache_read + (1 - share.share) * rates.cache_write_1h
+    return PrefixForecast(
+        g.model, len(g.members), g.tokens, share, tokens * rates.input, tokens * per_token
+    )
 
 
 __all__ = [
@@ -283,6 +304,7 @@ __all__ = [
     "learn",
     "monthly_share",
     "plan_workload",
+    "planned_share",
     "read_share_of",
     "worksheet_plans",
 ]

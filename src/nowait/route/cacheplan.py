@@ -24,7 +24,7 @@ import json
 import math
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -305,57 +305,201 @@ def batch_rates(prices: PriceTable, model: str, prompt_tokens: int) -> Rates | N
     return price.rates_for(prompt_tokens).scaled(factor)
 
 
+def planned_levels(g: Group, prices: PriceTable, mode: CacheMode) -> tuple[Level, ...]:
+    """The levels the router marks for a group: `levels` at its model's batch rates."""
+    return levels(g, batch_rates(prices, g.model, g.tokens), mode)
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """Prompt tokens by what the batch cache does with them when planned levels run primed:
+    sent as fresh input, written for an hour, or read."""
+
+    fresh: int = 0
+    written: int = 0
+    read: int = 0
+
+    def __add__(self, other: Traffic) -> Traffic:
+        return Traffic(
+            self.fresh + other.fresh, self.written + other.written, self.read + other.read
+        )
+
+    @property
+    def cached(self) -> int:
+        return self.written + self.read
+
+    @property
+    def tokens(self) -> int:
+        return self.fresh + self.cached
+
+    def cost(self, rates: Rates) -> Decimal:
+        """USD at `rates` (batch-scaled rates give batch prices)."""
+        fresh = self.fresh * rates.input
+        cached = self.written * rates.cache_write_1h + self.read * rates.cache_read
+        return (fresh + cached) / Decimal(1_000_000)
+
+
 @dataclass(frozen=True)
 class GroupCost:
-    """A group's whole expected input cost at batch prices, plain and as planned (None: the
-    model has no price)."""
+    """One row of the plan at batch prices, plain and as the router runs it (None: the model
+    has no price): a prefix group, or a level several groups share (`shared`) whose part of
+    the prompt is priced once for all of them while their rows price the rest."""
 
     group: Group
+    """The row's requests and prefix; for a shared level, every request marked at it."""
     prompt_tokens: int
-    """Every prompt token of the group's requests, prefix included."""
+    """The prompt tokens this row prices: a group under a shared level, all but that level's."""
     planned: bool
+    """Whether any of the row's tokens are written or read (its own level is marked)."""
     plain: Decimal | None
     with_planning: Decimal | None
+    traffic: Traffic = field(default_factory=Traffic)
+    parent: str | None = None
+    """The prefix of the shared level this group is priced under (None: none)."""
+    start: int = 0
+    """Where the row's own part of the prefix begins: the parent level's tokens."""
+    shared: bool = False
+    rates: Rates | None = None
+    """The batch rates the row is priced at (its longest prompt picks long-context rates)."""
+
+    @property
+    def own_tokens(self) -> int:
+        """The prefix tokens this row itself writes and reads (past its parent level)."""
+        return max(0, self.group.tokens - self.start)
 
 
 def group_costs(
     requests: Sequence[Mapping[str, Any]], prices: PriceTable, mode: CacheMode
 ) -> list[GroupCost]:
-    """What each prefix group's input costs in batches without and with cache planning: the
-    prefix primed once and read by the rest when planning pays (`plans`), the tails fresh."""
+    """Each prefix group's input in batches, plain and as the router would run it: every level
+    it marks (`planned_levels`, where `placed` finds room) written once by a primer and read
+    by every other request marked there; the rest fresh. A marked outer level is a row of its
+    own, before the groups that share it.
+
+    Rows come as the router primes: outer levels and groups alone largest prefix first, each
+    outer level followed by its groups."""
     sizes = [sum(b.tokens for b in blocks(r)) for r in requests]
+    groups = group(requests)
+    marked = [planned_levels(g, prices, mode) for g in groups]
+    shared = {  # outer levels marked: a row each, priced once for all their groups
+        g.outer.prefix: g.outer
+        for g, at in zip(groups, marked, strict=True)
+        if g.outer is not None and g.outer in at
+    }
+    levels_of: dict[str, Traffic] = {}
+    members_of: dict[str, list[int]] = {}
+    model_of: dict[str, str] = {}
+    written: set[str] = set()
+    rows: list[GroupCost] = []
+    for g, at in zip(groups, marked, strict=True):
+        own = Traffic()
+        parent: Level | None = None
+        for i in g.members:
+            for level, part in _billed(placed(requests[i], at), sizes[i], written):
+                if level is not None and level.prefix in shared:
+                    parent = shared[level.prefix]
+                    levels_of[level.prefix] = levels_of.get(level.prefix, Traffic()) + part
+                    members_of.setdefault(level.prefix, []).append(i)
+                    model_of[level.prefix] = g.model
+                else:
+                    own += part
+        start = parent.tokens if parent is not None else 0
+        key = parent.prefix if parent is not None else None
+        rows.append(_row(g, own, sizes, prices, parent=key, start=start))
+    for prefix, traffic in levels_of.items():
+        level, members = shared[prefix], tuple(sorted(members_of[prefix]))
+        g = Group(model_of[prefix], prefix, level.tokens, level.blocks, members)
+        rows.append(_row(g, traffic, sizes, prices, shared=True))
+    return _ordered(rows)
+
+
+def _billed(
+    at: Sequence[Level], size: int, written: set[str]
+) -> Iterator[tuple[Level | None, Traffic]]:
+    """What one request's prompt costs in the cache, level by level (outermost first), then its
+    tail (None): the deepest level already written is read with all before it, every deeper
+    one written (the emulator's and the API's reading of breakpoints)."""
+    read_to = max((n for n, lv in enumerate(at) if lv.prefix in written), default=-1)
+    start = 0
+    for n, level in enumerate(at):
+        part = level.tokens - start
+        yield level, Traffic(read=part) if n <= read_to else Traffic(written=part)
+        written.add(level.prefix)
+        start = level.tokens
+    yield None, Traffic(fresh=size - start)
+
+
+def _row(
+    g: Group,
+    traffic: Traffic,
+    sizes: Sequence[int],
+    prices: PriceTable,
+    *,
+    parent: str | None = None,
+    start: int = 0,
+    shared: bool = False,
+) -> GroupCost:
+    rates = batch_rates(prices, g.model, max(sizes[i] for i in g.members))
+    plain = with_planning = None
+    if rates is not None:
+        plain = Traffic(fresh=traffic.tokens).cost(rates)
+        with_planning = traffic.cost(rates)
+    return GroupCost(
+        g, traffic.tokens, traffic.cached > 0, plain, with_planning, traffic,
+        parent=parent, start=start, shared=shared, rates=rates,
+    )  # fmt: skip
+
+
+def _ordered(rows: Sequence[GroupCost]) -> list[GroupCost]:
+    """Shared levels and groups alone by largest prefix (then first request), each shared
+    level followed by its groups in the same order."""
+
+    def order(row: GroupCost) -> tuple[int, int]:
+        return -row.group.tokens, row.group.members[0]
+
+    children: dict[str, list[GroupCost]] = {}
+    for row in rows:
+        if row.parent is not None:
+            children.setdefault(row.parent, []).append(row)
     out: list[GroupCost] = []
-    for g in group(requests):
-        tokens = sum(sizes[i] for i in g.members)
-        rates = batch_rates(prices, g.model, max(sizes[i] for i in g.members))
-        planned = plans(g, rates, mode)
-        if rates is None:
-            out.append(GroupCost(g, tokens, planned, None, None))
-            continue
-        plain = Decimal(tokens) * rates.input / Decimal(1_000_000)
-        prefix = prefix_cost(g, rates)
-        saved = prefix.plain - prefix.planned if planned else Decimal(0)
-        out.append(GroupCost(g, tokens, planned, plain, plain - saved))
+    for row in sorted((r for r in rows if r.parent is None), key=order):
+        out.append(row)
+        if row.shared:
+            out.extend(sorted(children.get(row.group.prefix, []), key=order))
     return out
 
 
-def mark(params: Mapping[str, Any], at: Group | Sequence[Level]) -> dict[str, Any]:
-    """A copy of `params` with a 1-hour breakpoint at the end of each prefix level (a group:
-    its own prefix), where it fits: the user's markers stay where they are, four breakpoints
-    at most (the innermost level first: it alone lets a request read its whole prefix), and no
+def placed(params: Mapping[str, Any], at: Sequence[Level]) -> list[Level]:
+    """The levels of `at` that `mark` puts a breakpoint at in `params`, outermost first."""
+    return sorted((level for level, _ in _placements(params, at)), key=lambda lv: lv.blocks)
+
+
+def _placements(
+    params: Mapping[str, Any], at: Sequence[Level]
+) -> list[tuple[Level, tuple[str | int, ...]]]:
+    """Where each level gets its marker, innermost first (it alone lets a request read its
+    whole prefix): the user's markers stay where they are, four breakpoints at most, and no
     1-hour marker after a user's 5-minute one (the API requires longer lifetimes first)."""
-    out = dict(params)  # `_put_marker` copies what it changes
-    wanted = [at.inner] if isinstance(at, Group) else list(at)
     parts = [(where, _marker(value)) for where, value in places(params)]  # no keys: cheap
     room = MAX_BREAKPOINTS - breakpoints(params)
-    for level in sorted(wanted, key=lambda lv: -lv.blocks):
+    out: list[tuple[Level, tuple[str | int, ...]]] = []
+    for level in sorted(at, key=lambda lv: -lv.blocks):
         if room <= 0 or not level.prefix or not 0 < level.blocks <= len(parts):
             continue
         where, marker = parts[level.blocks - 1]
         if marker is not None or any(m == "5m" for _, m in parts[: level.blocks]):
             continue
-        _put_marker(out, where)
+        out.append((level, where))
         room -= 1
+    return out
+
+
+def mark(params: Mapping[str, Any], at: Group | Sequence[Level]) -> dict[str, Any]:
+    """A copy of `params` with a 1-hour breakpoint at the end of each prefix level (a group:
+    its own prefix), where it fits (`_placements`)."""
+    out = dict(params)  # `_put_marker` copies what it changes
+    for _, where in _placements(params, [at.inner] if isinstance(at, Group) else list(at)):
+        _put_marker(out, where)
     return out
 
 

@@ -29,12 +29,11 @@ from nowait.route.cacheplan import (
     Cut,
     Group,
     Level,
-    batch_rates,
     counted_prefix,
     cuts,
     group_cuts,
-    levels,
     mark,
+    planned_levels,
     too_short,
 )
 from nowait.route.packing import Member
@@ -209,7 +208,7 @@ class Priming:
             if params is not None:
                 outer = g.outer and replace(g.outer, tokens=self._size(g.outer, params))
                 g = replace(g, tokens=self._size(g.inner, params), outer=outer)
-        return levels(g, batch_rates(self.prices, g.model, g.tokens), self.mode)
+        return planned_levels(g, self.prices, self.mode)
 
     def _size(self, level: Level, params: dict[str, Any]) -> int:
         if level.prefix not in self._sizes and self.count is not None:
