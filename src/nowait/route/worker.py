@@ -613,8 +613,10 @@ class Worker:
         a point to it; then it fails, saying why."""
         now = self.clock.now()
         capacity = self.capacity_in_use(job.model).capacity
-        if exc.retry_after:
-            self.pacer.pause(model_class(job.model), capacity, exc.retry_after, now)
+        if exc.retry_after:  # a 529 is not the account's limit: on a fleet, this worker waits
+            self.pacer.pause(
+                model_class(job.model), capacity, exc.retry_after, now, account=exc.status == 429
+            )
         give_up_at = job.deadline or job.created_at + WAIT_HORIZON
         when = wait_retry_at(attempts, now, exc.retry_after, give_up_at, self.config.retry)
         if when is not None:
