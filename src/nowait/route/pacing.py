@@ -164,14 +164,18 @@ class SharedPacer:
         output_tokens: int,
         now: datetime,
     ) -> Reservation | float:
-        with self._lock:
-            paused = self._paused.get(model_class)
-        if paused is not None and paused > now:  # no store call while this worker waits
-            return (paused - now).total_seconds()
+        if mine := self.paused_here(model_class, now):  # no store call while this worker waits
+            return mine
         sizes = self._sizes[model_class] = _sizes(capacity)
         wants = (1.0, float(input_tokens), float(output_tokens))
         wait = self._store.take_budget(model_class, sizes, wants, now)
         return wait if wait > 0 else Reservation(model_class, input_tokens, output_tokens)
+
+    def paused_here(self, model_class: str, now: datetime) -> float:
+        """Seconds this worker's own pause of the class (a 529's) still runs, 0.0: none."""
+        with self._lock:
+            paused = self._paused.get(model_class)
+        return max(0.0, (paused - now).total_seconds()) if paused is not None else 0.0
 
     def settle(self, reservation: Reservation, usage: Usage) -> None:
         sizes = self._sizes.get(reservation.model_class)
