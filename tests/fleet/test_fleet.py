@@ -239,6 +239,22 @@ def test_a_529_pauses_the_worker_that_got_it_and_a_429_the_whole_fleet(
         store.close()
 
 
+def test_a_call_slot_waits_out_its_workers_529_and_goes_on(pg_database: str) -> None:
+    """After a 529 the slot sleeps through the `retry-after` and runs the next calls in the
+    same pass (it used to end its turns: idle until the pass's other slots were done)."""
+    store = PostgresStore(pg_database)
+    store.add_jobs([job(f"k{i}") for i in range(5)], NOW)
+    backend = FakeBackend(SystemClock())
+    backend.fail_next(1, status=529, retry_after=0.2)
+    capacity = Capacity(6000.0, 1e9, 1e9, concurrency=1)
+    worker = Worker(store, backend, SystemClock(), WorkerConfig(worker_id="a", capacity=capacity))
+    started = time.monotonic()
+    assert worker.run_realtime() >= 5  # the 529's retry and the four others, one pass
+    assert time.monotonic() - started >= 0.2
+    assert store.job_counts().get(JobState.SUCCEEDED, 0) >= 4
+    store.close()
+
+
 def test_a_second_worker_on_sqlite_is_told_to_use_postgresql(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "nowait.db")
     with store.claim(), pytest.raises(StoreBusyError, match="PostgreSQL"), store.claim():
