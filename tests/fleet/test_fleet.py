@@ -19,6 +19,8 @@ from nowait.clock import FakeClock, SystemClock
 from nowait.emulator import EmulatorConfig, EmulatorServer
 from nowait.emulator.config import RateLimit
 from nowait.errors import StoreError
+from nowait.guard.policy import Capacity
+from nowait.route.pacing import Reservation, SharedPacer
 from nowait.route.router import JsonlSink, Router
 from nowait.route.worker import Worker, WorkerConfig
 from nowait.store import BatchState, NewJob, Outcome, StoreBusyError
@@ -371,6 +373,44 @@ def test_the_shared_budget_holds_workers_together_within_the_limit(pg_database: 
         store.close()
 
 
+def test_a_529_pauses_the_worker_that_got_it_and_a_429_the_whole_fleet(
+    pg_database: str,
+) -> None:
+    """A 429 is the account's limit, which the workers share; a 529 (the API overloaded) is
+    a wait for the worker told, as for one process: else N workers draw N times the 529s and
+    each stops them all."""
+    stores = [PostgresStore(pg_database) for _ in range(2)]
+    told, other = (SharedPacer(store, SystemClock()) for store in stores)
+    capacity = Capacity(6000.0, 1e9, 1e9)
+    assert isinstance(told.reserve("haiku", capacity, 10, 10, NOW), Reservation)
+    told.pause("haiku", capacity, 2.0, NOW, account=False)  # a 529's retry-after
+    assert told.reserve("haiku", capacity, 10, 10, NOW + timedelta(seconds=1)) == 1.0
+    assert isinstance(other.reserve("haiku", capacity, 10, 10, NOW), Reservation)
+    later = NOW + timedelta(seconds=2)
+    assert isinstance(told.reserve("haiku", capacity, 10, 10, later), Reservation)
+    other.pause("haiku", capacity, 30.0, later)  # a 429's: the account's, every worker's
+    for pacer in (told, other):
+        assert pacer.reserve("haiku", capacity, 10, 10, later) == pytest.approx(30.0)
+    for store in stores:
+        store.close()
+
+
+def test_a_call_slot_waits_out_its_workers_529_and_goes_on(pg_database: str) -> None:
+    """After a 529 the slot sleeps through the `retry-after` and runs the next calls in the
+    same pass (it used to end its turns: idle until the pass's other slots were done)."""
+    store = PostgresStore(pg_database)
+    store.add_jobs([job(f"k{i}") for i in range(5)], NOW)
+    backend = FakeBackend(SystemClock())
+    backend.fail_next(1, status=529, retry_after=0.2)
+    capacity = Capacity(6000.0, 1e9, 1e9, concurrency=1)
+    worker = Worker(store, backend, SystemClock(), WorkerConfig(worker_id="a", capacity=capacity))
+    started = time.monotonic()
+    assert worker.run_realtime() >= 5  # the 529's retry and the four others, one pass
+    assert time.monotonic() - started >= 0.2
+    assert store.job_counts().get(JobState.SUCCEEDED, 0) >= 4
+    store.close()
+
+
 def test_a_second_worker_on_sqlite_is_told_to_use_postgresql(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "nowait.db")
     with store.claim(), pytest.raises(StoreBusyError, match="PostgreSQL"), store.claim():
@@ -384,7 +424,9 @@ def test_the_fleet_load_test_small() -> None:
     sys.path.insert(0, str(Path(__file__).parents[2] / "bench"))
     import fleet  # bench/fleet.py
 
-    opts = fleet.Options(requests=300, per_worker=20, workers=3, kill_every=1.5, counts=(1, 2))
+    opts = fleet.Options(
+        requests=300, per_worker=20, workers=3, kill_every=1.5, counts=(1, 2), rounds=1
+    )
     opts.timeout = 120
     report = fleet.run(opts)
     assert len(report.throughput) == 2  # measured (ratios are the bench's, not a test's)

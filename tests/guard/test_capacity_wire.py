@@ -20,7 +20,7 @@ from nowait.ratelimits import Limit, RateLimits, TokenBucket, read_rate_limits, 
 from nowait.route.backend import AnthropicBackend
 from nowait.route.pacing import Pacer, Reservation
 from nowait.route.router import Router
-from nowait.route.worker import WorkerConfig
+from nowait.route.worker import Worker, WorkerConfig
 from nowait.settings import load_settings
 from nowait.store import ObservedLimits
 from nowait.store.sqlite import SQLiteStore
@@ -107,6 +107,37 @@ def test_limits_are_kept_per_model_family() -> None:
     assert capacity_in_use(
         Capacity(), frozenset(), seen(RateLimits(Limit(9)), old), NOW
     ).source == (f"headers at {old:%Y-%m-%d} 12:03")
+
+
+def test_a_worker_keeps_the_limits_it_observes_as_the_store_merges_them(
+    fake_clock: FakeClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each answer's headers are recorded and merged into what the worker plans with, with
+    no read of the store per answer: the same capacity a fresh read gives."""
+    store = SQLiteStore(tmp_path / "s.db")
+    worker = Worker(store, FakeBackend(), fake_clock)
+    model = "claude-haiku-4-5"
+    worker.capacity_in_use(model)  # the pass's one read
+    reads = 0
+    read = store.observed_limits
+
+    def counted() -> list[ObservedLimits]:
+        nonlocal reads
+        reads += 1
+        return read()
+
+    monkeypatch.setattr(store, "observed_limits", counted)
+    reset = fake_clock.now() + timedelta(seconds=30)
+    worker.observe(model, RateLimits(Limit(900, 899, reset), Limit(90_000), Limit(9_000, 8_000)))
+    fake_clock.advance(1)
+    worker.observe(model, RateLimits(Limit(800, 700, reset)))  # tokens unstated: kept
+    kept = worker.capacity_in_use(model)
+    assert reads == 0
+    fresh = Worker(store, FakeBackend(), fake_clock).capacity_in_use(model)
+    assert kept == fresh and reads == 1
+    assert kept.capacity.requests_per_minute == 800
+    assert kept.capacity.output_tokens_per_minute == 9_000
+    store.close()
 
 
 def test_the_settings_say_which_capacity_fields_the_user_set() -> None:

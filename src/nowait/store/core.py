@@ -103,6 +103,12 @@ class Dialect(Protocol):
         """One read statement in its own transaction."""
         ...
 
+    def statements(self) -> AbstractContextManager[Tx]:
+        """Statements each committed on its own as it runs (no BEGIN, no COMMIT): for a write
+        that is one statement, so the rows it locks are never held across a round trip to
+        this process (a hot row many workers update: the shared budget). Not for `bulk`."""
+        ...
+
     def ts(self, moment: datetime | None) -> object:
         """A timestamp as the database stores it."""
         ...
@@ -753,7 +759,7 @@ class CoreStore:
     # ---- rate limits ----------------------------------------------------------------------------
     def record_rate_limits(self, model_class: str, limits: RateLimits, now: datetime) -> None:
         values = [self.d.ts(v) if isinstance(v, datetime) else v for v in limit_values(limits)]
-        with self.d.tx() as tx:
+        with self.d.statements() as tx:
             tx.run(
                 f"""INSERT INTO rate_limits (model_class, {", ".join(LIMIT_COLUMNS)}, seen_at)
                     VALUES ({", ".join("?" * (len(LIMIT_COLUMNS) + 2))})
@@ -859,7 +865,7 @@ class CoreStore:
         which = "not_before <= ?" if only is None else "id = ?"
         skip = " FOR UPDATE SKIP LOCKED" if self.fleet else ""
         stamp = self.d.ts(now)
-        with self.d.tx() as tx:
+        with self.d.statements() as tx:
             rows = tx.rows(
                 f"""WITH picked AS (
                        SELECT id FROM jobs
@@ -937,14 +943,14 @@ class CoreStore:
     ) -> float:
         if not self.fleet:
             return 0.0  # the worker's in-process pacer keeps the budget
-        with self.d.tx() as tx:
+        with self.d.statements() as tx:
             return fleet_sql.take_budget(tx, model_class, sizes, wants, now)
 
     def adjust_budget(
         self, model_class: str, sizes: fleet_sql.Sizes, charges: fleet_sql.Sizes, now: datetime
     ) -> None:
         if self.fleet:
-            with self.d.tx() as tx:
+            with self.d.statements() as tx:
                 fleet_sql.adjust_budget(tx, model_class, sizes, charges, now)
 
     def lower_budget(
@@ -955,12 +961,12 @@ class CoreStore:
         now: datetime,
     ) -> None:
         if self.fleet:
-            with self.d.tx() as tx:
+            with self.d.statements() as tx:
                 fleet_sql.lower_budget(tx, model_class, sizes, levels, now)
 
     def pause_budget(self, model_class: str, until: datetime) -> None:
         if self.fleet:
-            with self.d.tx() as tx:
+            with self.d.statements() as tx:
                 fleet_sql.pause_budget(tx, model_class, until)
 
     # ---- rows back to objects -------------------------------------------------------------------

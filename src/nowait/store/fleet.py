@@ -452,7 +452,8 @@ def lower_budget(
 
 
 def pause_budget(tx: Tx, model_class: str, until: datetime) -> None:
-    """The API refused a call (429, 529): no worker starts a call of the class before `until`."""
+    """The account's limit refused a call (a 429): no worker starts a call of the class
+    before `until`."""
     tx.run(
         """UPDATE rate_budget SET paused_until = greatest(coalesce(paused_until, ?), ?)
            WHERE model_class = ?""",

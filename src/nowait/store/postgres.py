@@ -303,6 +303,13 @@ class PostgresDialect:
             self._made |= tx.making  # committed: the tables now outlive the transaction
 
     @contextmanager
+    def statements(self) -> Iterator[PostgresTx]:
+        """The connection is in autocommit between transactions: each statement commits as
+        the server runs it, its row locks released before the answer leaves."""
+        with self._guard(), self.db.cursor() as cur:
+            yield PostgresTx(cur, self._made)
+
+    @contextmanager
     def beat_tx(self) -> Iterator[PostgresTx]:
         """A transaction on the heartbeat's own connection (opened on first use), under its
         own lock: a long transaction on the main connection never delays a lease renewal."""

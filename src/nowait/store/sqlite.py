@@ -14,7 +14,7 @@ import re
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
@@ -243,6 +243,10 @@ class SQLiteDialect:
                 self.db.execute("ROLLBACK")
                 raise
             self.db.execute("COMMIT")
+
+    def statements(self) -> AbstractContextManager[SQLiteTx]:
+        """One transaction: a single writer in one process holds no lock another waits on."""
+        return self.tx()
 
     def read(self, sql: str, args: Sequence[object] = ()) -> list[Row]:
         with self.lock:
