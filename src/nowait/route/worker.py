@@ -26,7 +26,7 @@ import socket
 import sys
 import threading
 from collections import Counter
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -83,6 +83,7 @@ from nowait.store import (
     OUTCOME_STATE,
     BatchRecord,
     BatchState,
+    Finished,
     Job,
     ObservedLimits,
     Outcome,
@@ -153,6 +154,19 @@ class _NotTheBatch(Exception):
 
 def no_checkpoint(name: CheckpointName) -> None:
     """The default checkpoint: nothing happens."""
+
+
+@dataclass(frozen=True)
+class ChunkDelivery:
+    """How the router delivers a batch's results as they are collected, when its sink can
+    flush (one process owning the store): `deliver` writes a page of results and flushes
+    them; each page is marked delivered in the transaction that applied its lines, so each
+    job's row is written once for both. A crash before that commit leaves the lines to be
+    collected again, and the sink skips the keys it holds."""
+
+    deliver: Callable[[Sequence[Finished]], None]
+    run_id: str | None = None
+    """Deliver only this run's results (`Router.run(only_this_run=True)`)."""
 
 
 @dataclass(frozen=True)
@@ -238,6 +252,9 @@ class Worker:
         self.on_results_applied: Callable[[], None] | None = None
         """Called after each chunk of result lines is committed while a batch is collected:
         the router delivers them there, while the rest of the results file streams in."""
+        self.chunk_delivery: ChunkDelivery | None = None
+        """Set: each chunk's results are delivered in the transaction that applies them
+        (`Store.apply_batch_outcomes`'s `deliver`)."""
         self._status: dict[int, str] = {}
         """The API status each batch had at its last poll, to log changes only."""
         self._latencies: Latencies | None = None
@@ -1020,17 +1037,34 @@ class Worker:
             kinds[outcome.kind] += 1
             checkpoint("result_line")
             if len(chunk) >= self.config.apply_chunk:
-                applied += self.store.apply_batch_outcomes(batch.id, chunk, self.clock.now())
+                applied += self._apply(batch, chunk)
                 checkpoint("results_chunk_applied")
                 chunk = []
                 self._results_applied()
-        applied += self.store.apply_batch_outcomes(batch.id, chunk, self.clock.now())
+        applied += self._apply(batch, chunk)
         now = self.clock.now()
         kinds["retry"] += self.store.close_batch(
             batch.id, self._requeue_at(batch), now, self._cap(batch)
         )  # the jobs no line answered
         self._log_collected(batch, lines, +kinds, applied)
         self._fall_back(batch, members)
+
+    def _apply(self, batch: BatchRecord, chunk: list[Outcome]) -> int:
+        """Apply one chunk of lines, and deliver its results in the same transaction when the
+        router asked for that (`chunk_delivery`)."""
+        delivery = self.chunk_delivery
+        if delivery is None:
+            return self.store.apply_batch_outcomes(batch.id, chunk, self.clock.now())
+
+        def deliver(finished: Sequence[Finished]) -> None:
+            try:
+                delivery.deliver(finished)
+            except Exception as exc:  # the sink's failure, not the batch's: no quarantine
+                raise _NotTheBatch(exc) from exc
+
+        return self.store.apply_batch_outcomes(
+            batch.id, chunk, self.clock.now(), deliver=deliver, run_id=delivery.run_id
+        )
 
     def _results_applied(self) -> None:
         if self.on_results_applied is not None:

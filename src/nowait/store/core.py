@@ -18,7 +18,7 @@ version beside it, where one process owns the store and so holds every lease and
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -396,14 +396,7 @@ class CoreStore:
         return [self._job(r) for r in rows]
 
     def undelivered_results(self, limit: int, run_id: str | None = None) -> list[Finished]:
-        run = "" if run_id is None else " AND jobs.run_id = ?"
-        rows = self.d.read(
-            f"""SELECT jobs.id, jobs.key, jobs.workload, jobs.route, jobs.awaited, jobs.deadline,
-                       jobs.tier, results.result_json, jobs.error, jobs.created_at
-                FROM jobs LEFT JOIN results ON results.job_id = jobs.id
-                WHERE {in_states(DELIVERABLE, "jobs.state")}{run} ORDER BY jobs.id LIMIT ?""",
-            (limit,) if run_id is None else (run_id, limit),
-        )
+        rows = self.d.read(*_undelivered(limit, run_id))
         return [self._finished_row(r) for r in rows]
 
     def undelivered_count(self, run_id: str | None = None) -> int:
@@ -432,15 +425,18 @@ class CoreStore:
         if not job_ids:
             return
         with self.d.tx() as tx:
-            done = tx.bulk(
-                f"""UPDATE jobs SET state = '{JobState.DELIVERED.value}', updated_at = ?
-                    FROM {ROWS} WHERE jobs.id = u.id
-                      AND jobs.{checked(DELIVERABLE, JobState.DELIVERED)}""",
-                Staged("u", (("id", "int"),), [(i,) for i in dict.fromkeys(job_ids)]),
-                (self.d.ts(now),),
-            )
-            if done != len(job_ids):
-                raise IllegalTransition("only succeeded or failed jobs can be delivered, once")
+            self._mark_delivered(tx, job_ids, now)
+
+    def _mark_delivered(self, tx: Tx, job_ids: Sequence[int], now: datetime) -> None:
+        done = tx.bulk(
+            f"""UPDATE jobs SET state = '{JobState.DELIVERED.value}', updated_at = ?
+                FROM {ROWS} WHERE jobs.id = u.id
+                  AND jobs.{checked(DELIVERABLE, JobState.DELIVERED)}""",
+            Staged("u", (("id", "int"),), [(i,) for i in dict.fromkeys(job_ids)]),
+            (self.d.ts(now),),
+        )
+        if done != len(job_ids):
+            raise IllegalTransition("only succeeded or failed jobs can be delivered, once")
 
     def jobs(self, *, run_id: str | None = None, state: JobState | None = None) -> Iterator[Job]:
         sql, args = JOB_SELECT + " WHERE jobs.id > ?", list[object]()
@@ -614,7 +610,13 @@ class CoreStore:
             )
 
     def apply_batch_outcomes(
-        self, batch_id: int, outcomes: Sequence[Outcome], now: datetime
+        self,
+        batch_id: int,
+        outcomes: Sequence[Outcome],
+        now: datetime,
+        *,
+        deliver: Callable[[Sequence[Finished]], None] | None = None,
+        run_id: str | None = None,
     ) -> int:
         """Set-based: one statement stores the results and one moves the jobs, both joined
         by custom_id to jobs still in a batch."""
@@ -677,7 +679,24 @@ class CoreStore:
                     staged,
                     (ts(now),),
                 )
+            if deliver is not None:
+                self._deliver_open(tx, deliver, run_id, now)
             return moved
+
+    def _deliver_open(
+        self,
+        tx: Tx,
+        deliver: Callable[[Sequence[Finished]], None],
+        run_id: str | None,
+        now: datetime,
+    ) -> None:
+        """Every finished result (of `run_id`) to `deliver`, page by page, each page marked
+        delivered once `deliver` returns, all in the open transaction: a job's row is written
+        once for its result and its delivery, not once for each."""
+        while rows := tx.rows(*_undelivered(PAGE, run_id)):
+            finished = [self._finished_row(r) for r in rows]
+            deliver(finished)
+            self._mark_delivered(tx, [f.id for f in finished], now)
 
     def batch_history(self, limit: int = 5000) -> list[tuple[str, int, datetime, datetime]]:
         ran = in_states([BatchState.ENDED, BatchState.COLLECTED])
@@ -996,6 +1015,16 @@ class CoreStore:
             cancel_requested=bool(cancel_requested),
             waiting_for=tuple(filter(None, (waiting_for or "").split(","))),
         )
+
+
+def _undelivered(limit: int, run_id: str | None) -> tuple[str, tuple[object, ...]]:
+    """The query of `undelivered_results`, with its arguments: the delivery columns only."""
+    run = "" if run_id is None else " AND jobs.run_id = ?"
+    sql = f"""SELECT jobs.id, jobs.key, jobs.workload, jobs.route, jobs.awaited, jobs.deadline,
+                     jobs.tier, results.result_json, jobs.error, jobs.created_at
+              FROM jobs LEFT JOIN results ON results.job_id = jobs.id
+              WHERE {in_states(DELIVERABLE, "jobs.state")}{run} ORDER BY jobs.id LIMIT ?"""
+    return sql, (limit,) if run_id is None else (run_id, limit)
 
 
 def _first_lines(outcomes: Sequence[Outcome]) -> Sequence[Outcome]:
