@@ -702,3 +702,20 @@ def test_delivery_in_the_apply_transaction_keeps_to_its_run(store: Store) -> Non
     assert keys == ["mine"]
     assert store_state(store, "mine") is JobState.DELIVERED
     assert store_state(store, "theirs") is JobState.FAILED
+
+
+def test_lines_naming_their_job_land_by_id_and_only_on_their_attempt(store: Store) -> None:
+    batch, cids = _ended_batch(store, ["a", "b", "c"])
+    a, b, c = (store.get_job(k) for k in "abc")
+    assert a is not None and b is not None and c is not None
+    earlier_try = custom_id(store.namespace, b.id, 7)  # names b, but not the attempt it is on
+    lines = [
+        Outcome(cids[0], "succeeded", '{"id": "msg_a"}', Usage(1, 1), Tier.BATCH, job_id=a.id),
+        Outcome(earlier_try, "failed", error="stale", job_id=b.id),
+        Outcome(cids[2], "retry", error="overloaded", job_id=c.id),
+    ]
+    assert store.apply_batch_outcomes(batch, lines, NOW) == 2
+    states = {j.key: j.state for j in store.jobs()}
+    assert states == {"a": JobState.SUCCEEDED, "b": JobState.IN_BATCH, "c": JobState.QUEUED}
+    done = store.get_job("a")
+    assert done is not None and done.result_json == '{"id": "msg_a"}'

@@ -419,8 +419,14 @@ class Worker:
         return waiting
 
     def _namespaced(self, custom_id: str) -> bool:
+        return self._own_job(custom_id) is not None
+
+    def _own_job(self, custom_id: str) -> int | None:
+        """The job a custom_id of this store's namespace names (None: not one)."""
         parsed = custom_ids.parse(custom_id)
-        return parsed is not None and parsed.namespace == self.store.namespace
+        if parsed is None or parsed.namespace != self.store.namespace:
+            return None
+        return parsed.job_id
 
     def _candidates(self, started: list[BatchRecord]) -> dict[int, list[BatchInfo]]:
         skew = timedelta(seconds=self.config.clock_skew)
@@ -1023,7 +1029,8 @@ class Worker:
         applied = 0
         checkpoint = self.checkpoint  # a local: this loop runs once per result line
         for line in self.backend.batch_results(batch.api_id or ""):
-            if not self._namespaced(line.custom_id):
+            job_id = self._own_job(line.custom_id)
+            if job_id is None:
                 if legacy is None:
                     legacy = self._legacy_ids(batch)
                 if line.custom_id not in legacy:
@@ -1031,7 +1038,7 @@ class Worker:
                                 " of this store's requests", batch.api_id,
                                 line.custom_id)  # fmt: skip
                     continue
-            outcome = self._safe_outcome(line)
+            outcome = self._safe_outcome(line, job_id)
             chunk.append(outcome)
             lines[line.kind] += 1
             kinds[outcome.kind] += 1
@@ -1124,33 +1131,34 @@ class Worker:
         log.warning("%s; in_batch→queued: %s (others failed at the cap)", reason, n_jobs(requeued))
         self._fall_back(batch, members)
 
-    def _safe_outcome(self, line: ResultLine) -> Outcome:
+    def _safe_outcome(self, line: ResultLine, job_id: int | None = None) -> Outcome:
+        """`job_id`: the line's job, named by its custom_id (None: a legacy custom_id)."""
         try:
-            return self._line_outcome(line)
+            return self._line_outcome(line, job_id)
         except Exception as exc:  # quarantine: this line's job fails, the batch goes on
             log.exception("result line %s: internal error while applying it", line.custom_id)
-            return Outcome(line.custom_id, "failed", error=internal_error(exc))
+            return Outcome(line.custom_id, "failed", error=internal_error(exc), job_id=job_id)
 
-    def _line_outcome(self, line: ResultLine) -> Outcome:
+    def _line_outcome(self, line: ResultLine, job_id: int | None) -> Outcome:
+        cid = line.custom_id
         if line.kind == "unreadable":
             error = f"internal: unreadable result line ({line.error_message})"
-            return Outcome(line.custom_id, "failed", error=error)
+            return Outcome(cid, "failed", error=error, job_id=job_id)
         verdict = line_verdict(line.kind, line.error_type)
         if verdict == "succeeded" and line.message is not None:
             m = line.message
-            return Outcome(line.custom_id, "succeeded", m.message_json, m.usage, Tier(m.tier))
+            return Outcome(cid, "succeeded", m.message_json, m.usage, Tier(m.tier), job_id=job_id)
         error = f"{line.kind}" + (
             f" {line.error_type}: {line.error_message}" if line.error_type else ""
         )
         if verdict == "failed":
-            return Outcome(line.custom_id, "failed", error=error)
-        attempts = _attempt_of(line.custom_id)
+            return Outcome(cid, "failed", error=error, job_id=job_id)
+        attempts = _attempt_of(cid)
         when = retry_at(attempts, self.clock.now(), None, self.config.retry)
         if when is None:
-            return Outcome(
-                line.custom_id, "failed", error=f"{error} (gave up after {attempts} attempts)"
-            )
-        return Outcome(line.custom_id, "retry", error=error, not_before=when)
+            error = f"{error} (gave up after {attempts} attempts)"
+            return Outcome(cid, "failed", error=error, job_id=job_id)
+        return Outcome(cid, "retry", error=error, not_before=when, job_id=job_id)
 
     # ---- state for loops and the guard ------------------------------------------------------
     def next_wake(self, idle: float) -> datetime:

@@ -129,6 +129,9 @@ class Outcome:
     tier: Tier | None = None
     error: str | None = None
     not_before: datetime | None = None
+    job_id: int | None = None
+    """Batch lines: the job the custom_id names, when the worker read it there; the line
+    then finds its job by id (and still only if the job's custom_id is the line's)."""
 
 
 OUTCOME_STATE = {

@@ -619,10 +619,17 @@ class CoreStore:
         run_id: str | None = None,
     ) -> int:
         """Set-based: one statement stores the results and one moves the jobs, both joined
-        by custom_id to jobs still in a batch."""
+        by custom_id to jobs still in a batch (by id and custom_id when every line names its
+        job: a primary key lookup, not an index's)."""
         lines = _first_lines(outcomes)
         if not lines:
             return 0
+        by_id = all(o.job_id is not None for o in lines)
+
+        def matches(alias: str) -> str:
+            same = f"jobs.custom_id = {alias}.custom_id"
+            return f"jobs.id = {alias}.job_id AND {same}" if by_id else same
+
         in_batch = in_states([JobState.IN_BATCH], "jobs.state")
         for target in OUTCOME_STATE.values():
             transition(JobState.IN_BATCH, target)
@@ -634,13 +641,13 @@ class CoreStore:
                 tx.bulk(
                     f"""INSERT INTO results (job_id, result_json)
                         SELECT jobs.id, r.result_json FROM jobs, {ROWS}
-                        WHERE jobs.custom_id = r.custom_id AND {in_batch}
+                        WHERE {matches("r")} AND {in_batch}
                         ON CONFLICT (job_id) DO UPDATE SET result_json = excluded.result_json""",
                     Staged(
                         "r",
-                        (("custom_id", "text"), ("result_json", "text")),
+                        (("job_id", "int"), ("custom_id", "text"), ("result_json", "text")),
                         (
-                            (o.custom_id, o.result_json or "{}")
+                            (o.job_id, o.custom_id, o.result_json or "{}")
                             for o in lines
                             if o.kind == "succeeded"
                         ),
@@ -652,7 +659,7 @@ class CoreStore:
             if final:
                 staged = Staged(
                     "u",
-                    (("custom_id", "text"), ("state", "text"), ("tier", "text"),
+                    (("job_id", "int"), ("custom_id", "text"), ("state", "text"), ("tier", "text"),
                      ("error", "text"), *((c, "int") for c in USAGE_FIELDS)),
                     (_final_row(o) for o in lines if o.kind != "retry"),
                 )  # fmt: skip
@@ -661,21 +668,30 @@ class CoreStore:
                 moved += tx.bulk(
                     f"""UPDATE jobs SET state = u.state, tier = u.tier, error = u.error,
                         updated_at = ?, {USAGE_SETS}
-                        FROM {ROWS} WHERE jobs.custom_id = u.custom_id AND {in_batch}""",
+                        FROM {ROWS} WHERE {matches("u")} AND {in_batch}""",
                     staged,
                     (ts(now),),
                 )
             if retried:
                 staged = Staged(
                     "q",
-                    (("custom_id", "text"), ("error", "text"), ("not_before", "time")),
-                    ((o.custom_id, o.error, ts(o.not_before)) for o in lines if o.kind == "retry"),
+                    (
+                        ("job_id", "int"),
+                        ("custom_id", "text"),
+                        ("error", "text"),
+                        ("not_before", "time"),
+                    ),
+                    (
+                        (o.job_id, o.custom_id, o.error, ts(o.not_before))
+                        for o in lines
+                        if o.kind == "retry"
+                    ),
                 )
                 moved += tx.bulk(
                     f"""UPDATE jobs SET state = '{JobState.QUEUED.value}', tier = NULL,
                         error = q.error, not_before = coalesce(q.not_before, jobs.not_before),
                         updated_at = ?, batch_ref = NULL, custom_id = NULL, {NO_USAGE}
-                        FROM {ROWS} WHERE jobs.custom_id = q.custom_id AND {in_batch}""",
+                        FROM {ROWS} WHERE {matches("q")} AND {in_batch}""",
                     staged,
                     (ts(now),),
                 )
@@ -1036,10 +1052,11 @@ def _first_lines(outcomes: Sequence[Outcome]) -> Sequence[Outcome]:
 
 
 def _final_row(o: Outcome) -> tuple[object, ...]:
-    """A succeeded or failed line as staged: custom_id, state, tier, error, usage counts."""
+    """A succeeded or failed line as staged: job_id, custom_id, state, tier, error, usage
+    counts."""
     ok = o.kind == "succeeded"
     counts = (o.usage or Usage()).counts() if ok else (None,) * len(USAGE_FIELDS)
     return (
-        o.custom_id, OUTCOME_STATE[o.kind].value, o.tier.value if ok and o.tier else None,
-        o.error, *counts,
+        o.job_id, o.custom_id, OUTCOME_STATE[o.kind].value,
+        o.tier.value if ok and o.tier else None, o.error, *counts,
     )  # fmt: skip
