@@ -13,6 +13,9 @@ def test_a_custom_id_names_its_store_job_and_attempt() -> None:
     assert made == "nabc123-j42-a3"
     assert CUSTOM_ID_PATTERN.fullmatch(made)
     assert custom_ids.parse(made) == custom_ids.CustomId("abc123", 42, 3)
+    assert custom_ids.job_in(made, "abc123") == 42
+    assert custom_ids.job_in(made, "other") is None  # another store's
+    assert custom_ids.job_in("j42-a3", "abc123") is None  # a legacy one
 
 
 @pytest.mark.parametrize(

@@ -51,3 +51,10 @@ def parse(text: str) -> CustomId | None:
     if found := _LEGACY.fullmatch(text):
         return CustomId(None, int(found.group(1)), int(found.group(2)))
     return None
+
+
+def job_in(text: str, namespace: str) -> int | None:
+    """The job a custom_id of `namespace` names; None when it is not one (`parse` without
+    building a `CustomId`: collecting reads one per result line)."""
+    found = _OURS.fullmatch(text)
+    return int(found.group(2)) if found is not None and found.group(1) == namespace else None

@@ -423,10 +423,7 @@ class Worker:
 
     def _own_job(self, custom_id: str) -> int | None:
         """The job a custom_id of this store's namespace names (None: not one)."""
-        parsed = custom_ids.parse(custom_id)
-        if parsed is None or parsed.namespace != self.store.namespace:
-            return None
-        return parsed.job_id
+        return custom_ids.job_in(custom_id, self.store.namespace)
 
     def _candidates(self, started: list[BatchRecord]) -> dict[int, list[BatchInfo]]:
         skew = timedelta(seconds=self.config.clock_skew)
