@@ -93,18 +93,11 @@ class Delivery:
 
 def delivery_of(job: Job | Finished) -> Delivery:
     ok = job.result_json is not None
-    return Delivery(
-        key=job.key,
-        workload=job.workload,
-        ok=ok,
-        route=job.route.value,
-        tier=job.tier.value if job.tier else None,
-        message_json=job.result_json,
-        error=job.error if not ok else None,
-        awaited=job.awaited,
-        deadline=job.deadline,
-        submitted_at=job.created_at,
-    )
+    return Delivery(  # by position: once per delivered result, keywords cost a dict each
+        job.key, job.workload, ok, job.route.value, job.tier.value if job.tier else None,
+        job.result_json, job.error if not ok else None, job.awaited, job.deadline,
+        job.created_at,
+    )  # fmt: skip
 
 
 class Sink(Protocol):
