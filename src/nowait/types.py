@@ -63,6 +63,9 @@ USAGE_FIELDS = (
 )
 
 
+_INT = {int}
+
+
 @dataclass(frozen=True)
 class Usage:
     """Token counts of one or more Messages API calls, split the way they are billed.
@@ -78,7 +81,10 @@ class Usage:
     cache_read_tokens: int = 0
 
     def __post_init__(self) -> None:
-        for name, value in zip(USAGE_FIELDS, self.counts(), strict=True):
+        counts = self.counts()
+        if set(map(type, counts)) == _INT and min(counts) >= 0:  # the usual case, in C
+            return
+        for name, value in zip(USAGE_FIELDS, counts, strict=True):
             if type(value) is not int or value < 0:  # bool is not a token count either
                 raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
 

@@ -312,6 +312,63 @@ def test_a_large_batch_is_delivered_chunk_by_chunk_while_it_is_collected(
     )
 
 
+class FlushingSink:
+    """A sink that flushes, as `JsonlSink`: what it holds counts once flushed; it skips keys
+    it holds, and its flush fails once when told to."""
+
+    def __init__(self) -> None:
+        self.written: list[Delivery] = []
+        self.flushed: list[str] = []
+        self.fail_flush = False
+
+    def __call__(self, delivery: Delivery) -> None:
+        if delivery.key not in {d.key for d in self.written}:
+            self.written.append(delivery)
+
+    def flush(self) -> None:
+        if self.fail_flush:
+            self.fail_flush = False
+            raise SinkFull("no space left")
+        self.flushed = [d.key for d in self.written]
+
+
+def test_a_flushing_sink_gets_each_chunk_in_the_transaction_that_applies_it(
+    make: MakeRouter,
+) -> None:
+    """Each chunk's results reach the sink before the chunk's commit, which marks them
+    delivered too: a job's row is written once for both."""
+    steps = CheckpointLog()
+    router = make(steps, apply_chunk=4)
+    for i in range(10):
+        router.submit(ask(i), key=f"b{i}")
+    sink = FlushingSink()
+    router.run(sink)
+    assert sorted(sink.flushed) == [f"b{i}" for i in range(10)]
+    assert router.store.job_counts() == {JobState.DELIVERED: 10}
+    passed = [
+        s for s in steps.passed if s in ("result_line", "result_written", "results_chunk_applied")
+    ]
+    chunk = ["result_line"] * 4 + ["result_written"] * 4 + ["results_chunk_applied"]
+    assert passed == chunk + chunk + ["result_line"] * 2 + ["result_written"] * 2
+
+
+def test_a_failed_flush_leaves_its_chunk_unapplied_and_the_next_run_delivers_each_once(
+    make: MakeRouter,
+) -> None:
+    router = make(apply_chunk=4)
+    for i in range(10):
+        router.submit(ask(i), key=f"b{i}")
+    sink = FlushingSink()
+    sink.fail_flush = True
+    with pytest.raises(SinkFull):
+        router.run(sink)
+    assert router.store.job_counts() == {JobState.IN_BATCH: 10}  # nothing applied
+    assert [b.state for b in router.store.batches(*BatchState)] == [BatchState.ENDED]
+    router.run(sink)
+    assert sorted(d.key for d in sink.written) == [f"b{i}" for i in range(10)]
+    assert router.store.job_counts() == {JobState.DELIVERED: 10}
+
+
 class SinkFull(Exception):
     pass
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +17,7 @@ from nowait.ratelimits import Limit, RateLimits
 from nowait.route.custom_ids import custom_id
 from nowait.store import (
     BatchState,
+    Finished,
     NewJob,
     NoSuchJob,
     ObservedLimits,
@@ -627,3 +628,94 @@ def test_claim_realtime_only_takes_that_queued_call_due_or_not(store: Store) -> 
     assert again.key == "a" and again.attempts == 2 and again.state is JobState.RUNNING
     assert store.claim_realtime("w", NOW, 1, only=first.id) == []
     assert [j.key for j in store.claim_realtime("w", NOW, 5)] == ["b"]
+
+
+def _ended_batch(store: Store, keys: list[str], run_id: str | None = None) -> tuple[int, list[str]]:
+    """A batch of `keys` the API ended: its id and its members' custom_ids."""
+    ids = [store.add_job(job(k, run_id=run_id), NOW)[0].id for k in keys]
+    cids = [custom_id(store.namespace, i, 1) for i in ids]
+    batch = store.plan_batch(list(zip(ids, cids, strict=True)), 99, "claude-haiku-5-5", NOW)
+    store.batch_created(batch.id, f"msgbatch_{batch.id}", NOW, NOW)
+    store.batch_ended(batch.id, NOW)
+    return batch.id, cids
+
+
+def test_results_applied_and_delivered_in_one_transaction(store: Store) -> None:
+    earlier = store.add_job(job("earlier"), NOW)[0].id  # finished before: delivered with them
+    assert store.start_realtime(earlier, NOW)
+    store.finish_realtime(earlier, Outcome(None, "failed", error="e"), NOW)
+    batch, cids = _ended_batch(store, ["a", "b", "c"])
+    usage = Usage(input_tokens=3, output_tokens=2)
+    lines = [
+        Outcome(cids[0], "succeeded", '{"id": "msg_a"}', usage, Tier.BATCH),
+        Outcome(cids[1], "failed", error="invalid_request_error"),
+        Outcome(cids[2], "retry", error="overloaded", not_before=NOW + timedelta(minutes=1)),
+    ]
+    handed: list[list[tuple[str, JobState]]] = []
+
+    def deliver(finished: Sequence[Finished]) -> None:  # what the jobs' rows say meanwhile
+        handed.append([(f.key, store_state(store, f.key)) for f in finished])
+
+    assert store.apply_batch_outcomes(batch, lines, NOW, deliver=deliver) == 3
+    assert [[k for k, _ in page] for page in handed] == [["earlier", "a", "b"]]
+    assert all(s is not JobState.DELIVERED for _, s in handed[0])  # marked once it returned
+    states = {j.key: j.state for j in store.jobs()}
+    assert states == {
+        "earlier": JobState.DELIVERED, "a": JobState.DELIVERED, "b": JobState.DELIVERED,
+        "c": JobState.QUEUED,
+    }  # fmt: skip
+    delivered = store.get_job("a")
+    assert delivered is not None and delivered.result_json == '{"id": "msg_a"}'
+    assert delivered.usage == usage
+    assert store.undelivered_count() == 0
+
+
+def store_state(store: Store, key: str) -> JobState:
+    found = store.get_job(key)
+    assert found is not None
+    return found.state
+
+
+def test_a_failing_delivery_applies_none_of_its_lines(store: Store) -> None:
+    batch, cids = _ended_batch(store, ["a", "b"])
+    lines = [Outcome(c, "succeeded", "{}", Usage(), Tier.BATCH) for c in cids]
+
+    def deliver(finished: Sequence[Finished]) -> None:
+        raise OSError("no space left on device")
+
+    with pytest.raises(OSError, match="no space left"):
+        store.apply_batch_outcomes(batch, lines, NOW, deliver=deliver)
+    assert {j.state for j in store.jobs()} == {JobState.IN_BATCH}  # the lines can come again
+    assert store.apply_batch_outcomes(batch, lines, NOW) == 2
+    assert store.undelivered_count() == 2
+
+
+def test_delivery_in_the_apply_transaction_keeps_to_its_run(store: Store) -> None:
+    batch, cids = _ended_batch(store, ["mine"], run_id="run-1")
+    other, other_cids = _ended_batch(store, ["theirs"], run_id="run-2")
+    store.apply_batch_outcomes(other, [Outcome(other_cids[0], "failed", error="e")], NOW)
+    keys: list[str] = []
+    store.apply_batch_outcomes(
+        batch, [Outcome(cids[0], "failed", error="e")], NOW,
+        deliver=lambda finished: keys.extend(f.key for f in finished), run_id="run-1",
+    )  # fmt: skip
+    assert keys == ["mine"]
+    assert store_state(store, "mine") is JobState.DELIVERED
+    assert store_state(store, "theirs") is JobState.FAILED
+
+
+def test_lines_naming_their_job_land_by_id_and_only_on_their_attempt(store: Store) -> None:
+    batch, cids = _ended_batch(store, ["a", "b", "c"])
+    a, b, c = (store.get_job(k) for k in "abc")
+    assert a is not None and b is not None and c is not None
+    earlier_try = custom_id(store.namespace, b.id, 7)  # names b, but not the attempt it is on
+    lines = [
+        Outcome(cids[0], "succeeded", '{"id": "msg_a"}', Usage(1, 1), Tier.BATCH, job_id=a.id),
+        Outcome(earlier_try, "failed", error="stale", job_id=b.id),
+        Outcome(cids[2], "retry", error="overloaded", job_id=c.id),
+    ]
+    assert store.apply_batch_outcomes(batch, lines, NOW) == 2
+    states = {j.key: j.state for j in store.jobs()}
+    assert states == {"a": JobState.SUCCEEDED, "b": JobState.IN_BATCH, "c": JobState.QUEUED}
+    done = store.get_job("a")
+    assert done is not None and done.result_json == '{"id": "msg_a"}'

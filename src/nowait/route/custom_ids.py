@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
-from nowait.limits import CUSTOM_ID_PATTERN
+from nowait.limits import CUSTOM_ID_MAX_LENGTH, CUSTOM_ID_PATTERN
 
 _OURS = re.compile(r"n([0-9A-Za-z_]{1,40})-j(\d{1,19})-a(\d{1,6})")
 _LEGACY = re.compile(r"j(\d{1,19})-a(\d{1,6})")
@@ -25,10 +26,22 @@ class CustomId:
 
 
 def custom_id(namespace: str, job_id: int, attempt: int) -> str:
-    made = f"n{namespace}-j{job_id}-a{attempt}"
-    if not CUSTOM_ID_PATTERN.fullmatch(made):
+    made = f"{_prefix(namespace)}{job_id}-a{attempt}"
+    # Numbers add only digits and dashes, which the pattern takes: only the length can fail.
+    if len(made) > CUSTOM_ID_MAX_LENGTH or not _plain_prefix(namespace):
         raise ValueError(f"custom_id {made!r} is outside the API's pattern")
     return made
+
+
+def _prefix(namespace: str) -> str:
+    return f"n{namespace}-j"
+
+
+@lru_cache(maxsize=64)
+def _plain_prefix(namespace: str) -> bool:
+    """Whether a namespace keeps custom_ids in the API's pattern: checked once per store
+    (a planning pass names 100,000 requests of one namespace)."""
+    return CUSTOM_ID_PATTERN.fullmatch(_prefix(namespace)) is not None
 
 
 def parse(text: str) -> CustomId | None:
@@ -38,3 +51,10 @@ def parse(text: str) -> CustomId | None:
     if found := _LEGACY.fullmatch(text):
         return CustomId(None, int(found.group(1)), int(found.group(2)))
     return None
+
+
+def job_in(text: str, namespace: str) -> int | None:
+    """The job a custom_id of `namespace` names; None when it is not one (`parse` without
+    building a `CustomId`: collecting reads one per result line)."""
+    found = _OURS.fullmatch(text)
+    return int(found.group(2)) if found is not None and found.group(1) == namespace else None

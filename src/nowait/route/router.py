@@ -16,7 +16,7 @@ import json
 import logging
 import os
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,7 +33,14 @@ from nowait.guard.forecast import BatchSample, Forecast, fit
 from nowait.guard.policy import Capacity, GuardConfig, RouteRequest, decide_route
 from nowait.route.backend import Backend, check_params
 from nowait.route.params import check_json_values, check_limits, prompt_tokens_estimate
-from nowait.route.worker import Checkpoint, Worker, WorkerConfig, n_jobs, no_checkpoint
+from nowait.route.worker import (
+    Checkpoint,
+    ChunkDelivery,
+    Worker,
+    WorkerConfig,
+    n_jobs,
+    no_checkpoint,
+)
 from nowait.store import Finished, Job, NewJob, Store
 from nowait.types import PENDING_STATES, JobState, Route
 
@@ -86,18 +93,11 @@ class Delivery:
 
 def delivery_of(job: Job | Finished) -> Delivery:
     ok = job.result_json is not None
-    return Delivery(
-        key=job.key,
-        workload=job.workload,
-        ok=ok,
-        route=job.route.value,
-        tier=job.tier.value if job.tier else None,
-        message_json=job.result_json,
-        error=job.error if not ok else None,
-        awaited=job.awaited,
-        deadline=job.deadline,
-        submitted_at=job.created_at,
-    )
+    return Delivery(  # by position: once per delivered result, keywords cost a dict each
+        job.key, job.workload, ok, job.route.value, job.tier.value if job.tier else None,
+        job.result_json, job.error if not ok else None, job.awaited, job.deadline,
+        job.created_at,
+    )  # fmt: skip
 
 
 class Sink(Protocol):
@@ -516,16 +516,45 @@ class Router:
             self.run_id, f"{self.pending():,}", f"{self.store.undelivered_count():,}",
         )  # fmt: skip
 
+        handed = self._chunk_delivery(sink, run_id)
+
         def deliver() -> None:
             done = self.deliver(sink, run_id=run_id) if sink is not None else 0
+            done, handed.count = done + handed.count, 0
             if on_progress is not None and done:
                 on_progress(done)
 
         self.worker.on_results_applied = deliver  # a large batch's results, as they land
+        self.worker.chunk_delivery = handed.delivery
         try:
             self._passes(deliver, sink, idle, on_pass, forever, run_id)
         finally:
             self.worker.on_results_applied = None
+            self.worker.chunk_delivery = None
+
+    def _chunk_delivery(
+        self, sink: Sink | Callable[[Delivery], None] | None, run_id: str | None
+    ) -> _Handed:
+        """With a sink that flushes, on a store this process owns: a batch's results are
+        delivered in the transaction that applies them (`ChunkDelivery`), each page flushed
+        before that transaction marks it delivered. A plain callable is acknowledged result
+        by result, and a fleet store's results are claimed first (`deliver`)."""
+        handed = _Handed()
+        flush = getattr(sink, "flush", None)
+        if sink is None or flush is None or self.store.fleet:
+            return handed
+        checkpoint = self.checkpoint
+
+        def deliver(finished: Sequence[Finished]) -> None:
+            for job in finished:
+                sink(delivery_of(job))
+                checkpoint("result_written")
+            flush()
+            handed.count += len(finished)
+            log.info("deliver: succeeded|failed→delivered: %s", n_jobs(len(finished)))
+
+        handed.delivery = ChunkDelivery(deliver, run_id)
+        return handed
 
     def _passes(
         self,
@@ -570,6 +599,15 @@ class Router:
                 self.run_id, ", ".join(f"{w} {n:,}" for w, n, _ in doubt),
             )  # fmt: skip
         return True
+
+
+@dataclass
+class _Handed:
+    """A run's in-transaction delivery (None: none) and what it delivered since the last
+    progress report."""
+
+    delivery: ChunkDelivery | None = None
+    count: int = 0
 
 
 _Plan = tuple[Capacity, GuardConfig, Callable[[float], float]]

@@ -26,7 +26,7 @@ import socket
 import sys
 import threading
 from collections import Counter
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -83,6 +83,7 @@ from nowait.store import (
     OUTCOME_STATE,
     BatchRecord,
     BatchState,
+    Finished,
     Job,
     ObservedLimits,
     Outcome,
@@ -163,6 +164,19 @@ class _NotTheBatch(Exception):
 
 def no_checkpoint(name: CheckpointName) -> None:
     """The default checkpoint: nothing happens."""
+
+
+@dataclass(frozen=True)
+class ChunkDelivery:
+    """How the router delivers a batch's results as they are collected, when its sink can
+    flush (one process owning the store): `deliver` writes a page of results and flushes
+    them; each page is marked delivered in the transaction that applied its lines, so each
+    job's row is written once for both. A crash before that commit leaves the lines to be
+    collected again, and the sink skips the keys it holds."""
+
+    deliver: Callable[[Sequence[Finished]], None]
+    run_id: str | None = None
+    """Deliver only this run's results (`Router.run(only_this_run=True)`)."""
 
 
 @dataclass(frozen=True)
@@ -248,6 +262,9 @@ class Worker:
         self.on_results_applied: Callable[[], None] | None = None
         """Called after each chunk of result lines is committed while a batch is collected:
         the router delivers them there, while the rest of the results file streams in."""
+        self.chunk_delivery: ChunkDelivery | None = None
+        """Set: each chunk's results are delivered in the transaction that applies them
+        (`Store.apply_batch_outcomes`'s `deliver`)."""
         self._status: dict[int, str] = {}
         """The API status each batch had at its last poll, to log changes only."""
         self._latencies: Latencies | None = None
@@ -422,8 +439,11 @@ class Worker:
         return waiting
 
     def _namespaced(self, custom_id: str) -> bool:
-        parsed = custom_ids.parse(custom_id)
-        return parsed is not None and parsed.namespace == self.store.namespace
+        return self._own_job(custom_id) is not None
+
+    def _own_job(self, custom_id: str) -> int | None:
+        """The job a custom_id of this store's namespace names (None: not one)."""
+        return custom_ids.job_in(custom_id, self.store.namespace)
 
     def _candidates(self, started: list[BatchRecord]) -> dict[int, list[BatchInfo]]:
         skew = timedelta(seconds=self.config.clock_skew)
@@ -1051,7 +1071,8 @@ class Worker:
         applied = 0
         checkpoint = self.checkpoint  # a local: this loop runs once per result line
         for line in self.backend.batch_results(batch.api_id or ""):
-            if not self._namespaced(line.custom_id):
+            job_id = self._own_job(line.custom_id)
+            if job_id is None:
                 if legacy is None:
                     legacy = self._legacy_ids(batch)
                 if line.custom_id not in legacy:
@@ -1059,23 +1080,40 @@ class Worker:
                                 " of this store's requests", batch.api_id,
                                 line.custom_id)  # fmt: skip
                     continue
-            outcome = self._safe_outcome(line)
+            outcome = self._safe_outcome(line, job_id)
             chunk.append(outcome)
             lines[line.kind] += 1
             kinds[outcome.kind] += 1
             checkpoint("result_line")
             if len(chunk) >= self.config.apply_chunk:
-                applied += self.store.apply_batch_outcomes(batch.id, chunk, self.clock.now())
+                applied += self._apply(batch, chunk)
                 checkpoint("results_chunk_applied")
                 chunk = []
                 self._results_applied()
-        applied += self.store.apply_batch_outcomes(batch.id, chunk, self.clock.now())
+        applied += self._apply(batch, chunk)
         now = self.clock.now()
         kinds["retry"] += self.store.close_batch(
             batch.id, self._requeue_at(batch), now, self._cap(batch)
         )  # the jobs no line answered
         self._log_collected(batch, lines, +kinds, applied)
         self._fall_back(batch, members)
+
+    def _apply(self, batch: BatchRecord, chunk: list[Outcome]) -> int:
+        """Apply one chunk of lines, and deliver its results in the same transaction when the
+        router asked for that (`chunk_delivery`)."""
+        delivery = self.chunk_delivery
+        if delivery is None:
+            return self.store.apply_batch_outcomes(batch.id, chunk, self.clock.now())
+
+        def deliver(finished: Sequence[Finished]) -> None:
+            try:
+                delivery.deliver(finished)
+            except Exception as exc:  # the sink's failure, not the batch's: no quarantine
+                raise _NotTheBatch(exc) from exc
+
+        return self.store.apply_batch_outcomes(
+            batch.id, chunk, self.clock.now(), deliver=deliver, run_id=delivery.run_id
+        )
 
     def _results_applied(self) -> None:
         if self.on_results_applied is not None:
@@ -1135,33 +1173,34 @@ class Worker:
         log.warning("%s; in_batch→queued: %s (others failed at the cap)", reason, n_jobs(requeued))
         self._fall_back(batch, members)
 
-    def _safe_outcome(self, line: ResultLine) -> Outcome:
+    def _safe_outcome(self, line: ResultLine, job_id: int | None = None) -> Outcome:
+        """`job_id`: the line's job, named by its custom_id (None: a legacy custom_id)."""
         try:
-            return self._line_outcome(line)
+            return self._line_outcome(line, job_id)
         except Exception as exc:  # quarantine: this line's job fails, the batch goes on
             log.exception("result line %s: internal error while applying it", line.custom_id)
-            return Outcome(line.custom_id, "failed", error=internal_error(exc))
+            return Outcome(line.custom_id, "failed", error=internal_error(exc), job_id=job_id)
 
-    def _line_outcome(self, line: ResultLine) -> Outcome:
+    def _line_outcome(self, line: ResultLine, job_id: int | None) -> Outcome:
+        cid = line.custom_id
         if line.kind == "unreadable":
             error = f"internal: unreadable result line ({line.error_message})"
-            return Outcome(line.custom_id, "failed", error=error)
+            return Outcome(cid, "failed", error=error, job_id=job_id)
         verdict = line_verdict(line.kind, line.error_type)
         if verdict == "succeeded" and line.message is not None:
             m = line.message
-            return Outcome(line.custom_id, "succeeded", m.message_json, m.usage, Tier(m.tier))
+            return Outcome(cid, "succeeded", m.message_json, m.usage, Tier(m.tier), job_id=job_id)
         error = f"{line.kind}" + (
             f" {line.error_type}: {line.error_message}" if line.error_type else ""
         )
         if verdict == "failed":
-            return Outcome(line.custom_id, "failed", error=error)
-        attempts = _attempt_of(line.custom_id)
+            return Outcome(cid, "failed", error=error, job_id=job_id)
+        attempts = _attempt_of(cid)
         when = retry_at(attempts, self.clock.now(), None, self.config.retry)
         if when is None:
-            return Outcome(
-                line.custom_id, "failed", error=f"{error} (gave up after {attempts} attempts)"
-            )
-        return Outcome(line.custom_id, "retry", error=error, not_before=when)
+            error = f"{error} (gave up after {attempts} attempts)"
+            return Outcome(cid, "failed", error=error, job_id=job_id)
+        return Outcome(cid, "retry", error=error, not_before=when, job_id=job_id)
 
     # ---- state for loops and the guard ------------------------------------------------------
     def next_wake(self, idle: float) -> datetime:

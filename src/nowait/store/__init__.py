@@ -11,7 +11,7 @@ leave, generated from `nowait.types.TRANSITIONS`.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -129,6 +129,9 @@ class Outcome:
     tier: Tier | None = None
     error: str | None = None
     not_before: datetime | None = None
+    job_id: int | None = None
+    """Batch lines: the job the custom_id names, when the worker read it there; the line
+    then finds its job by id (and still only if the job's custom_id is the line's)."""
 
 
 OUTCOME_STATE = {
@@ -330,11 +333,23 @@ class Store(Protocol):
     def batch_ended(self, batch_id: int, ended_at: datetime) -> None: ...
 
     def apply_batch_outcomes(
-        self, batch_id: int, outcomes: Sequence[Outcome], now: datetime
+        self,
+        batch_id: int,
+        outcomes: Sequence[Outcome],
+        now: datetime,
+        *,
+        deliver: Callable[[Sequence[Finished]], None] | None = None,
+        run_id: str | None = None,
     ) -> int:
         """Apply result lines, by custom_id, to jobs still waiting in a batch; returns how many.
         A custom_id names one attempt of one job, so a line lands on its job whichever batch
-        row is being collected (a stray batch included), and never twice."""
+        row is being collected (a stray batch included), and never twice.
+
+        `deliver`: in the same transaction, every finished result (of `run_id`, if given; the
+        lines just applied and any earlier) is handed to it, a page at a time, and marked
+        delivered once it returns; if it raises, nothing is applied. A crash before the commit
+        leaves the lines unapplied, to be collected again: `deliver` must then skip the keys
+        it already holds, as a sink must after a crash between its flush and its mark."""
         ...
 
     def batch_history(self, limit: int = 5000) -> list[tuple[str, int, datetime, datetime]]:

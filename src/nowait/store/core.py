@@ -18,7 +18,7 @@ version beside it, where one process owns the store and so holds every lease and
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -402,14 +402,7 @@ class CoreStore:
         return [self._job(r) for r in rows]
 
     def undelivered_results(self, limit: int, run_id: str | None = None) -> list[Finished]:
-        run = "" if run_id is None else " AND jobs.run_id = ?"
-        rows = self.d.read(
-            f"""SELECT jobs.id, jobs.key, jobs.workload, jobs.route, jobs.awaited, jobs.deadline,
-                       jobs.tier, results.result_json, jobs.error, jobs.created_at
-                FROM jobs LEFT JOIN results ON results.job_id = jobs.id
-                WHERE {in_states(DELIVERABLE, "jobs.state")}{run} ORDER BY jobs.id LIMIT ?""",
-            (limit,) if run_id is None else (run_id, limit),
-        )
+        rows = self.d.read(*_undelivered(limit, run_id))
         return [self._finished_row(r) for r in rows]
 
     def undelivered_count(self, run_id: str | None = None) -> int:
@@ -438,15 +431,18 @@ class CoreStore:
         if not job_ids:
             return
         with self.d.tx() as tx:
-            done = tx.bulk(
-                f"""UPDATE jobs SET state = '{JobState.DELIVERED.value}', updated_at = ?
-                    FROM {ROWS} WHERE jobs.id = u.id
-                      AND jobs.{checked(DELIVERABLE, JobState.DELIVERED)}""",
-                Staged("u", (("id", "int"),), [(i,) for i in dict.fromkeys(job_ids)]),
-                (self.d.ts(now),),
-            )
-            if done != len(job_ids):
-                raise IllegalTransition("only succeeded or failed jobs can be delivered, once")
+            self._mark_delivered(tx, job_ids, now)
+
+    def _mark_delivered(self, tx: Tx, job_ids: Sequence[int], now: datetime) -> None:
+        done = tx.bulk(
+            f"""UPDATE jobs SET state = '{JobState.DELIVERED.value}', updated_at = ?
+                FROM {ROWS} WHERE jobs.id = u.id
+                  AND jobs.{checked(DELIVERABLE, JobState.DELIVERED)}""",
+            Staged("u", (("id", "int"),), [(i,) for i in dict.fromkeys(job_ids)]),
+            (self.d.ts(now),),
+        )
+        if done != len(job_ids):
+            raise IllegalTransition("only succeeded or failed jobs can be delivered, once")
 
     def jobs(self, *, run_id: str | None = None, state: JobState | None = None) -> Iterator[Job]:
         sql, args = JOB_SELECT + " WHERE jobs.id > ?", list[object]()
@@ -620,13 +616,26 @@ class CoreStore:
             )
 
     def apply_batch_outcomes(
-        self, batch_id: int, outcomes: Sequence[Outcome], now: datetime
+        self,
+        batch_id: int,
+        outcomes: Sequence[Outcome],
+        now: datetime,
+        *,
+        deliver: Callable[[Sequence[Finished]], None] | None = None,
+        run_id: str | None = None,
     ) -> int:
         """Set-based: one statement stores the results and one moves the jobs, both joined
-        by custom_id to jobs still in a batch."""
+        by custom_id to jobs still in a batch (by id and custom_id when every line names its
+        job: a primary key lookup, not an index's)."""
         lines = _first_lines(outcomes)
         if not lines:
             return 0
+        by_id = all(o.job_id is not None for o in lines)
+
+        def matches(alias: str) -> str:
+            same = f"jobs.custom_id = {alias}.custom_id"
+            return f"jobs.id = {alias}.job_id AND {same}" if by_id else same
+
         in_batch = in_states([JobState.IN_BATCH], "jobs.state")
         for target in OUTCOME_STATE.values():
             transition(JobState.IN_BATCH, target)
@@ -638,13 +647,13 @@ class CoreStore:
                 tx.bulk(
                     f"""INSERT INTO results (job_id, result_json)
                         SELECT jobs.id, r.result_json FROM jobs, {ROWS}
-                        WHERE jobs.custom_id = r.custom_id AND {in_batch}
+                        WHERE {matches("r")} AND {in_batch}
                         ON CONFLICT (job_id) DO UPDATE SET result_json = excluded.result_json""",
                     Staged(
                         "r",
-                        (("custom_id", "text"), ("result_json", "text")),
+                        (("job_id", "int"), ("custom_id", "text"), ("result_json", "text")),
                         (
-                            (o.custom_id, o.result_json or "{}")
+                            (o.job_id, o.custom_id, o.result_json or "{}")
                             for o in lines
                             if o.kind == "succeeded"
                         ),
@@ -656,7 +665,7 @@ class CoreStore:
             if final:
                 staged = Staged(
                     "u",
-                    (("custom_id", "text"), ("state", "text"), ("tier", "text"),
+                    (("job_id", "int"), ("custom_id", "text"), ("state", "text"), ("tier", "text"),
                      ("error", "text"), *((c, "int") for c in USAGE_FIELDS)),
                     (_final_row(o) for o in lines if o.kind != "retry"),
                 )  # fmt: skip
@@ -665,25 +674,51 @@ class CoreStore:
                 moved += tx.bulk(
                     f"""UPDATE jobs SET state = u.state, tier = u.tier, error = u.error,
                         updated_at = ?, {USAGE_SETS}
-                        FROM {ROWS} WHERE jobs.custom_id = u.custom_id AND {in_batch}""",
+                        FROM {ROWS} WHERE {matches("u")} AND {in_batch}""",
                     staged,
                     (ts(now),),
                 )
             if retried:
                 staged = Staged(
                     "q",
-                    (("custom_id", "text"), ("error", "text"), ("not_before", "time")),
-                    ((o.custom_id, o.error, ts(o.not_before)) for o in lines if o.kind == "retry"),
+                    (
+                        ("job_id", "int"),
+                        ("custom_id", "text"),
+                        ("error", "text"),
+                        ("not_before", "time"),
+                    ),
+                    (
+                        (o.job_id, o.custom_id, o.error, ts(o.not_before))
+                        for o in lines
+                        if o.kind == "retry"
+                    ),
                 )
                 moved += tx.bulk(
                     f"""UPDATE jobs SET state = '{JobState.QUEUED.value}', tier = NULL,
                         error = q.error, not_before = coalesce(q.not_before, jobs.not_before),
                         updated_at = ?, batch_ref = NULL, custom_id = NULL, {NO_USAGE}
-                        FROM {ROWS} WHERE jobs.custom_id = q.custom_id AND {in_batch}""",
+                        FROM {ROWS} WHERE {matches("q")} AND {in_batch}""",
                     staged,
                     (ts(now),),
                 )
+            if deliver is not None:
+                self._deliver_open(tx, deliver, run_id, now)
             return moved
+
+    def _deliver_open(
+        self,
+        tx: Tx,
+        deliver: Callable[[Sequence[Finished]], None],
+        run_id: str | None,
+        now: datetime,
+    ) -> None:
+        """Every finished result (of `run_id`) to `deliver`, page by page, each page marked
+        delivered once `deliver` returns, all in the open transaction: a job's row is written
+        once for its result and its delivery, not once for each."""
+        while rows := tx.rows(*_undelivered(PAGE, run_id)):
+            finished = [self._finished_row(r) for r in rows]
+            deliver(finished)
+            self._mark_delivered(tx, [f.id for f in finished], now)
 
     def batch_history(self, limit: int = 5000) -> list[tuple[str, int, datetime, datetime]]:
         ran = in_states([BatchState.ENDED, BatchState.COLLECTED])
@@ -1024,6 +1059,16 @@ class CoreStore:
         )
 
 
+def _undelivered(limit: int, run_id: str | None) -> tuple[str, tuple[object, ...]]:
+    """The query of `undelivered_results`, with its arguments: the delivery columns only."""
+    run = "" if run_id is None else " AND jobs.run_id = ?"
+    sql = f"""SELECT jobs.id, jobs.key, jobs.workload, jobs.route, jobs.awaited, jobs.deadline,
+                     jobs.tier, results.result_json, jobs.error, jobs.created_at
+              FROM jobs LEFT JOIN results ON results.job_id = jobs.id
+              WHERE {in_states(DELIVERABLE, "jobs.state")}{run} ORDER BY jobs.id LIMIT ?"""
+    return sql, (limit,) if run_id is None else (run_id, limit)
+
+
 def _first_lines(outcomes: Sequence[Outcome]) -> Sequence[Outcome]:
     """The lines, each custom_id once (its first line wins): the API never repeats one, so
     this copies only when a stray file did."""
@@ -1033,10 +1078,11 @@ def _first_lines(outcomes: Sequence[Outcome]) -> Sequence[Outcome]:
 
 
 def _final_row(o: Outcome) -> tuple[object, ...]:
-    """A succeeded or failed line as staged: custom_id, state, tier, error, usage counts."""
+    """A succeeded or failed line as staged: job_id, custom_id, state, tier, error, usage
+    counts."""
     ok = o.kind == "succeeded"
     counts = (o.usage or Usage()).counts() if ok else (None,) * len(USAGE_FIELDS)
     return (
-        o.custom_id, OUTCOME_STATE[o.kind].value, o.tier.value if ok and o.tier else None,
-        o.error, *counts,
+        o.job_id, o.custom_id, OUTCOME_STATE[o.kind].value,
+        o.tier.value if ok and o.tier else None, o.error, *counts,
     )  # fmt: skip
