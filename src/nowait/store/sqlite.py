@@ -140,6 +140,14 @@ MIGRATIONS = (
     fleet_sql.SQLITE_MIGRATION,
     # 10: results a worker was writing to its sink when it died stay its own (in doubt).
     fleet_sql.SQLITE_IN_DOUBT,
+    # 11: a queued job has no batch and no custom_id: the indexes on them hold only the jobs
+    # that do, so adding a job touches neither and planning it only enters them.
+    """
+    DROP INDEX jobs_custom;
+    CREATE INDEX jobs_custom ON jobs (custom_id) WHERE custom_id IS NOT NULL;
+    DROP INDEX jobs_batch;
+    CREATE INDEX jobs_batch ON jobs (batch_ref, id) WHERE batch_ref IS NOT NULL;
+    """,
 )
 
 OLDEST_SQLITE = (3, 35)  # UPDATE … FROM (3.33), RETURNING (3.35)
