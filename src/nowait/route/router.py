@@ -31,7 +31,7 @@ from nowait.errors import InputError, StoreError
 from nowait.files import open_sole_writer
 from nowait.guard.forecast import BatchSample, Forecast, fit
 from nowait.guard.policy import Capacity, GuardConfig, RouteRequest, decide_route
-from nowait.route.backend import Backend, check_params
+from nowait.route.backend import Backend, check_params, plain_request
 from nowait.route.params import check_json_values, check_limits, prompt_tokens_estimate
 from nowait.route.worker import (
     Checkpoint,
@@ -208,7 +208,9 @@ def check_request(
     if not isinstance(params, Mapping):
         raise InputError(f"got {type(params).__name__}", field="params", expected="an object")
     params = params if type(params) is dict else dict(params)  # one copy of a mapping, if any
-    check_json_values(params, "params")
+    plain = plain_request(params)  # the common shape: the walks below would find nothing
+    if not plain:
+        check_json_values(params, "params")
     for name, text in (("key", key), ("workload", workload)):
         if text is not None:
             check_json_values(text, name)
@@ -224,7 +226,8 @@ def check_request(
         raise InputError("nowait collects whole results; drop stream", field="params.stream")
     if deadline is not None and deadline.tzinfo is None:
         raise InputError("deadline needs a timezone", field="deadline")
-    check_params(params)
+    if not plain:
+        check_params(params)
     params_json = json.dumps(params, allow_nan=False)
     check_limits(model, max_tokens, params_json)
     return CheckedRequest(params_json, model, max_tokens, key, workload, deadline, awaited)
