@@ -315,26 +315,34 @@ class Router:
         now = self.clock.now()
         forecast = self.forecast
         plans: dict[tuple[str, int], _Plan] = {}
+        # Without a deadline the decision depends on `awaited` alone: decided once a pass.
+        undated: dict[tuple[str, int, bool], tuple[Route, str]] = {}
         for request in requests:
             model, max_tokens = request.model, request.max_tokens
-            plan = plans.get((model, max_tokens))
-            if plan is None:
-                chance = _chance(forecast, model, now)
-                plan = plans[model, max_tokens] = (*self._plan(model, max_tokens), chance)
-            route_request = RouteRequest(
-                request.awaited,
-                request.deadline,
-                model,
-                prompt_tokens_estimate(request.params_json),
-                max_tokens,
-            )
-            decision = decide_route(route_request, now, *plan)
+            same = (model, max_tokens, request.awaited)
+            decided = undated.get(same) if request.deadline is None else None
+            if decided is None:
+                plan = plans.get((model, max_tokens))
+                if plan is None:
+                    chance = _chance(forecast, model, now)
+                    plan = plans[model, max_tokens] = (*self._plan(model, max_tokens), chance)
+                route_request = RouteRequest(
+                    request.awaited,
+                    request.deadline,
+                    model,
+                    prompt_tokens_estimate(request.params_json),
+                    max_tokens,
+                )
+                decision = decide_route(route_request, now, *plan)
+                decided = decision.route, "; ".join(decision.reasons)
+                if request.deadline is None:
+                    undated[same] = decided
             yield NewJob(
                 key=request.key or uuid.uuid4().hex,
                 params_json=request.params_json,
                 model=model,
-                route=decision.route,
-                reasons="; ".join(decision.reasons),
+                route=decided[0],
+                reasons=decided[1],
                 workload=request.workload,
                 deadline=request.deadline,
                 awaited=request.awaited,
