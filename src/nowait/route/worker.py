@@ -1189,7 +1189,7 @@ class Worker:
         verdict = line_verdict(line.kind, line.error_type)
         if verdict == "succeeded" and line.message is not None:
             m = line.message
-            return Outcome(cid, "succeeded", m.message_json, m.usage, Tier(m.tier), job_id=job_id)
+            return Outcome(cid, "succeeded", m.message_json, m.usage, m.tier, job_id=job_id)
         error = f"{line.kind}" + (
             f" {line.error_type}: {line.error_message}" if line.error_type else ""
         )
