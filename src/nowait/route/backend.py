@@ -24,6 +24,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from nowait.errors import ConfigError, InputError, PermanentBackendError, RetryableBackendError
 from nowait.ratelimits import RateLimits, read_rate_limits, read_retry_after
+from nowait.route.params import INT_LIMIT
 from nowait.types import BATCH_STATUSES, RESULT_TYPES, BatchStatus, ResultType, Tier, Usage
 
 log = logging.getLogger(__name__)
@@ -273,7 +274,6 @@ _PLAIN_KEYS = (
 )
 _ROLES = frozenset({"user", "assistant"})
 _MESSAGE_KEYS = frozenset({"role", "content"})
-_INT_LIMIT = 2**63
 
 
 def plain_request(params: Mapping[str, Any]) -> bool:
@@ -288,7 +288,7 @@ def plain_request(params: Mapping[str, Any]) -> bool:
     system = params.get("system", "")
     if not (
         type(model) is str and type(system) is str and _utf8(model) and _utf8(system)
-        and type(max_tokens) is int and -_INT_LIMIT <= max_tokens < _INT_LIMIT
+        and type(max_tokens) is int and -INT_LIMIT <= max_tokens < INT_LIMIT
         and type(messages) is list
     ):  # fmt: skip
         return False
