@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol, Self
 
@@ -81,14 +81,18 @@ class Delivery:
             "key": self.key,
             "workload": self.workload,
             "awaited": self.awaited,
-            "deadline": self.deadline.isoformat() if self.deadline else None,
-            "submitted_at": self.submitted_at.isoformat() if self.submitted_at else None,
+            "deadline": _iso(self.deadline) if self.deadline else None,
+            "submitted_at": _iso(self.submitted_at) if self.submitted_at else None,
             "ok": self.ok,
             "route": self.route,
             "tier": self.tier,
             "message": message,
             "error": self.error,
         }
+
+
+_iso = lru_cache(maxsize=1024)(datetime.isoformat)
+"""A delivery's times as text: the jobs added in one call share their `submitted_at`."""
 
 
 def delivery_of(job: Job | Finished) -> Delivery:

@@ -211,6 +211,11 @@ def _per_row(sql: str, staged: Staged) -> tuple[str, tuple[tuple[bool, int], ...
     return _per_row_cached(sql, staged.name, tuple(c for c, _ in staged.columns))
 
 
+_from_iso = lru_cache(maxsize=4096)(datetime.fromisoformat)
+"""Stored times back as datetimes (immutable, so shared): the rows added in one call share
+their `created_at` and `not_before`, and a planning or delivery pass reads 100,000."""
+
+
 class SQLiteDialect:
     """How the store core talks to one SQLite file."""
 
@@ -269,7 +274,7 @@ class SQLiteDialect:
         return moment.isoformat() if moment is not None else None
 
     def dt(self, value: Any) -> datetime | None:
-        return datetime.fromisoformat(value) if value else None
+        return _from_iso(value) if value else None
 
     def json_int(self, column: str, key: str) -> str:
         return f"coalesce(json_extract({column}, '$.{key}'), 0)"
