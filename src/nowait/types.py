@@ -129,12 +129,12 @@ class Usage:
         write_1h = creation.get("ephemeral_1h_input_tokens")
         if write_5m is None and write_1h is None:
             write_5m, write_1h = usage.get("cache_creation_input_tokens") or 0, 0
-        return cls(
-            input_tokens=int(usage.get("input_tokens") or 0),
-            output_tokens=int(usage.get("output_tokens") or 0),
-            cache_write_5m_tokens=int(write_5m or 0),
-            cache_write_1h_tokens=int(write_1h or 0),
-            cache_read_tokens=int(usage.get("cache_read_input_tokens") or 0),
+        return cls(  # by position: once per result line, keywords cost a dict each
+            int(usage.get("input_tokens") or 0),
+            int(usage.get("output_tokens") or 0),
+            int(write_5m or 0),
+            int(write_1h or 0),
+            int(usage.get("cache_read_input_tokens") or 0),
         )
 
 

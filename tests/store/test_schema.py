@@ -36,8 +36,12 @@ Schema = tuple[dict[str, set[tuple[str, str, bool]]], set[tuple[object, ...]]]
 
 def literals(predicate: str | None) -> frozenset[str]:
     """A partial index's predicate as the state names it admits (each database spells it
-    its own way: `state IN ('a')` or `(state = ANY (ARRAY['a'::text]))`)."""
-    return frozenset(re.findall(r"'([^']*)'", predicate or ""))
+    its own way: `state IN ('a')` or `(state = ANY (ARRAY['a'::text]))`), and whether it
+    leaves out NULLs (`… IS NOT NULL`)."""
+    found = set(re.findall(r"'([^']*)'", predicate or ""))
+    if "IS NOT NULL" in (predicate or "").upper():
+        found.add("IS NOT NULL")
+    return frozenset(found)
 
 
 def sqlite_schema(path: Path) -> Schema:

@@ -24,6 +24,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from nowait.errors import ConfigError, InputError, PermanentBackendError, RetryableBackendError
 from nowait.ratelimits import RateLimits, read_rate_limits, read_retry_after
+from nowait.route.params import INT_LIMIT
 from nowait.types import BATCH_STATUSES, RESULT_TYPES, BatchStatus, ResultType, Tier, Usage
 
 log = logging.getLogger(__name__)
@@ -265,6 +266,52 @@ def check_params(params: Mapping[str, Any]) -> None:
         _drain(_params_adapter().validate_python(known, strict=True), known, ())
     except ValidationError as exc:
         raise _type_error(exc, ()) from None
+
+
+_PLAIN_KEYS = (
+    frozenset({"model", "max_tokens", "messages"}),
+    frozenset({"model", "max_tokens", "messages", "system"}),
+)
+_ROLES = frozenset({"user", "assistant"})
+_MESSAGE_KEYS = frozenset({"role", "content"})
+
+
+def plain_request(params: Mapping[str, Any]) -> bool:
+    """Whether `params` has the common shape, which surely passes both the strict-JSON walk
+    and the SDK's type (`check_params`): model, max_tokens, optional system text, and
+    messages each exactly a role and text content, of the exact built-in types. Anything
+    else answers False, and the full checks decide (and name the field): the door's fast
+    path, ~5 times cheaper than the SDK's validator."""
+    if type(params) is not dict or params.keys() not in _PLAIN_KEYS:
+        return False
+    model, max_tokens, messages = params["model"], params["max_tokens"], params["messages"]
+    system = params.get("system", "")
+    if not (
+        type(model) is str and type(system) is str and _utf8(model) and _utf8(system)
+        and type(max_tokens) is int and -INT_LIMIT <= max_tokens < INT_LIMIT
+        and type(messages) is list
+    ):  # fmt: skip
+        return False
+    for message in messages:
+        if type(message) is not dict or message.keys() != _MESSAGE_KEYS:
+            return False
+        role, content = message["role"], message["content"]
+        if type(role) is not str or role not in _ROLES or type(content) is not str:
+            return False
+        if not (content.isascii() or _utf8(content)):
+            return False
+    return True
+
+
+def _utf8(text: str) -> bool:
+    """Valid Unicode: no lone surrogate."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 _LEAVES = frozenset({str, int, float, bool, type(None)})

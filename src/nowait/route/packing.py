@@ -11,7 +11,7 @@ from nowait.route.cacheplan import MARKER_BYTES
 ENVELOPE_BYTES = len('{"requests": []}')
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a planning pass builds one a queued job
 class Member:
     job_id: int
     custom_id: str

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol, Self
 
@@ -31,7 +31,7 @@ from nowait.errors import InputError, StoreError
 from nowait.files import open_sole_writer
 from nowait.guard.forecast import BatchSample, Forecast, fit
 from nowait.guard.policy import Capacity, GuardConfig, RouteRequest, decide_route
-from nowait.route.backend import Backend, check_params
+from nowait.route.backend import Backend, check_params, plain_request
 from nowait.route.params import check_json_values, check_limits, prompt_tokens_estimate
 from nowait.route.worker import (
     Checkpoint,
@@ -81,14 +81,18 @@ class Delivery:
             "key": self.key,
             "workload": self.workload,
             "awaited": self.awaited,
-            "deadline": self.deadline.isoformat() if self.deadline else None,
-            "submitted_at": self.submitted_at.isoformat() if self.submitted_at else None,
+            "deadline": _iso(self.deadline) if self.deadline else None,
+            "submitted_at": _iso(self.submitted_at) if self.submitted_at else None,
             "ok": self.ok,
             "route": self.route,
             "tier": self.tier,
             "message": message,
             "error": self.error,
         }
+
+
+_iso = lru_cache(maxsize=1024)(datetime.isoformat)
+"""A delivery's times as text: the jobs added in one call share their `submitted_at`."""
 
 
 def delivery_of(job: Job | Finished) -> Delivery:
@@ -208,7 +212,9 @@ def check_request(
     if not isinstance(params, Mapping):
         raise InputError(f"got {type(params).__name__}", field="params", expected="an object")
     params = params if type(params) is dict else dict(params)  # one copy of a mapping, if any
-    check_json_values(params, "params")
+    plain = plain_request(params)  # the common shape: the walks below would find nothing
+    if not plain:
+        check_json_values(params, "params")
     for name, text in (("key", key), ("workload", workload)):
         if text is not None:
             check_json_values(text, name)
@@ -224,7 +230,8 @@ def check_request(
         raise InputError("nowait collects whole results; drop stream", field="params.stream")
     if deadline is not None and deadline.tzinfo is None:
         raise InputError("deadline needs a timezone", field="deadline")
-    check_params(params)
+    if not plain:
+        check_params(params)
     params_json = json.dumps(params, allow_nan=False)
     check_limits(model, max_tokens, params_json)
     return CheckedRequest(params_json, model, max_tokens, key, workload, deadline, awaited)
@@ -312,26 +319,34 @@ class Router:
         now = self.clock.now()
         forecast = self.forecast
         plans: dict[tuple[str, int], _Plan] = {}
+        # Without a deadline the decision depends on `awaited` alone: decided once a pass.
+        undated: dict[tuple[str, int, bool], tuple[Route, str]] = {}
         for request in requests:
             model, max_tokens = request.model, request.max_tokens
-            plan = plans.get((model, max_tokens))
-            if plan is None:
-                chance = _chance(forecast, model, now)
-                plan = plans[model, max_tokens] = (*self._plan(model, max_tokens), chance)
-            route_request = RouteRequest(
-                request.awaited,
-                request.deadline,
-                model,
-                prompt_tokens_estimate(request.params_json),
-                max_tokens,
-            )
-            decision = decide_route(route_request, now, *plan)
+            same = (model, max_tokens, request.awaited)
+            decided = undated.get(same) if request.deadline is None else None
+            if decided is None:
+                plan = plans.get((model, max_tokens))
+                if plan is None:
+                    chance = _chance(forecast, model, now)
+                    plan = plans[model, max_tokens] = (*self._plan(model, max_tokens), chance)
+                route_request = RouteRequest(
+                    request.awaited,
+                    request.deadline,
+                    model,
+                    prompt_tokens_estimate(request.params_json),
+                    max_tokens,
+                )
+                decision = decide_route(route_request, now, *plan)
+                decided = decision.route, "; ".join(decision.reasons)
+                if request.deadline is None:
+                    undated[same] = decided
             yield NewJob(
                 key=request.key or uuid.uuid4().hex,
                 params_json=request.params_json,
                 model=model,
-                route=decision.route,
-                reasons="; ".join(decision.reasons),
+                route=decided[0],
+                reasons=decided[1],
                 workload=request.workload,
                 deadline=request.deadline,
                 awaited=request.awaited,

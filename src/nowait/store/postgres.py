@@ -136,6 +136,13 @@ MIGRATIONS = (
     fleet_sql.POSTGRES_MIGRATION,
     # 8: results a worker was writing to its sink when it died stay its own (in doubt).
     fleet_sql.POSTGRES_IN_DOUBT,
+    # 9: as SQLite's 11: the custom_id and batch indexes hold only the jobs that have one.
+    """
+    DROP INDEX jobs_custom;
+    CREATE INDEX jobs_custom ON jobs (custom_id) WHERE custom_id IS NOT NULL;
+    DROP INDEX jobs_batch;
+    CREATE INDEX jobs_batch ON jobs (batch_ref, id) WHERE batch_ref IS NOT NULL;
+    """,
 )
 
 

@@ -140,6 +140,14 @@ MIGRATIONS = (
     fleet_sql.SQLITE_MIGRATION,
     # 10: results a worker was writing to its sink when it died stay its own (in doubt).
     fleet_sql.SQLITE_IN_DOUBT,
+    # 11: a queued job has no batch and no custom_id: the indexes on them hold only the jobs
+    # that do, so adding a job touches neither and planning it only enters them.
+    """
+    DROP INDEX jobs_custom;
+    CREATE INDEX jobs_custom ON jobs (custom_id) WHERE custom_id IS NOT NULL;
+    DROP INDEX jobs_batch;
+    CREATE INDEX jobs_batch ON jobs (batch_ref, id) WHERE batch_ref IS NOT NULL;
+    """,
 )
 
 OLDEST_SQLITE = (3, 35)  # UPDATE … FROM (3.33), RETURNING (3.35)
@@ -203,6 +211,11 @@ def _per_row(sql: str, staged: Staged) -> tuple[str, tuple[tuple[bool, int], ...
     return _per_row_cached(sql, staged.name, tuple(c for c, _ in staged.columns))
 
 
+_from_iso = lru_cache(maxsize=4096)(datetime.fromisoformat)
+"""Stored times back as datetimes (immutable, so shared): the rows added in one call share
+their `created_at` and `not_before`, and a planning or delivery pass reads 100,000."""
+
+
 class SQLiteDialect:
     """How the store core talks to one SQLite file."""
 
@@ -261,7 +274,7 @@ class SQLiteDialect:
         return moment.isoformat() if moment is not None else None
 
     def dt(self, value: Any) -> datetime | None:
-        return datetime.fromisoformat(value) if value else None
+        return _from_iso(value) if value else None
 
     def json_int(self, column: str, key: str) -> str:
         return f"coalesce(json_extract({column}, '$.{key}'), 0)"
