@@ -177,6 +177,18 @@ def test_formats_are_detected_and_gzip_is_read(tmp_path: Path) -> None:
     assert len(list(read_otlp(packed, BadRecords()))) == 1
 
 
+@pytest.mark.parametrize("mtime", [0x0A, 0x10A, 1_700_000_010])
+def test_a_gzip_archive_is_never_taken_for_binary_otlp_whatever_its_stamp(
+    tmp_path: Path, mtime: int
+) -> None:
+    """gzip's header carries the compression time: its low byte once matched binary OTLP's
+    first field tag, and a gzip'd JSON trace was read as length-prefixed protobuf."""
+    packed = tmp_path / "trace.jsonl.gz"
+    raw = (SAMPLES / "otlp-openllmetry.jsonl").read_bytes()
+    packed.write_bytes(gzip.compress(raw, mtime=mtime))
+    assert len(list(read_otlp(packed, BadRecords()))) == 1
+
+
 def test_malformed_records_name_file_and_line_or_are_counted(tmp_path: Path) -> None:
     path = tmp_path / "spend.jsonl"
     good = json.loads((SAMPLES / "litellm.json").read_text())[0]

@@ -55,6 +55,7 @@ import msgspec
 from nowait.analyze.readers import (
     EARLIEST,
     LATEST,
+    MAGIC,
     RECORD_ERRORS,
     BadRecords,
     compression_of,
@@ -730,7 +731,8 @@ def _report(on_bytes: Callable[[int], None] | None, position: Callable[[], int],
 
 
 def is_proto(path: Path) -> bool:
-    """4-byte big-endian length, then a TracesData (field 1, length-delimited)."""
+    """4-byte big-endian length, then a TracesData (field 1, length-delimited). Not an
+    archive: gzip's header (1f 8b, …, then the time it was made) can look like one."""
     try:
         with path.open("rb") as raw:
             head = raw.read(5)
@@ -738,6 +740,8 @@ def is_proto(path: Path) -> bool:
         return False
     # A text file starts with a printable character or white space, never another control
     # character (as a length's first byte: under 512 MB).
+    if any(head.startswith(magic) for magic in MAGIC):
+        return False
     return len(head) == 5 and head[4] == PROTO_MAGIC and head[0] < 0x20 and head[0] not in b"\t\n\r"
 
 
