@@ -24,7 +24,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from nowait.errors import ConfigError, InputError, PermanentBackendError, RetryableBackendError
 from nowait.ratelimits import RateLimits, read_rate_limits, read_retry_after
-from nowait.route.params import INT_LIMIT
+from nowait.route.params import INT_LIMIT, valid_utf8
 from nowait.types import BATCH_STATUSES, RESULT_TYPES, BatchStatus, ResultType, Tier, Usage
 
 log = logging.getLogger(__name__)
@@ -287,7 +287,7 @@ def plain_request(params: Mapping[str, Any]) -> bool:
     model, max_tokens, messages = params["model"], params["max_tokens"], params["messages"]
     system = params.get("system", "")
     if not (
-        type(model) is str and type(system) is str and _utf8(model) and _utf8(system)
+        type(model) is str and type(system) is str and valid_utf8(model) and valid_utf8(system)
         and type(max_tokens) is int and -INT_LIMIT <= max_tokens < INT_LIMIT
         and type(messages) is list
     ):  # fmt: skip
@@ -298,19 +298,8 @@ def plain_request(params: Mapping[str, Any]) -> bool:
         role, content = message["role"], message["content"]
         if type(role) is not str or role not in _ROLES or type(content) is not str:
             return False
-        if not (content.isascii() or _utf8(content)):
+        if not valid_utf8(content):
             return False
-    return True
-
-
-def _utf8(text: str) -> bool:
-    """Valid Unicode: no lone surrogate."""
-    if text.isascii():
-        return True
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
     return True
 
 

@@ -31,6 +31,11 @@ def _plainly_json(value: Any, depth: int) -> bool:
 
 
 def _plain_text(text: str, _depth: int = 0) -> bool:
+    return valid_utf8(text)
+
+
+def valid_utf8(text: str) -> bool:
+    """Valid Unicode (no lone surrogate), so the API can take it."""
     if text.isascii():
         return True
     try:
