@@ -106,6 +106,14 @@ def _int4(key: int) -> int:
 
 
 # ---- membership ------------------------------------------------------------------------------
+_ALIVE = """EXISTS (
+    SELECT 1 FROM pg_locks l
+    WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+      AND l.classid = ?::bigint::oid AND l.objid = w.lock_key::oid)"""
+"""Whether worker `w`'s liveness lock is held (its session lives); one argument: WORKER_LOCK."""
+
+
 def join(tx: Tx, worker: str, now: datetime, lease: float, namespace: str) -> bool:
     """Register `worker` and take its liveness lock (again, after a restart: its old claims
     are its own again); False when a live process holds that name."""
@@ -153,13 +161,8 @@ def reap(tx: Tx, now: datetime, restarted: str | None = None) -> tuple[int, int]
     again, and calls no live worker owns (left by a nowait older than the fleet). Returns
     (jobs re-queued, batches freed)."""
     dead = tx.rows(  # dead: its liveness lock is free (its session ended), or its lease expired
-        """SELECT id, lease_until < ? AS expired FROM workers w
-           WHERE lease_until < ? OR NOT EXISTS (
-               SELECT 1 FROM pg_locks l
-               WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
-                 AND l.database = (SELECT oid FROM pg_database
-                                   WHERE datname = current_database())
-                 AND l.classid = ?::bigint::oid AND l.objid = w.lock_key::oid)
+        f"""SELECT id, lease_until < ? AS expired FROM workers w
+           WHERE lease_until < ? OR NOT {_ALIVE}
            FOR UPDATE SKIP LOCKED""",
         (now, now, WORKER_LOCK),
     )
@@ -208,14 +211,8 @@ def forget(tx: Tx, worker: str, now: datetime) -> list[str] | None:
     workers (their keys returned: they may be in its sink too), its other claims too. None
     when it is alive (its liveness lock is held): it must be stopped first."""
     [(alive,)] = tx.rows(
-        """SELECT EXISTS (
-               SELECT 1 FROM workers w JOIN pg_locks l ON l.locktype = 'advisory'
-                 AND l.granted AND l.objsubid = 2 AND l.classid = ?::bigint::oid
-                 AND l.objid = w.lock_key::oid
-                 AND l.database = (SELECT oid FROM pg_database
-                                   WHERE datname = current_database())
-               WHERE w.id = ?)""",
-        (WORKER_LOCK, worker),
+        f"SELECT EXISTS (SELECT 1 FROM workers w WHERE w.id = ? AND {_ALIVE})",
+        (worker, WORKER_LOCK),
     )
     if alive:
         return None
