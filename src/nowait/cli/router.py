@@ -598,7 +598,8 @@ def status_command(
             "jobs": jobs, "batches": batches, "waiting": waits,
             "capacity": [_capacity_json(c) for c in capacity],
             "in_doubt": [
-                {"worker": w, "results": n, "since": since.astimezone(UTC).isoformat()} for w, n, since in doubt
+                {"worker": w, "results": n, "since": since.astimezone(UTC).isoformat()}
+                for w, n, since in doubt
             ],
         }  # fmt: skip
         guard = [render.plan_json(batch, plan, now) for batch, plan in plans]
@@ -617,8 +618,8 @@ def status_command(
     for worker, n, since in doubt:
         typer.echo(
             f"in doubt: {n:,} results worker {worker} was writing to its sink when it stopped"
-            f" ({since.astimezone(UTC):%Y-%m-%d %H:%M} UTC): start it again with the same --worker-id and"
-            f" --out, or `nowait forget-worker {worker}` if it is gone for good"
+            f" ({since.astimezone(UTC):%Y-%m-%d %H:%M} UTC): start it again with the same"
+            f" --worker-id and --out, or `nowait forget-worker {worker}` if it is gone for good"
         )
     for batch, plan in plans:
         typer.echo(render.plan_text(batch, plan, now))
